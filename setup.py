@@ -1,0 +1,75 @@
+"""Build the compiled core, fastgrad._core._tape.
+
+Switches (environment variables):
+  FASTGRAD_NO_EXT=1   skip the extension: a pure-Python install (reference core)
+  FASTGRAD_DEBUG=1    Cython bounds/wraparound checks on, -O0 -g
+A failed compile does not fail the install: the package then runs on the
+reference core and says so once at import.
+"""
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("FASTGRAD_DEBUG") == "1"
+NO_EXT = os.environ.get("FASTGRAD_NO_EXT") == "1"
+
+# The one place compiler directives live.
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+
+class OptionalBuildExt(build_ext):
+    """Compile if we can; fall back to the pure-Python core if we cannot."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, missing headers, ...
+            self._warn(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._warn(exc)
+
+    @staticmethod
+    def _warn(exc):
+        sys.stderr.write(
+            "WARNING: fastgrad's compiled core could not be built (%s); "
+            "installing the pure-Python core only.\n" % (exc,)
+        )
+
+
+def extensions():
+    if NO_EXT:
+        return []
+    try:
+        import numpy
+        from Cython.Build import cythonize
+    except ImportError as exc:
+        sys.stderr.write("WARNING: %s; installing the pure-Python core only.\n" % exc)
+        return []
+    if sys.platform == "win32":
+        cflags = ["/Od"] if DEBUG else ["/O2"]
+    else:
+        cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
+    ext = Extension(
+        "fastgrad._core._tape",
+        ["src/fastgrad/_core/_tape.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=cflags,
+    )
+    return cythonize([ext], compiler_directives=DIRECTIVES, quiet=True)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

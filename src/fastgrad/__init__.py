@@ -1,0 +1,17 @@
+"""fastgrad: reverse-mode automatic differentiation on NumPy, with a compiled tape."""
+from ._version import __version__
+from ._core import core as _core_module
+from .tensor import (
+    Tensor, tensor, from_numpy, zeros, ones, full, empty, zeros_like, ones_like, arange, eye,
+    randn, rand, randint, manual_seed, set_default_dtype, get_default_dtype,
+    exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu, leaky_relu, clip, clamp,
+    sum, mean, max, min, var, std, logsumexp, softmax, log_softmax, argmax, argmin,
+    reshape, view, flatten, transpose, permute, squeeze, unsqueeze, expand,
+    cat, concatenate, stack, where, maximum, minimum, matmul,
+)
+from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, grad, Function
+
+
+def backend():
+    """'compiled' or 'python': the core this process runs on."""
+    return _core_module.BACKEND

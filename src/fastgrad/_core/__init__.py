@@ -1,0 +1,35 @@
+"""The one place where fastgrad's core is chosen.
+
+FASTGRAD_BACKEND=python|compiled picks one explicitly; unset (or empty), the
+compiled core is used when it imports, else the reference core with one
+warning.  `core` is the chosen module; both expose the same names.
+"""
+import os
+import warnings
+
+_VARIABLE = "FASTGRAD_BACKEND"
+_choice = os.environ.get(_VARIABLE, "").strip().lower()
+
+if _choice not in ("", "python", "compiled"):
+    raise ImportError(
+        "%s=%r is not a fastgrad core; use 'python' or 'compiled' (or leave it unset)"
+        % (_VARIABLE, os.environ[_VARIABLE]))
+
+if _choice == "python":
+    from . import reference as core
+else:
+    try:
+        from . import _tape as core
+    except ImportError as exc:
+        if _choice == "compiled":
+            raise ImportError(
+                "%s=compiled, but the compiled core (fastgrad._core._tape) does not import: %s. "
+                "Reinstall fastgrad with a C compiler available, or set %s=python."
+                % (_VARIABLE, exc, _VARIABLE)) from exc
+        warnings.warn(
+            "fastgrad: the compiled core is not available (%s); running on the pure-Python "
+            "reference core, which is much slower on small tensors" % (exc,),
+            RuntimeWarning, stacklevel=2)
+        from . import reference as core
+
+__all__ = ["core"]

@@ -1,0 +1,1183 @@
+"""fastgrad's reference core: the whole of autodiff in plain Python and NumPy.
+
+Read this file to learn how fastgrad works; the compiled core (_tape.pyx)
+has the same functions, in the same order, and must behave identically.
+
+The design, in five points:
+
+1. A tensor *is* its graph node (as in micrograd).  Besides its value it
+   remembers the op that made it (`_op`, an integer from `fastgrad._ops`),
+   the op's inputs (`_inputs`: tensors, or plain Python numbers for
+   constants), extra arguments (`_params`, e.g. the axis of a sum) and the
+   version of each input at the time it was used (`_versions`).
+   Leaves have `_op == LEAF`.  Nodes point only at their inputs, never at
+   their consumers, so reference counting frees a graph as soon as nothing
+   reaches it: there is no global tape.
+
+2. Every op is one pair of functions, side by side below:
+       <op>_forward(*values, *params)            -> output array
+       <op>_backward(needs, g, out, *values, *params) -> one gradient per input
+   `values` are the inputs' arrays (or numbers), `out` the output array,
+   `g` the gradient of the output, and `needs[i]` says whether input i wants
+   a gradient (so a rule can skip expensive work, e.g. the data's gradient
+   in `x @ W`).  A rule may return None for an input: "no gradient".
+   Rules return gradients in the shape of the *broadcast* result; the sweep
+   sums them back to each input's shape in one place (`unbroadcast`).
+
+3. `backward` sorts the nodes reachable from the root in topological order
+   with an explicit stack (never recursion, so 10**5-deep chains work), then
+   walks them root-first, calling each node's rule once all of its consumers
+   have contributed, and accumulating gradients with `+`.
+
+4. After the sweep the graph is released (inputs dropped, node marked), so
+   intermediates are freed; a second backward through it is an error unless
+   `retain_graph=True`.
+
+5. In-place changes are tracked by a per-tensor version counter; the sweep
+   compares the versions of the values a rule reads (`_ops.SAVES`) with
+   those recorded at forward time and refuses to use stale values.
+"""
+import numpy as np
+
+from .._ops import (
+    ABS, ADD, CAST, CAT, CLIP, COS, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
+    LEAKY_RELU, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
+    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
+    WHERE,
+)
+
+BACKEND = "python"
+
+_tensor_class = None       # fastgrad.Tensor, set by tensor.py
+_grad_enabled = True
+
+
+def set_tensor_class(cls):
+    """Tell the core which class its results are (fastgrad.Tensor)."""
+    global _tensor_class
+    _tensor_class = cls
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def set_grad_enabled(mode):
+    """Switch graph recording on or off; returns the previous mode."""
+    global _grad_enabled
+    previous = _grad_enabled
+    _grad_enabled = bool(mode)
+    return previous
+
+
+# ---------------------------------------------------------------------------
+# Tensor storage and node
+# ---------------------------------------------------------------------------
+
+class TensorBase:
+    """Values, autograd node and operators; fastgrad.Tensor adds the rest."""
+
+    __slots__ = ("_value", "_requires_grad", "_op", "_inputs", "_params",
+                 "_versions", "_grad", "_retains_grad", "_version", "_released")
+
+    # NumPy must hand `ndarray * tensor` to our reflected operators.
+    __array_ufunc__ = None
+
+    def _init_leaf(self, value, requires_grad=False):
+        self._value = value
+        self._requires_grad = bool(requires_grad)
+        self._op = LEAF
+        self._inputs = ()
+        self._params = ()
+        self._versions = ()
+        self._grad = None
+        self._retains_grad = False
+        self._version = 0
+        self._released = False
+
+    # -- what the surface reads ------------------------------------------
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def ndim(self):
+        return self._value.ndim
+
+    @property
+    def dtype(self):
+        return self._value.dtype
+
+    @property
+    def data(self):
+        return self._value
+
+    @data.setter
+    def data(self, value):
+        self._value = _check_data(self, value)
+
+    def numpy(self):
+        return self._value
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        _set_requires_grad(self, flag)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = _check_grad(self, value)
+
+    @property
+    def grad_fn(self):
+        return None if self._op == LEAF else _op_name(self)
+
+    @property
+    def is_leaf(self):
+        return self._op == LEAF
+
+    @property
+    def _version_counter(self):
+        return self._version
+
+    def _bump_version(self):
+        self._version += 1
+
+    def _node(self):
+        """(op code, inputs, params) of this node, for inspection tools."""
+        return self._op, self._inputs, self._params
+
+    def retain_grad(self):
+        if not self._requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad")
+        if self._op != LEAF:
+            self._retains_grad = True
+
+    def backward(self, gradient=None, retain_graph=False):
+        backward(self, gradient, retain_graph)
+
+    __hash__ = object.__hash__
+
+    # -- operators (NumPy broadcasting) ----------------------------------
+    def __add__(self, other):
+        return add(self, other)
+
+    def __radd__(self, other):
+        return add(other, self)
+
+    def __sub__(self, other):
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        return sub(other, self)
+
+    def __mul__(self, other):
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        return mul(other, self)
+
+    def __truediv__(self, other):
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        return div(other, self)
+
+    def __pow__(self, other):
+        return pow(self, other)
+
+    def __rpow__(self, other):
+        return pow(other, self)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __neg__(self):
+        return neg(self)
+
+    def __getitem__(self, index):
+        return index_(self, index)
+
+    # Comparisons give bool tensors and are never differentiable.
+    def __lt__(self, other):
+        return _compare(np.less, self, other)
+
+    def __le__(self, other):
+        return _compare(np.less_equal, self, other)
+
+    def __gt__(self, other):
+        return _compare(np.greater, self, other)
+
+    def __ge__(self, other):
+        return _compare(np.greater_equal, self, other)
+
+    def __eq__(self, other):
+        return _compare(np.equal, self, other)
+
+    def __ne__(self, other):
+        return _compare(np.not_equal, self, other)
+
+    # -- elementwise methods ---------------------------------------------
+    def exp(self):
+        return exp(self)
+
+    def log(self):
+        return log(self)
+
+    def sqrt(self):
+        return sqrt(self)
+
+    def abs(self):
+        return abs(self)
+
+    def sin(self):
+        return sin(self)
+
+    def cos(self):
+        return cos(self)
+
+    def tanh(self):
+        return tanh(self)
+
+    def sigmoid(self):
+        return sigmoid(self)
+
+    def relu(self):
+        return relu(self)
+
+
+def _new(value):
+    """A fresh leaf of the user-facing class holding `value` (an ndarray)."""
+    t = _tensor_class.__new__(_tensor_class)
+    t._init_leaf(value)
+    return t
+
+
+def from_array(value, requires_grad=False):
+    """Wrap an ndarray without copying it."""
+    t = _tensor_class.__new__(_tensor_class)
+    t._init_leaf(value, requires_grad)
+    return t
+
+
+def _op_name(t):
+    if t._op == FUNCTION:
+        return t._params[0].__name__
+    return NAMES[t._op]
+
+
+def _set_requires_grad(t, flag):
+    flag = bool(flag)
+    if t._op != LEAF and not flag:
+        raise RuntimeError(
+            "requires_grad: can only change the flag of a leaf tensor; "
+            "use detach() to get a tensor that does not require grad")
+    if flag and t._value.dtype.kind not in "fc":
+        raise RuntimeError(
+            "requires_grad: only floating point tensors can require grad, "
+            "got dtype %s" % t._value.dtype)
+    t._requires_grad = flag
+
+
+def _check_data(t, value):
+    value = value._value if isinstance(value, TensorBase) else value
+    if not isinstance(value, np.ndarray):
+        raise TypeError("data: expected an ndarray or a Tensor, got %s" % type(value).__name__)
+    if t._requires_grad and value.dtype.kind != "f":
+        raise TypeError("data: a tensor that requires grad needs float data, got %s" % value.dtype)
+    return value
+
+
+def _check_grad(t, value):
+    if value is None:
+        return None
+    if not isinstance(value, TensorBase):
+        raise TypeError("grad: expected a Tensor or None, got %s" % type(value).__name__)
+    if value.shape != t.shape:
+        raise RuntimeError("grad: assigned grad has shape %s but the tensor has shape %s"
+                           % (tuple(value.shape), tuple(t.shape)))
+    return value
+
+
+def _operand(x):
+    """Tensors stay, Python numbers become constants, arrays become leaves."""
+    if isinstance(x, TensorBase):
+        return x
+    if isinstance(x, (bool, int, float)):
+        return x
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        return x.item()
+    return from_array(np.asarray(x))
+
+
+def _value(x):
+    return x._value if isinstance(x, TensorBase) else x
+
+
+def _compare(ufunc, a, b):
+    return from_array(ufunc(_value(_operand(a)), _value(_operand(b))))
+
+
+def apply(op, inputs, params=()):
+    """Run op's forward rule and, if needed, record the node."""
+    values = [_value(x) for x in inputs]
+    out = _new(np.asarray(FORWARD[op](*values, *params)))
+    if _grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
+        if out._value.dtype.kind != "f":
+            return out          # integer results (argmax, ...) carry no gradient
+        out._requires_grad = True
+        out._op = op
+        out._inputs = tuple(inputs)
+        out._params = tuple(params)
+        out._versions = tuple(x._version if isinstance(x, TensorBase) else None
+                              for x in inputs)
+    return out
+
+
+def unbroadcast(g, shape):
+    """Sum a gradient of a broadcast result back to an input's `shape`."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _broadcast_shape(name, a, b):
+    sa, sb = np.shape(_value(a)), np.shape(_value(b))
+    try:
+        return np.broadcast_shapes(sa, sb)
+    except ValueError:
+        raise ValueError("%s: shapes %s and %s cannot be broadcast together"
+                         % (name, sa, sb)) from None
+
+
+def _binary(op, a, b):
+    a, b = _operand(a), _operand(b)
+    _broadcast_shape(NAMES[op], a, b)
+    return apply(op, (a, b))
+
+
+def _unary(op, x, params=()):
+    return apply(op, (_operand(x),), params)
+
+
+# ---------------------------------------------------------------------------
+# The ops: forward and backward rule side by side
+# ---------------------------------------------------------------------------
+
+# -- add: a + b ---------------------------------------------------------
+def add_forward(a, b):
+    return np.add(a, b)
+
+
+def add_backward(needs, g, out, a, b):
+    return g, g
+
+
+def add(a, b):
+    return _binary(ADD, a, b)
+
+
+# -- sub: a - b ---------------------------------------------------------
+def sub_forward(a, b):
+    return np.subtract(a, b)
+
+
+def sub_backward(needs, g, out, a, b):
+    return g, -g
+
+
+def sub(a, b):
+    return _binary(SUB, a, b)
+
+
+# -- mul: a * b ---------------------------------------------------------
+def mul_forward(a, b):
+    return np.multiply(a, b)
+
+
+def mul_backward(needs, g, out, a, b):
+    return g * b, g * a
+
+
+def mul(a, b):
+    return _binary(MUL, a, b)
+
+
+# -- div: a / b ---------------------------------------------------------
+def div_forward(a, b):
+    return np.true_divide(a, b)
+
+
+def div_backward(needs, g, out, a, b):
+    ga = g / b
+    return ga, (-ga * a / b) if needs[1] else None
+
+
+def div(a, b):
+    return _binary(DIV, a, b)
+
+
+# -- neg: -a ------------------------------------------------------------
+def neg_forward(a):
+    return np.negative(a)
+
+
+def neg_backward(needs, g, out, a):
+    return (-g,)
+
+
+def neg(x):
+    return _unary(NEG, x)
+
+
+# -- pow: a ** b --------------------------------------------------------
+def pow_forward(a, b):
+    return np.power(a, b)
+
+
+def pow_backward(needs, g, out, a, b):
+    ga = g * b * np.power(a, b - 1) if needs[0] else None
+    gb = None
+    if needs[1]:
+        # d(a**b)/db = a**b * log(a); PyTorch defines it as 0 where a == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gb = g * np.where(a == 0, 0.0, out * np.log(np.where(a == 0, 1.0, a)))
+    return ga, gb
+
+
+def pow(a, b):
+    return _binary(POW, a, b)
+
+
+# -- matmul: a @ b (NumPy's rules for 1-D and batched operands) ----------
+def matmul_forward(a, b):
+    return np.matmul(a, b)
+
+
+def matmul_backward(needs, g, out, a, b):
+    # Treat 1-D operands as a row (a) or a column (b), as np.matmul does.
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = np.expand_dims(g2, -2)
+    if b.ndim == 1:
+        g2 = np.expand_dims(g2, -1)
+    ga = gb = None
+    if needs[0]:
+        ga = unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+    if needs[1]:
+        gb = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)
+    return ga, gb
+
+
+def matmul(a, b):
+    a, b = _operand(a), _operand(b)
+    _check_matmul(a, b)
+    return apply(MATMUL, (a, b))
+
+
+def _check_matmul(a, b):
+    if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
+        raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
+    sa, sb = a.shape, b.shape
+    if len(sa) == 0 or len(sb) == 0:
+        raise ValueError("matmul: both operands need at least 1 dimension, got shapes %s and %s"
+                         % (sa, sb))
+    ka = sa[-1]
+    kb = sb[0] if len(sb) == 1 else sb[-2]
+    if ka != kb:
+        raise ValueError("matmul: shapes %s and %s do not align (%d != %d)" % (sa, sb, ka, kb))
+    try:
+        np.broadcast_shapes(sa[:-2], sb[:-2])
+    except ValueError:
+        raise ValueError("matmul: batch dimensions of shapes %s and %s cannot be broadcast"
+                         % (sa, sb)) from None
+    da, db = a.dtype, b.dtype
+    if da != db and da.kind == "f" and db.kind == "f":
+        raise TypeError(
+            "matmul: operands have different float dtypes (%s and %s); convert one "
+            "(for example x.float() or x.double()), or call "
+            "fg.set_default_dtype(np.float64) before building the model" % (da, db))
+
+
+# -- exp ----------------------------------------------------------------
+def exp_forward(a):
+    return np.exp(a)
+
+
+def exp_backward(needs, g, out, a):
+    return (g * out,)
+
+
+def exp(x):
+    return _unary(EXP, x)
+
+
+# -- log ----------------------------------------------------------------
+def log_forward(a):
+    return np.log(a)
+
+
+def log_backward(needs, g, out, a):
+    return (g / a,)
+
+
+def log(x):
+    return _unary(LOG, x)
+
+
+# -- sqrt ---------------------------------------------------------------
+def sqrt_forward(a):
+    return np.sqrt(a)
+
+
+def sqrt_backward(needs, g, out, a):
+    return (g / (2 * out),)
+
+
+def sqrt(x):
+    return _unary(SQRT, x)
+
+
+# -- abs ----------------------------------------------------------------
+def abs_forward(a):
+    return np.abs(a)
+
+
+def abs_backward(needs, g, out, a):
+    return (g * np.sign(a),)
+
+
+def abs(x):
+    return _unary(ABS, x)
+
+
+# -- sin ----------------------------------------------------------------
+def sin_forward(a):
+    return np.sin(a)
+
+
+def sin_backward(needs, g, out, a):
+    return (g * np.cos(a),)
+
+
+def sin(x):
+    return _unary(SIN, x)
+
+
+# -- cos ----------------------------------------------------------------
+def cos_forward(a):
+    return np.cos(a)
+
+
+def cos_backward(needs, g, out, a):
+    return (-g * np.sin(a),)
+
+
+def cos(x):
+    return _unary(COS, x)
+
+
+# -- tanh ---------------------------------------------------------------
+def tanh_forward(a):
+    return np.tanh(a)
+
+
+def tanh_backward(needs, g, out, a):
+    return (g * (1 - out * out),)
+
+
+def tanh(x):
+    return _unary(TANH, x)
+
+
+# -- sigmoid: 1 / (1 + exp(-a)), computed without overflow ---------------
+def sigmoid_forward(a):
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_backward(needs, g, out, a):
+    return (g * out * (1 - out),)
+
+
+def sigmoid(x):
+    return _unary(SIGMOID, x)
+
+
+# -- relu ---------------------------------------------------------------
+def relu_forward(a):
+    return np.maximum(a, 0).astype(a.dtype, copy=False)
+
+
+def relu_backward(needs, g, out, a):
+    return (g * (a > 0),)
+
+
+def relu(x):
+    return _unary(RELU, x)
+
+
+# -- leaky_relu ---------------------------------------------------------
+def leaky_relu_forward(a, slope):
+    return np.where(a > 0, a, a * slope).astype(a.dtype, copy=False)
+
+
+def leaky_relu_backward(needs, g, out, a, slope):
+    return (np.where(a > 0, g, g * slope),)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return _unary(LEAKY_RELU, x, (float(negative_slope),))
+
+
+# -- clip: gradient passes where lo <= a <= hi (as torch.clamp) ----------
+def clip_forward(a, lo, hi):
+    return np.clip(a, lo, hi).astype(a.dtype, copy=False)
+
+
+def clip_backward(needs, g, out, a, lo, hi):
+    inside = np.ones(a.shape, dtype=bool)
+    if lo is not None:
+        inside &= a >= lo
+    if hi is not None:
+        inside &= a <= hi
+    return (g * inside,)
+
+
+def clip(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clip: at least one of min and max must be given")
+    return _unary(CLIP, x, (None if min is None else float(min),
+                            None if max is None else float(max)))
+
+
+# -- sum ----------------------------------------------------------------
+def sum_forward(a, axis, keepdims):
+    return np.sum(a, axis=axis, keepdims=keepdims)
+
+
+def sum_backward(needs, g, out, a, axis, keepdims):
+    return (np.broadcast_to(_keep(g, a.ndim, axis, keepdims), a.shape),)
+
+
+def sum(x, axis=None, keepdims=False):
+    x = _operand(x)
+    return apply(SUM, (x,), (_axes("sum", x, axis), bool(keepdims)))
+
+
+def _keep(g, ndim, axis, keepdims):
+    """Reinsert reduced axes (as size 1) into a reduction's gradient."""
+    if keepdims or axis is None and ndim == 0:
+        return g
+    axes = range(ndim) if axis is None else axis
+    return np.expand_dims(g, tuple(axes))
+
+
+def _axes(name, x, axis):
+    """Normalise an axis argument to a sorted tuple of non-negative ints, or None."""
+    if axis is None:
+        return None
+    ndim = x.ndim
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for ax in items:
+        ax = int(ax)
+        if not -max(ndim, 1) <= ax < max(ndim, 1):
+            raise ValueError("%s: axis %d is out of range for a tensor of %d dimension(s) (shape %s)"
+                             % (name, ax, ndim, tuple(x.shape)))
+        ax = ax % max(ndim, 1)
+        if ax in out:
+            raise ValueError("%s: axis %d appears twice in %s" % (name, ax, axis))
+        out.append(ax)
+    if ndim == 0:
+        return None
+    return tuple(sorted(out))
+
+
+# -- max and min over axes: the gradient is shared evenly between ties --
+def max_forward(a, axis, keepdims):
+    return np.max(a, axis=axis, keepdims=keepdims)
+
+
+def max_backward(needs, g, out, a, axis, keepdims):
+    return (_extreme_grad(g, out, a, axis, keepdims),)
+
+
+def max(x, axis=None, keepdims=False):
+    x = _operand(x)
+    _check_nonempty("max", x, axis)
+    return apply(MAX, (x,), (_axes("max", x, axis), bool(keepdims)))
+
+
+def min_forward(a, axis, keepdims):
+    return np.min(a, axis=axis, keepdims=keepdims)
+
+
+def min_backward(needs, g, out, a, axis, keepdims):
+    return (_extreme_grad(g, out, a, axis, keepdims),)
+
+
+def min(x, axis=None, keepdims=False):
+    x = _operand(x)
+    _check_nonempty("min", x, axis)
+    return apply(MIN, (x,), (_axes("min", x, axis), bool(keepdims)))
+
+
+def _extreme_grad(g, out, a, axis, keepdims):
+    hit = a == _keep(out, a.ndim, axis, keepdims)
+    count = np.sum(hit, axis=axis, keepdims=True)
+    return hit * (_keep(g, a.ndim, axis, keepdims) / count)
+
+
+def _check_nonempty(name, x, axis):
+    if x._value.size == 0:
+        raise ValueError("%s: cannot reduce an empty tensor (shape %s)" % (name, tuple(x.shape)))
+
+
+# -- logsumexp: log(sum(exp(a))), shifted by the max for stability -------
+def logsumexp_forward(a, axis, keepdims):
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+def logsumexp_backward(needs, g, out, a, axis, keepdims):
+    out = _keep(out, a.ndim, axis, keepdims)
+    return (_keep(g, a.ndim, axis, keepdims) * np.exp(a - out),)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    x = _operand(x)
+    return apply(LOGSUMEXP, (x,), (_axes("logsumexp", x, axis), bool(keepdims)))
+
+
+# -- reshape (also view, flatten, squeeze, unsqueeze) ---------------------
+def reshape_forward(a, shape):
+    return np.reshape(a, shape).copy()
+
+
+def reshape_backward(needs, g, out, a, shape):
+    return (np.reshape(g, a.shape),)
+
+
+def reshape(x, shape):
+    x = _operand(x)
+    return apply(RESHAPE, (x,), (_check_reshape(x, shape),))
+
+
+def _check_reshape(x, shape):
+    shape = tuple(int(n) for n in shape)
+    size = x._value.size
+    known = 1
+    for n in shape:
+        if n != -1:
+            known *= n
+    if shape.count(-1) > 1 or any(n < -1 for n in shape):
+        raise ValueError("reshape: invalid shape %s" % (shape,))
+    if shape.count(-1) == 1:
+        if known == 0 or size % known:
+            raise ValueError("reshape: cannot reshape a tensor of shape %s (%d elements) into %s"
+                             % (tuple(x.shape), size, shape))
+        shape = tuple(size // known if n == -1 else n for n in shape)
+    elif known != size:
+        raise ValueError("reshape: cannot reshape a tensor of shape %s (%d elements) into %s"
+                         % (tuple(x.shape), size, shape))
+    return shape
+
+
+# -- permute (also transpose and T) -------------------------------------
+def permute_forward(a, axes):
+    return np.ascontiguousarray(np.transpose(a, axes))
+
+
+def permute_backward(needs, g, out, a, axes):
+    return (np.transpose(g, np.argsort(axes)),)
+
+
+def permute(x, axes):
+    x = _operand(x)
+    axes = tuple(int(ax) for ax in axes)
+    if sorted(ax % x.ndim if x.ndim else ax for ax in axes) != list(range(x.ndim)) or \
+            any(not -x.ndim <= ax < x.ndim for ax in axes):
+        raise ValueError("permute: %s is not a permutation of the %d dimensions of shape %s"
+                         % (axes, x.ndim, tuple(x.shape)))
+    return apply(PERMUTE, (x,), (tuple(ax % x.ndim for ax in axes),))
+
+
+# -- expand: broadcast to a larger shape ----------------------------------
+def expand_forward(a, shape):
+    return np.broadcast_to(a, shape).copy()
+
+
+def expand_backward(needs, g, out, a, shape):
+    return (g,)
+
+
+def expand(x, shape):
+    x = _operand(x)
+    shape = tuple(int(n) for n in shape)
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError("expand: cannot expand shape %s to fewer dimensions %s"
+                         % (tuple(x.shape), shape))
+    shape = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
+    try:
+        if np.broadcast_shapes(x.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError("expand: shape %s cannot be expanded to %s (only size-1 dimensions can grow)"
+                         % (tuple(x.shape), shape)) from None
+    return apply(EXPAND, (x,), (shape,))
+
+
+# -- index: t[...] with slices, integers, None, Ellipsis, integer or bool arrays
+def index_forward(a, key):
+    return np.array(a[key], copy=True)
+
+
+def index_backward(needs, g, out, a, key):
+    ga = np.zeros(a.shape, dtype=g.dtype)
+    if _is_basic(key):
+        ga[key] = g
+    else:
+        np.add.at(ga, key, g)     # repeated indices accumulate
+    return (ga,)
+
+
+def index_(x, key):
+    x = _operand(x)
+    key = _index_key(key)
+    try:
+        x._value[key]
+    except IndexError as exc:
+        raise IndexError("index: %s (tensor of shape %s)" % (exc, tuple(x.shape))) from None
+    return apply(INDEX, (x,), (key,))
+
+
+def _index_key(key):
+    items = key if isinstance(key, tuple) else (key,)
+    out = []
+    for k in items:
+        if isinstance(k, TensorBase):
+            k = k._value
+        elif isinstance(k, list):
+            k = np.asarray(k)
+        out.append(k)
+    return tuple(out)
+
+
+def _is_basic(key):
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice, np.integer))
+               for k in key)
+
+
+# -- cat: join along an existing axis (stack is unsqueeze + cat) ---------
+def cat_forward(*values_and_axis):
+    *values, axis = values_and_axis
+    return np.concatenate(values, axis=axis)
+
+
+def cat_backward(needs, g, out, *values_and_axis):
+    *values, axis = values_and_axis
+    bounds = np.cumsum([v.shape[axis] for v in values])[:-1]
+    return tuple(np.split(g, bounds, axis=axis))
+
+
+def cat(tensors, axis=0):
+    tensors = [_operand(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    if any(not isinstance(t, TensorBase) for t in tensors):
+        raise TypeError("cat: expected tensors or arrays, got a Python number")
+    first = tensors[0]
+    if first.ndim == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated")
+    if not -first.ndim <= axis < first.ndim:
+        raise ValueError("cat: axis %d is out of range for tensors of %d dimensions"
+                         % (axis, first.ndim))
+    axis = axis % first.ndim
+    for t in tensors[1:]:
+        if t.ndim != first.ndim or any(n != m for i, (n, m) in enumerate(zip(t.shape, first.shape))
+                                       if i != axis):
+            raise ValueError("cat: shapes %s and %s differ outside axis %d"
+                             % (tuple(first.shape), tuple(t.shape), axis))
+    return apply(CAT, tuple(tensors), (axis,))
+
+
+# -- where: cond ? a : b (cond is never differentiated) -------------------
+def where_forward(cond, a, b):
+    return np.where(cond, a, b)
+
+
+def where_backward(needs, g, out, cond, a, b):
+    return None, np.where(cond, g, 0), np.where(cond, 0, g)
+
+
+def where(cond, a, b):
+    cond = _operand(cond)
+    cond = from_array(np.asarray(_value(cond), dtype=bool))
+    a, b = _operand(a), _operand(b)
+    try:
+        np.broadcast_shapes(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
+    except ValueError:
+        raise ValueError("where: shapes %s, %s and %s cannot be broadcast together"
+                         % (tuple(cond.shape), np.shape(_value(a)), np.shape(_value(b)))) from None
+    return apply(WHERE, (cond, a, b))
+
+
+# -- maximum and minimum: ties share the gradient (as PyTorch) -----------
+def maximum_forward(a, b):
+    return np.maximum(a, b)
+
+
+def maximum_backward(needs, g, out, a, b):
+    share = np.where(a == b, 0.5, 1.0)
+    return g * share * (a >= b), g * share * (b >= a)
+
+
+def maximum(a, b):
+    return _binary(MAXIMUM, a, b)
+
+
+def minimum_forward(a, b):
+    return np.minimum(a, b)
+
+
+def minimum_backward(needs, g, out, a, b):
+    share = np.where(a == b, 0.5, 1.0)
+    return g * share * (a <= b), g * share * (b <= a)
+
+
+def minimum(a, b):
+    return _binary(MINIMUM, a, b)
+
+
+# -- cast: dtype conversion; the gradient is cast back --------------------
+def cast_forward(a, dtype):
+    return a.astype(dtype)
+
+
+def cast_backward(needs, g, out, a, dtype):
+    return (g.astype(a.dtype),)
+
+
+def cast(x, dtype):
+    x = _operand(x)
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    return apply(CAST, (x,), (dtype,))
+
+
+# -- function: a user's fg.Function subclass -----------------------------
+def function_forward(*values_and_fn):
+    *values, fn, ctx = values_and_fn
+    return fn.forward(ctx, *values)
+
+
+def function_backward(needs, g, out, *values_and_fn):
+    *values, fn, ctx = values_and_fn
+    ctx.needs_input_grad = tuple(needs)
+    grads = fn.backward(ctx, g)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    if len(grads) != len(values):
+        raise RuntimeError("%s.backward returned %d gradients but forward took %d inputs"
+                           % (fn.__name__, len(grads), len(values)))
+    return tuple(None if gr is None else np.asarray(_value(gr)) for gr in grads)
+
+
+def function(fn, ctx, inputs):
+    inputs = tuple(_operand(x) for x in inputs)
+    ctx.needs_input_grad = tuple(isinstance(x, TensorBase) and x._requires_grad for x in inputs)
+    return apply(FUNCTION, inputs, (fn, ctx))
+
+
+FORWARD = (
+    None, add_forward, sub_forward, mul_forward, div_forward, neg_forward, pow_forward,
+    matmul_forward, exp_forward, log_forward, sqrt_forward, abs_forward, sin_forward,
+    cos_forward, tanh_forward, sigmoid_forward, relu_forward, leaky_relu_forward,
+    clip_forward, sum_forward, max_forward, min_forward, logsumexp_forward,
+    reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
+    where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
+)
+BACKWARD = (
+    None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
+    matmul_backward, exp_backward, log_backward, sqrt_backward, abs_backward, sin_backward,
+    cos_backward, tanh_backward, sigmoid_backward, relu_backward, leaky_relu_backward,
+    clip_backward, sum_backward, max_backward, min_backward, logsumexp_backward,
+    reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
+    where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
+)
+
+
+# ---------------------------------------------------------------------------
+# The backward sweep
+# ---------------------------------------------------------------------------
+
+def topological_order(roots):
+    """Nodes that need a gradient, reachable from `roots`, consumers first.
+
+    Depth-first with an explicit stack (no recursion limit): a node is emitted
+    after all of its inputs, so the reversed emission order puts every node
+    before its inputs.  One `seen` set serves all roots.
+    """
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for x in node._inputs:
+                if isinstance(x, TensorBase) and x._requires_grad and id(x) not in seen:
+                    seen.add(id(x))
+                    stack.append((x, False))
+    order.reverse()
+    return order
+
+
+def _check_versions(node):
+    saves = SAVES[node._op]
+    for i, x in enumerate(node._inputs):
+        if str(i) in saves and isinstance(x, TensorBase) and x._version != node._versions[i]:
+            raise _stale(node, "input %d (shape %s)" % (i, tuple(x.shape)), x._version,
+                         node._versions[i])
+    if "o" in saves and node._version != 0:
+        raise _stale(node, "its output (shape %s)" % (tuple(node.shape),), node._version, 0)
+
+
+def _stale(node, what, now, then):
+    return RuntimeError(
+        "backward: %s of '%s' was modified in place after the graph was built "
+        "(version %d, expected %d); use an out-of-place operation or clone() the tensor "
+        "before changing it" % (what, _op_name(node), now, then))
+
+
+def sweep(roots, root_grads, retain_graph=False, capture=None, visit=None):
+    """The reverse sweep from `roots`, seeded with `root_grads` (arrays).
+
+    Without `capture`, gradients accumulate into `.grad` of leaves (and of
+    tensors that called retain_grad()).  With `capture` (a list of tensors),
+    nothing is written: the gradients of those tensors are returned instead.
+    `visit(node, g, input_grads)` is called for every node (for explain).
+    """
+    grads = {}
+    for root, g in zip(roots, root_grads):
+        _check_released(root)
+        grads[root] = grads[root] + g if root in grads else g
+    order = topological_order(roots)
+    wanted = None if capture is None else {id(t) for t in capture}
+    found = {}
+    for node in order:
+        g = grads.pop(node, None)
+        if g is None:
+            continue
+        if wanted is not None and id(node) in wanted:
+            found[id(node)] = g
+        if node._op == LEAF:
+            if visit is not None:
+                visit(node, g, ())
+            if wanted is None:
+                _accumulate_grad(node, g)
+            continue
+        if node._retains_grad and wanted is None:
+            _accumulate_grad(node, g)
+        _check_released(node)
+        _check_versions(node)
+        values = [_value(x) for x in node._inputs]
+        needs = [isinstance(x, TensorBase) and x._requires_grad for x in node._inputs]
+        in_grads = BACKWARD[node._op](needs, g, node._value, *values, *node._params)
+        if visit is not None:
+            visit(node, g, in_grads)
+        for x, need, gx in zip(node._inputs, needs, in_grads):
+            if not need or gx is None:
+                continue
+            gx = unbroadcast(np.asarray(gx), x.shape).astype(x.dtype, copy=False)
+            grads[x] = grads[x] + gx if x in grads else gx
+        if not retain_graph:
+            _release(node)
+    if wanted is not None:
+        return [found.get(id(t)) for t in capture]
+    return None
+
+
+def _check_released(node):
+    if node._released:
+        raise RuntimeError(
+            "backward: the graph of '%s' was already freed by an earlier backward(); "
+            "pass retain_graph=True to the first backward() to go through it twice"
+            % _op_name(node))
+
+
+def _release(node):
+    node._inputs = ()
+    node._params = ()
+    node._released = True
+
+
+def _accumulate_grad(t, g):
+    if t._grad is None:
+        t._grad = from_array(np.array(g, dtype=t.dtype, copy=True))
+    else:
+        t._grad._value += g        # in place, as PyTorch accumulates
+
+
+def _seed(root, gradient):
+    if not isinstance(root, TensorBase):
+        raise TypeError("backward: expected a Tensor, got %s" % type(root).__name__)
+    if not root._requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and has no grad_fn; create the "
+            "inputs with requires_grad=True (or call requires_grad_()) before the forward pass")
+    if gradient is None:
+        if root._value.size != 1:
+            raise RuntimeError(
+                "backward: grad can be implicitly created only for scalar outputs, but this "
+                "tensor has shape %s; pass gradient= with that shape" % (tuple(root.shape),))
+        return np.ones(root.shape, dtype=root.dtype)
+    g = np.asarray(_value(gradient))
+    if g.shape != root.shape:
+        raise RuntimeError("backward: gradient has shape %s but the tensor has shape %s"
+                           % (g.shape, tuple(root.shape)))
+    return g.astype(root.dtype, copy=False)
+
+
+def backward(root, gradient=None, retain_graph=False):
+    g = _seed(root, gradient)
+    sweep([root], [g], retain_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
+    """Gradients of `outputs` with respect to `inputs`, as arrays (or None)."""
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    seeds = [_seed(o, g) for o, g in zip(outputs, grad_outputs)]
+    for t in inputs:
+        if not isinstance(t, TensorBase) or not t._requires_grad:
+            raise RuntimeError("grad: every input must be a tensor that requires grad")
+    return sweep(list(outputs), seeds, retain_graph, capture=list(inputs))
