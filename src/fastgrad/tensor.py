@@ -80,6 +80,9 @@ def _to_array(data, dtype=None):
 class Tensor(core.TensorBase):
     """An n-dimensional array of numbers that records how it was computed."""
 
+    # NumPy must hand `ndarray * tensor` to our reflected operators.
+    __array_ufunc__ = None
+
     def __init__(self, data, dtype=None, requires_grad=False):
         arr = _to_array(data, dtype)
         _check_requires_grad(arr, requires_grad)
@@ -209,14 +212,12 @@ class Tensor(core.TensorBase):
     def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         return core.logsumexp(self, _axis(axis, dim), _keep(keepdims, keepdim))
 
-    def softmax(self, axis=-1, *, dim=None):
+    def softmax(self, axis=None, *, dim=None):
         return core.exp(self.log_softmax(axis, dim=dim))
 
-    def log_softmax(self, axis=-1, *, dim=None):
+    def log_softmax(self, axis=None, *, dim=None):
         axis = _axis(axis, dim)
-        if axis is None:
-            axis = -1
-        return self - core.logsumexp(self, axis, True)
+        return self - core.logsumexp(self, -1 if axis is None else axis, True)
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         return Tensor(np.argmax(self.data, axis=_axis(axis, dim), keepdims=_keep(keepdims, keepdim)))
@@ -287,7 +288,7 @@ class Tensor(core.TensorBase):
         return core.permute(self, tuple(reversed(range(self.ndim))))
 
     def squeeze(self, dim=None, *, axis=None):
-        dim = _axis(dim, axis) if axis is not None else dim
+        dim = _axis(axis, dim)
         if dim is None:
             shape = tuple(n for n in self.shape if n != 1)
         else:
@@ -366,8 +367,7 @@ class Tensor(core.TensorBase):
 
     def __setitem__(self, key, value):
         values = self._inplace("__setitem__")
-        values[core._index_key(key) if isinstance(key, (tuple, core.TensorBase, list)) else key] = \
-            _values(value)
+        values[core.check_index(values, key)] = _values(value)
         self._changed()
 
     # `y += x` rebinds y to a new node when autograd tracks y (the common
@@ -577,11 +577,11 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=False):
     return _t(x).logsumexp(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def softmax(x, axis=-1, *, dim=None):
+def softmax(x, axis=None, *, dim=None):
     return _t(x).softmax(axis, dim=dim)
 
 
-def log_softmax(x, axis=-1, *, dim=None):
+def log_softmax(x, axis=None, *, dim=None):
     return _t(x).log_softmax(axis, dim=dim)
 
 
@@ -625,15 +625,17 @@ def expand(x, *shape):
     return _t(x).expand(*shape)
 
 
-def cat(tensors, axis=0, *, dim=None):
-    return core.cat(list(tensors), _axis(axis, dim) if dim is not None else axis)
+def cat(tensors, axis=None, *, dim=None):
+    axis = _axis(axis, dim)
+    return core.cat(list(tensors), 0 if axis is None else axis)
 
 
 concatenate = cat
 
 
-def stack(tensors, axis=0, *, dim=None):
-    axis = _axis(axis, dim) if dim is not None else axis
+def stack(tensors, axis=None, *, dim=None):
+    axis = _axis(axis, dim)
+    axis = 0 if axis is None else axis
     tensors = [_t(t) for t in tensors]
     if not tensors:
         raise ValueError("stack: expected a non-empty sequence of tensors")

@@ -37,6 +37,8 @@ The design, in five points:
    compares the versions of the values a rule reads (`_ops.SAVES`) with
    those recorded at forward time and refuses to use stale values.
 """
+import builtins
+
 import numpy as np
 
 from .._ops import (
@@ -79,9 +81,6 @@ class TensorBase:
 
     __slots__ = ("_value", "_requires_grad", "_op", "_inputs", "_params",
                  "_versions", "_grad", "_retains_grad", "_version", "_released")
-
-    # NumPy must hand `ndarray * tensor` to our reflected operators.
-    __array_ufunc__ = None
 
     def _init_leaf(self, value, requires_grad=False):
         self._value = value
@@ -357,8 +356,7 @@ def unbroadcast(g, shape):
     return g.reshape(shape)
 
 
-def _broadcast_shape(name, a, b):
-    sa, sb = np.shape(_value(a)), np.shape(_value(b))
+def broadcast_shape(name, sa, sb):
     try:
         return np.broadcast_shapes(sa, sb)
     except ValueError:
@@ -368,7 +366,7 @@ def _broadcast_shape(name, a, b):
 
 def _binary(op, a, b):
     a, b = _operand(a), _operand(b)
-    _broadcast_shape(NAMES[op], a, b)
+    broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
     return apply(op, (a, b))
 
 
@@ -489,14 +487,13 @@ def matmul_backward(needs, g, out, a, b):
 
 def matmul(a, b):
     a, b = _operand(a), _operand(b)
-    _check_matmul(a, b)
+    if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
+        raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
+    check_matmul(a.shape, b.shape, a.dtype, b.dtype)
     return apply(MATMUL, (a, b))
 
 
-def _check_matmul(a, b):
-    if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
-        raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
-    sa, sb = a.shape, b.shape
+def check_matmul(sa, sb, da, db):
     if len(sa) == 0 or len(sb) == 0:
         raise ValueError("matmul: both operands need at least 1 dimension, got shapes %s and %s"
                          % (sa, sb))
@@ -509,7 +506,6 @@ def _check_matmul(a, b):
     except ValueError:
         raise ValueError("matmul: batch dimensions of shapes %s and %s cannot be broadcast"
                          % (sa, sb)) from None
-    da, db = a.dtype, b.dtype
     if da != db and da.kind == "f" and db.kind == "f":
         raise TypeError(
             "matmul: operands have different float dtypes (%s and %s); convert one "
@@ -680,7 +676,7 @@ def sum_backward(needs, g, out, a, axis, keepdims):
 
 def sum(x, axis=None, keepdims=False):
     x = _operand(x)
-    return apply(SUM, (x,), (_axes("sum", x, axis), bool(keepdims)))
+    return apply(SUM, (x,), (normalize_axes("sum", x.shape, axis), bool(keepdims)))
 
 
 def _keep(g, ndim, axis, keepdims):
@@ -691,19 +687,19 @@ def _keep(g, ndim, axis, keepdims):
     return np.expand_dims(g, tuple(axes))
 
 
-def _axes(name, x, axis):
+def normalize_axes(name, shape, axis):
     """Normalise an axis argument to a sorted tuple of non-negative ints, or None."""
     if axis is None:
         return None
-    ndim = x.ndim
+    ndim = len(shape)
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = []
     for ax in items:
         ax = int(ax)
-        if not -max(ndim, 1) <= ax < max(ndim, 1):
+        if not -builtins.max(ndim, 1) <= ax < builtins.max(ndim, 1):
             raise ValueError("%s: axis %d is out of range for a tensor of %d dimension(s) (shape %s)"
-                             % (name, ax, ndim, tuple(x.shape)))
-        ax = ax % max(ndim, 1)
+                             % (name, ax, ndim, tuple(shape)))
+        ax = ax % builtins.max(ndim, 1)
         if ax in out:
             raise ValueError("%s: axis %d appears twice in %s" % (name, ax, axis))
         out.append(ax)
@@ -723,8 +719,8 @@ def max_backward(needs, g, out, a, axis, keepdims):
 
 def max(x, axis=None, keepdims=False):
     x = _operand(x)
-    _check_nonempty("max", x, axis)
-    return apply(MAX, (x,), (_axes("max", x, axis), bool(keepdims)))
+    check_nonempty("max", x.shape)
+    return apply(MAX, (x,), (normalize_axes("max", x.shape, axis), bool(keepdims)))
 
 
 def min_forward(a, axis, keepdims):
@@ -737,8 +733,8 @@ def min_backward(needs, g, out, a, axis, keepdims):
 
 def min(x, axis=None, keepdims=False):
     x = _operand(x)
-    _check_nonempty("min", x, axis)
-    return apply(MIN, (x,), (_axes("min", x, axis), bool(keepdims)))
+    check_nonempty("min", x.shape)
+    return apply(MIN, (x,), (normalize_axes("min", x.shape, axis), bool(keepdims)))
 
 
 def _extreme_grad(g, out, a, axis, keepdims):
@@ -747,9 +743,9 @@ def _extreme_grad(g, out, a, axis, keepdims):
     return hit * (_keep(g, a.ndim, axis, keepdims) / count)
 
 
-def _check_nonempty(name, x, axis):
-    if x._value.size == 0:
-        raise ValueError("%s: cannot reduce an empty tensor (shape %s)" % (name, tuple(x.shape)))
+def check_nonempty(name, shape):
+    if 0 in shape:
+        raise ValueError("%s: cannot reduce an empty tensor (shape %s)" % (name, tuple(shape)))
 
 
 # -- logsumexp: log(sum(exp(a))), shifted by the max for stability -------
@@ -767,7 +763,7 @@ def logsumexp_backward(needs, g, out, a, axis, keepdims):
 
 def logsumexp(x, axis=None, keepdims=False):
     x = _operand(x)
-    return apply(LOGSUMEXP, (x,), (_axes("logsumexp", x, axis), bool(keepdims)))
+    return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
 
 
 # -- reshape (also view, flatten, squeeze, unsqueeze) ---------------------
@@ -781,12 +777,12 @@ def reshape_backward(needs, g, out, a, shape):
 
 def reshape(x, shape):
     x = _operand(x)
-    return apply(RESHAPE, (x,), (_check_reshape(x, shape),))
+    return apply(RESHAPE, (x,), (check_reshape(x.shape, shape),))
 
 
-def _check_reshape(x, shape):
+def check_reshape(old, shape):
     shape = tuple(int(n) for n in shape)
-    size = x._value.size
+    size = int(np.prod(old))
     known = 1
     for n in shape:
         if n != -1:
@@ -796,11 +792,11 @@ def _check_reshape(x, shape):
     if shape.count(-1) == 1:
         if known == 0 or size % known:
             raise ValueError("reshape: cannot reshape a tensor of shape %s (%d elements) into %s"
-                             % (tuple(x.shape), size, shape))
+                             % (tuple(old), size, shape))
         shape = tuple(size // known if n == -1 else n for n in shape)
     elif known != size:
         raise ValueError("reshape: cannot reshape a tensor of shape %s (%d elements) into %s"
-                         % (tuple(x.shape), size, shape))
+                         % (tuple(old), size, shape))
     return shape
 
 
@@ -815,12 +811,17 @@ def permute_backward(needs, g, out, a, axes):
 
 def permute(x, axes):
     x = _operand(x)
+    return apply(PERMUTE, (x,), (check_permute(x.shape, axes),))
+
+
+def check_permute(shape, axes):
+    nd = len(shape)
     axes = tuple(int(ax) for ax in axes)
-    if sorted(ax % x.ndim if x.ndim else ax for ax in axes) != list(range(x.ndim)) or \
-            any(not -x.ndim <= ax < x.ndim for ax in axes):
+    if any(not -nd <= ax < nd for ax in axes) or \
+            sorted(ax % nd for ax in axes) != list(range(nd)):
         raise ValueError("permute: %s is not a permutation of the %d dimensions of shape %s"
-                         % (axes, x.ndim, tuple(x.shape)))
-    return apply(PERMUTE, (x,), (tuple(ax % x.ndim for ax in axes),))
+                         % (axes, nd, tuple(shape)))
+    return tuple(ax % nd for ax in axes)
 
 
 # -- expand: broadcast to a larger shape ----------------------------------
@@ -834,19 +835,22 @@ def expand_backward(needs, g, out, a, shape):
 
 def expand(x, shape):
     x = _operand(x)
-    shape = tuple(int(n) for n in shape)
-    lead = len(shape) - x.ndim
+    return apply(EXPAND, (x,), (check_expand(x.shape, shape),))
+
+
+def check_expand(old, shape):
+    old, shape = tuple(old), tuple(int(n) for n in shape)
+    lead = len(shape) - len(old)
     if lead < 0:
-        raise ValueError("expand: cannot expand shape %s to fewer dimensions %s"
-                         % (tuple(x.shape), shape))
-    shape = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
+        raise ValueError("expand: cannot expand shape %s to fewer dimensions %s" % (old, shape))
+    shape = tuple(old[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
     try:
-        if np.broadcast_shapes(x.shape, shape) != shape:
+        if np.broadcast_shapes(old, shape) != shape:
             raise ValueError
     except ValueError:
         raise ValueError("expand: shape %s cannot be expanded to %s (only size-1 dimensions can grow)"
-                         % (tuple(x.shape), shape)) from None
-    return apply(EXPAND, (x,), (shape,))
+                         % (old, shape)) from None
+    return shape
 
 
 # -- index: t[...] with slices, integers, None, Ellipsis, integer or bool arrays
@@ -865,24 +869,25 @@ def index_backward(needs, g, out, a, key):
 
 def index_(x, key):
     x = _operand(x)
-    key = _index_key(key)
-    try:
-        x._value[key]
-    except IndexError as exc:
-        raise IndexError("index: %s (tensor of shape %s)" % (exc, tuple(x.shape))) from None
-    return apply(INDEX, (x,), (key,))
+    return apply(INDEX, (x,), (check_index(x.data, key),))
 
 
-def _index_key(key):
+def check_index(values, key):
+    """The key as NumPy takes it (tensors and lists become arrays), checked."""
     items = key if isinstance(key, tuple) else (key,)
     out = []
     for k in items:
-        if isinstance(k, TensorBase):
-            k = k._value
+        if hasattr(k, "_init_leaf"):          # a Tensor of either core
+            k = np.asarray(k.data)
         elif isinstance(k, list):
             k = np.asarray(k)
         out.append(k)
-    return tuple(out)
+    out = tuple(out)
+    try:
+        values[out]
+    except IndexError as exc:
+        raise IndexError("index: %s (tensor of shape %s)" % (exc, values.shape)) from None
+    return out
 
 
 def _is_basic(key):
@@ -908,19 +913,22 @@ def cat(tensors, axis=0):
         raise ValueError("cat: expected a non-empty sequence of tensors")
     if any(not isinstance(t, TensorBase) for t in tensors):
         raise TypeError("cat: expected tensors or arrays, got a Python number")
-    first = tensors[0]
-    if first.ndim == 0:
+    return apply(CAT, tuple(tensors), (check_cat([t.shape for t in tensors], axis),))
+
+
+def check_cat(shapes, axis):
+    first = tuple(shapes[0])
+    nd = len(first)
+    if nd == 0:
         raise ValueError("cat: zero-dimensional tensors cannot be concatenated")
-    if not -first.ndim <= axis < first.ndim:
-        raise ValueError("cat: axis %d is out of range for tensors of %d dimensions"
-                         % (axis, first.ndim))
-    axis = axis % first.ndim
-    for t in tensors[1:]:
-        if t.ndim != first.ndim or any(n != m for i, (n, m) in enumerate(zip(t.shape, first.shape))
-                                       if i != axis):
-            raise ValueError("cat: shapes %s and %s differ outside axis %d"
-                             % (tuple(first.shape), tuple(t.shape), axis))
-    return apply(CAT, tuple(tensors), (axis,))
+    if not -nd <= axis < nd:
+        raise ValueError("cat: axis %d is out of range for tensors of %d dimensions" % (axis, nd))
+    axis %= nd
+    for shape in shapes[1:]:
+        shape = tuple(shape)
+        if len(shape) != nd or any(n != m for i, (n, m) in enumerate(zip(shape, first)) if i != axis):
+            raise ValueError("cat: shapes %s and %s differ outside axis %d" % (first, shape, axis))
+    return axis
 
 
 # -- where: cond ? a : b (cond is never differentiated) -------------------
@@ -936,12 +944,16 @@ def where(cond, a, b):
     cond = _operand(cond)
     cond = from_array(np.asarray(_value(cond), dtype=bool))
     a, b = _operand(a), _operand(b)
+    check_where(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
+    return apply(WHERE, (cond, a, b))
+
+
+def check_where(sc, sa, sb):
     try:
-        np.broadcast_shapes(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
+        np.broadcast_shapes(sc, sa, sb)
     except ValueError:
         raise ValueError("where: shapes %s, %s and %s cannot be broadcast together"
-                         % (tuple(cond.shape), np.shape(_value(a)), np.shape(_value(b)))) from None
-    return apply(WHERE, (cond, a, b))
+                         % (tuple(sc), tuple(sa), tuple(sb))) from None
 
 
 # -- maximum and minimum: ties share the gradient (as PyTorch) -----------
@@ -1037,26 +1049,26 @@ BACKWARD = (
 def topological_order(roots):
     """Nodes that need a gradient, reachable from `roots`, consumers first.
 
-    Depth-first with an explicit stack (no recursion limit): a node is emitted
-    after all of its inputs, so the reversed emission order puts every node
-    before its inputs.  One `seen` set serves all roots.
+    Depth-first with an explicit stack (no recursion limit).  A node is
+    emitted only after all of its inputs, so the reversed emission order puts
+    every node before its inputs.  A node may sit on the stack twice (two
+    consumers pushed it); it is expanded once, when first found on top.
     """
-    order, seen = [], set()
-    for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            stack.append((node, True))
+    order, state = [], {}          # id -> 1 while expanding, 2 when emitted
+    stack = list(roots)
+    while stack:
+        node = stack[-1]
+        mark = state.get(id(node))
+        if mark is None:
+            state[id(node)] = 1
             for x in node._inputs:
-                if isinstance(x, TensorBase) and x._requires_grad and id(x) not in seen:
-                    seen.add(id(x))
-                    stack.append((x, False))
+                if isinstance(x, TensorBase) and x._requires_grad and id(x) not in state:
+                    stack.append(x)
+        else:
+            stack.pop()
+            if mark == 1:
+                state[id(node)] = 2
+                order.append(node)
     order.reverse()
     return order
 
@@ -1078,52 +1090,51 @@ def _stale(node, what, now, then):
         "before changing it" % (what, _op_name(node), now, then))
 
 
-def sweep(roots, root_grads, retain_graph=False, capture=None, visit=None):
+def sweep(roots, root_grads, retain_graph=False, capture=None):
     """The reverse sweep from `roots`, seeded with `root_grads` (arrays).
 
     Without `capture`, gradients accumulate into `.grad` of leaves (and of
-    tensors that called retain_grad()).  With `capture` (a list of tensors),
-    nothing is written: the gradients of those tensors are returned instead.
-    `visit(node, g, input_grads)` is called for every node (for explain).
+    tensors that called retain_grad()).  With `capture` (a list of tensors)
+    nothing is written; the gradients of those tensors are returned.
+    All checks run before any gradient is computed, and `.grad` is written
+    only once the whole sweep succeeded: a failing backward changes nothing.
     """
+    order = topological_order(roots)
+    for node in order:
+        _check_released(node)
+        _check_versions(node)
     grads = {}
     for root, g in zip(roots, root_grads):
-        _check_released(root)
         grads[root] = grads[root] + g if root in grads else g
-    order = topological_order(roots)
-    wanted = None if capture is None else {id(t) for t in capture}
-    found = {}
+    wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
+    found = [None] * (0 if capture is None else len(capture))
+    finals = []                      # (tensor, gradient) written to .grad at the end
     for node in order:
         g = grads.pop(node, None)
         if g is None:
             continue
-        if wanted is not None and id(node) in wanted:
-            found[id(node)] = g
+        if wanted is not None:
+            if id(node) in wanted:
+                found[wanted[id(node)]] = g
+        elif node._op == LEAF or node._retains_grad:
+            finals.append((node, g))
         if node._op == LEAF:
-            if visit is not None:
-                visit(node, g, ())
-            if wanted is None:
-                _accumulate_grad(node, g)
             continue
-        if node._retains_grad and wanted is None:
-            _accumulate_grad(node, g)
-        _check_released(node)
-        _check_versions(node)
         values = [_value(x) for x in node._inputs]
         needs = [isinstance(x, TensorBase) and x._requires_grad for x in node._inputs]
         in_grads = BACKWARD[node._op](needs, g, node._value, *values, *node._params)
-        if visit is not None:
-            visit(node, g, in_grads)
         for x, need, gx in zip(node._inputs, needs, in_grads):
             if not need or gx is None:
                 continue
             gx = unbroadcast(np.asarray(gx), x.shape).astype(x.dtype, copy=False)
             grads[x] = grads[x] + gx if x in grads else gx
-        if not retain_graph:
-            _release(node)
-    if wanted is not None:
-        return [found.get(id(t)) for t in capture]
-    return None
+    for t, g in finals:
+        _accumulate_grad(t, g)
+    if not retain_graph:
+        for node in order:
+            if node._op != LEAF:
+                _release(node)
+    return found if capture is not None else None
 
 
 def _check_released(node):
