@@ -11,6 +11,8 @@ from .tensor import (
 )
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, grad, Function
 
+# Subpackages and helpers (each line added with its module).
+
 
 def backend():
     """'compiled' or 'python': the core this process runs on."""
