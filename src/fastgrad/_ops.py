@@ -44,6 +44,8 @@ _TABLE = (
     (30, "minimum", "01"),
     (31, "cast", ""),
     (32, "function", ""),
+    (33, "linear", "01"),
+    (34, "cross_entropy", "0"),
 )
 
 NAMES = tuple(name for _, name, _ in _TABLE)
@@ -53,4 +55,5 @@ assert all(code == i for i, (code, _, _) in enumerate(_TABLE))
 
 (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
  SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
- EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION) = range(len(_TABLE))
+ EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
+ CROSS_ENTROPY) = range(len(_TABLE))

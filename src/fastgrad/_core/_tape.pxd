@@ -16,11 +16,13 @@ cdef class TensorBase:
     cdef bint _native          # inputs in _a/_b/_c (C kernels) rather than _inputs/_params
     cdef object _a             # native: first tensor input (None if a constant)
     cdef object _b             # native: second tensor input (None if a constant or unary)
+    cdef object _d             # native: third input (linear's bias) or a saved array (targets)
     cdef double _c             # native: the constant operand, or an op parameter
     cdef double _c2            # native: a second op parameter (clip's upper bound)
     cdef int _form             # native: how the operands are laid out (FORM_*)
     cdef long _va              # native: versions of _a and _b when recorded
     cdef long _vb
+    cdef long _vd
     cdef object _inputs        # generic: tuple of tensors and Python numbers
     cdef object _params        # generic: tuple of op parameters
     cdef object _versions      # generic: versions of the tensor inputs when recorded

@@ -41,7 +41,8 @@ import numpy as np
 
 from . import reference as _ref
 from .._ops import NAMES, SAVES
-from .reference import (broadcast_shape, check_cat, check_expand, check_index, check_matmul,
+from .reference import (broadcast_shape, check_cat, check_cross_entropy, check_expand,
+                        check_index, check_linear, check_matmul,
                         check_nonempty, check_permute, check_reshape, check_where,
                         normalize_axes, unbroadcast)
 
@@ -84,7 +85,9 @@ cdef enum:
     MINIMUM = 30
     CAST = 31
     FUNCTION = 32
-    N_OPS = 33
+    LINEAR = 33
+    CROSS_ENTROPY = 34
+    N_OPS = 35
 
 # dtype codes
 cdef enum:
@@ -150,11 +153,12 @@ def op_codes():
     """{name: code} as compiled in; must equal fastgrad._ops.CODES."""
     codes = (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
              SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
-             EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION)
+             EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
+             CROSS_ENTROPY)
     names = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "matmul", "exp", "log", "sqrt",
              "abs", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "sum", "max",
              "min", "logsumexp", "reshape", "permute", "expand", "index", "cat", "where",
-             "maximum", "minimum", "cast", "function")
+             "maximum", "minimum", "cast", "function", "linear", "cross_entropy")
     return dict(zip(names, codes))
 
 
@@ -558,7 +562,9 @@ cdef tuple _inputs(TensorBase t):
     """The node's inputs as reference.py stores them."""
     if not t._native:
         return t._inputs if t._inputs is not None else ()
-    if t._b is None and t._form == FORM_TT:       # unary
+    if t._op == LINEAR:
+        return (t._a, t._b) if t._d is None else (t._a, t._b, t._d)
+    if t._b is None and t._form == FORM_TT:       # unary, cross_entropy
         return (t._a,)
     if t._form == FORM_TC:
         return (t._a, t._c)
@@ -576,6 +582,8 @@ cdef tuple _params(TensorBase t):
         return (None if t._c == -INFINITY else t._c, None if t._c2 == INFINITY else t._c2)
     if t._op == SUM:
         return (None, t._c != 0)
+    if t._op == CROSS_ENTROPY:
+        return (t._d, ("none", "mean", "sum")[<int>t._c])
     return ()
 
 
@@ -842,6 +850,128 @@ cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n) noexcept n
         gx[i] += gv
 
 
+
+# -- matrix products: C loops for small shapes, BLAS (through NumPy) for big -----
+# A NumPy matmul call costs ~1.5 us before it multiplies anything, so small
+# products (the lectures' networks, batch-1 SGD) run these loops; from
+# BLAS_MIN multiply-adds on, BLAS wins (bench/ measures the crossover).
+cdef Py_ssize_t BLAS_MIN = 8192
+
+
+def _set_blas_min(Py_ssize_t n):
+    """Set the C-loop/BLAS crossover (multiply-adds); returns the old one (for bench/)."""
+    global BLAS_MIN
+    old = BLAS_MIN
+    BLAS_MIN = n
+    return old
+
+
+cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_ssize_t n,
+                         Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y."""
+    cdef Py_ssize_t r, i, o
+    cdef floating av
+    memset(y, 0, n * m * sizeof(floating))
+    for r in range(n):
+        for i in range(k):
+            av = a[r * k + i]
+            for o in range(m):
+                y[r * m + o] += av * b[i * m + o]
+
+
+cdef void matmul_backward(const floating* g, const floating* a, const floating* b, floating* ga,
+                          floating* gb, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """ga += g @ b.T and gb += a.T @ g (either may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating s, av
+    if ga != NULL:
+        for r in range(n):
+            for i in range(k):
+                s = 0
+                for o in range(m):
+                    s += g[r * m + o] * b[i * m + o]
+                ga[r * k + i] += s
+    if gb != NULL:
+        for r in range(n):
+            for i in range(k):
+                av = a[r * k + i]
+                for o in range(m):
+                    gb[i * m + o] += av * g[r * m + o]
+
+
+cdef void linear_forward(const floating* x, const floating* w, const floating* bias, floating* y,
+                         Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """y (n, m) = x (n, k) @ w (m, k).T + bias (m) (bias may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating s
+    for r in range(n):
+        for o in range(m):
+            s = bias[o] if bias != NULL else 0
+            for i in range(k):
+                s += x[r * k + i] * w[o * k + i]
+            y[r * m + o] = s
+
+
+cdef void linear_backward(const floating* g, const floating* x, const floating* w, floating* gx,
+                          floating* gw, floating* gb, Py_ssize_t n, Py_ssize_t k,
+                          Py_ssize_t m) noexcept nogil:
+    """gx += g @ w, gw += g.T @ x, gb += column sums of g (any may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating gv
+    for r in range(n):
+        for o in range(m):
+            gv = g[r * m + o]
+            if gx != NULL:
+                for i in range(k):
+                    gx[r * k + i] += gv * w[o * k + i]
+            if gw != NULL:
+                for i in range(k):
+                    gw[o * k + i] += gv * x[r * k + i]
+            if gb != NULL:
+                gb[o] += gv
+
+
+# -- cross entropy of rows of logits against class targets ------------------------
+cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
+                                  Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
+    cdef Py_ssize_t r, j
+    cdef double top, acc, loss, total = 0
+    for r in range(n):
+        top = z[r * c]
+        for j in range(1, c):
+            if z[r * c + j] > top:
+                top = z[r * c + j]
+        acc = 0
+        for j in range(c):
+            acc += c_exp(z[r * c + j] - top)
+        loss = top + c_log(acc) - z[r * c + target[r]]
+        if losses != NULL:
+            losses[r] = <floating>loss
+        total += loss
+    return total
+
+
+cdef void cross_entropy_backward(const floating* g, Py_ssize_t g_step, double scale,
+                                 const floating* z, const long long* target, floating* gz,
+                                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """gz[r] += g[r * g_step] * scale * (softmax(z[r]) - onehot(target[r]))."""
+    cdef Py_ssize_t r, j
+    cdef double top, acc, w
+    for r in range(n):
+        top = z[r * c]
+        for j in range(1, c):
+            if z[r * c + j] > top:
+                top = z[r * c + j]
+        acc = 0
+        for j in range(c):
+            acc += c_exp(z[r * c + j] - top)
+        w = g[r * g_step] * scale / acc
+        for j in range(c):
+            gz[r * c + j] += <floating>(w * c_exp(z[r * c + j] - top))
+        gz[r * c + target[r]] -= <floating>(g[r * g_step] * scale)
+
+
 # ---------------------------------------------------------------------------
 # Dispatch: native path when the operands allow it, reference rule otherwise
 # ---------------------------------------------------------------------------
@@ -991,7 +1121,96 @@ def matmul(a, b):
     if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
         raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
     check_matmul(a.shape, b.shape, a.dtype, b.dtype)
-    return apply(MATMUL, (a, b))
+    cdef TensorBase ta = a, tb = b, out
+    if not (_nativeable(ta) and _nativeable(tb) and ta._dt == tb._dt
+            and len(ta._shape) <= 2 and len(tb._shape) <= 2):
+        return apply(MATMUL, (a, b))
+    # 1-D operands are a row (a) or a column (b): the same memory as 2-D.
+    cdef Py_ssize_t k = ta._shape[len(ta._shape) - 1]
+    cdef Py_ssize_t n = ta._size // k if k else 0
+    cdef Py_ssize_t m = tb._size // k if k else 0
+    if k == 0 or n == 0 or m == 0:
+        return apply(MATMUL, (a, b))
+    shape = ((ta._shape[0],) if len(ta._shape) == 2 else ()) + \
+            ((tb._shape[1],) if len(tb._shape) == 2 else ())
+    out = _alloc(shape, n * m, ta._dt)
+    if n * k * m >= BLAS_MIN:
+        np.matmul(_view(ta._data, (n, k), ta._dt), _view(tb._data, (k, m), ta._dt),
+                  out=_view(out._data, (n, m), ta._dt))
+    elif ta._dt == DT_F64:
+        matmul_forward(<double*>ta._data, <double*>tb._data, <double*>out._data, n, k, m)
+    else:
+        matmul_forward(<float*>ta._data, <float*>tb._data, <float*>out._data, n, k, m)
+    if _grad_enabled and (ta._requires_grad or tb._requires_grad):
+        _record(out, MATMUL, ta, tb, None)
+    return out
+
+
+cdef void _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) noexcept:
+    """Make `out` a native node of `op` over tensors a, b (and d)."""
+    out._requires_grad = True
+    out._op = op
+    out._native = True
+    out._form = FORM_TT
+    out._a = a
+    out._b = b
+    out._d = d
+    out._va = a._version
+    out._vb = b._version if b is not None else 0
+    out._vd = (<TensorBase>d)._version if isinstance(d, TensorBase) else 0
+
+
+cdef int _product_into(char* dst, bint fresh, int dt, Py_ssize_t n, object product) except -1:
+    """dst (n items) = product if fresh, else dst += product (an array of dtype dt)."""
+    cdef cnp.ndarray arr = np.ascontiguousarray(product, dtype=_DTYPES[dt])
+    cdef Py_ssize_t i
+    cdef char* src = <char*>cnp.PyArray_DATA(arr)
+    if fresh:
+        memcpy(dst, src, n * ITEMSIZE[dt])
+    elif dt == DT_F64:
+        for i in range(n):
+            (<double*>dst)[i] += (<double*>src)[i]
+    else:
+        for i in range(n):
+            (<float*>dst)[i] += (<float*>src)[i]
+    return 0
+
+
+cdef int _matmul_backward(TensorBase node) except -1:
+    cdef TensorBase a = node._a, b = node._b
+    cdef Py_ssize_t k = a._shape[len(a._shape) - 1]
+    cdef Py_ssize_t n = a._size // k, m = b._size // k
+    cdef bint fresh_a = False, fresh_b = False
+    cdef char* ga = _grad_buffer_raw(a, &fresh_a) if a._requires_grad else NULL
+    cdef char* gb = _grad_buffer_raw(b, &fresh_b) if b._requires_grad else NULL
+    cdef int dt = a._dt
+    if n * k * m >= BLAS_MIN:
+        g = _view(node._g, (n, m), dt)
+        if ga != NULL:
+            if fresh_a:
+                np.matmul(g, _view(b._data, (k, m), dt).T, out=_view(ga, (n, k), dt))
+            else:
+                _product_into(ga, False, dt, n * k, np.matmul(g, _view(b._data, (k, m), dt).T))
+        if gb != NULL:
+            if fresh_b:
+                np.matmul(_view(a._data, (n, k), dt).T, g, out=_view(gb, (k, m), dt))
+            else:
+                _product_into(gb, False, dt, k * m, np.matmul(_view(a._data, (n, k), dt).T, g))
+        return 0
+    _zero_if_fresh(ga, fresh_a, n * k * ITEMSIZE[dt])
+    _zero_if_fresh(gb, fresh_b, k * m * ITEMSIZE[dt])
+    if dt == DT_F64:
+        matmul_backward(<double*>node._g, <double*>a._data, <double*>b._data, <double*>ga,
+                        <double*>gb, n, k, m)
+    else:
+        matmul_backward(<float*>node._g, <float*>a._data, <float*>b._data, <float*>ga,
+                        <float*>gb, n, k, m)
+    return 0
+
+
+cdef inline void _zero_if_fresh(char* buf, bint fresh, size_t nbytes) noexcept:
+    if buf != NULL and fresh:
+        memset(buf, 0, nbytes)
 
 
 def exp(x):
@@ -1141,6 +1360,122 @@ def function(fn, ctx, inputs):
     return apply(FUNCTION, inputs, (fn, ctx))
 
 
+def linear(x, weight, bias=None):
+    x, weight = _operand(x), _operand(weight)
+    bias = None if bias is None else _operand(bias)
+    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
+        if t is not None and not isinstance(t, TensorBase):
+            raise TypeError("linear: %s must be a tensor, got %s" % (name, type(t).__name__))
+    check_linear(x.shape, weight.shape, None if bias is None else bias.shape,
+                 [t.dtype for t in (x, weight, bias) if t is not None])
+    cdef TensorBase tx = x, tw = weight, tb = bias, out
+    if not (_nativeable(tx) and _nativeable(tw) and tw._dt == tx._dt
+            and (tb is None or (_nativeable(tb) and tb._dt == tx._dt))) \
+            or tx._size == 0 or tw._size == 0:
+        return apply(LINEAR, (x, weight) if bias is None else (x, weight, bias))
+    cdef Py_ssize_t k = tw._shape[1], m = tw._shape[0]
+    cdef Py_ssize_t n = tx._size // k
+    cdef int dt = tx._dt
+    out = _alloc(tuple(tx._shape)[:len(tx._shape) - 1] + (m,), n * m, dt)
+    if n * k * m >= BLAS_MIN:
+        y = _view(out._data, (n, m), dt)
+        np.matmul(_view(tx._data, (n, k), dt), _view(tw._data, (m, k), dt).T, out=y)
+        if tb is not None:
+            np.add(y, _view(tb._data, (m,), dt), out=y)
+    elif dt == DT_F64:
+        linear_forward(<double*>tx._data, <double*>tw._data,
+                       <double*>(tb._data if tb is not None else NULL), <double*>out._data, n, k, m)
+    else:
+        linear_forward(<float*>tx._data, <float*>tw._data,
+                       <float*>(tb._data if tb is not None else NULL), <float*>out._data, n, k, m)
+    if _grad_enabled and (tx._requires_grad or tw._requires_grad or
+                          (tb is not None and tb._requires_grad)):
+        _record(out, LINEAR, tx, tw, tb)
+    return out
+
+
+cdef int _linear_backward(TensorBase node) except -1:
+    cdef TensorBase x = node._a, w = node._b, b = node._d
+    cdef Py_ssize_t k = w._shape[1], m = w._shape[0]
+    cdef Py_ssize_t n = x._size // k
+    cdef bint fresh_x = False, fresh_w = False
+    cdef char* gx = _grad_buffer_raw(x, &fresh_x) if x._requires_grad else NULL
+    cdef char* gw = _grad_buffer_raw(w, &fresh_w) if w._requires_grad else NULL
+    cdef char* gb = _grad_buffer(b) if b is not None and b._requires_grad else NULL
+    cdef int dt = x._dt
+    if n * k * m >= BLAS_MIN:
+        g = _view(node._g, (n, m), dt)
+        if gx != NULL:
+            if fresh_x:
+                np.matmul(g, _view(w._data, (m, k), dt), out=_view(gx, (n, k), dt))
+            else:
+                _product_into(gx, False, dt, n * k, np.matmul(g, _view(w._data, (m, k), dt)))
+        if gw != NULL:
+            if fresh_w:
+                np.matmul(g.T, _view(x._data, (n, k), dt), out=_view(gw, (m, k), dt))
+            else:
+                _product_into(gw, False, dt, m * k, np.matmul(g.T, _view(x._data, (n, k), dt)))
+        gx = gw = NULL             # done; only the bias is left for the loop
+        if gb == NULL:
+            return 0
+    _zero_if_fresh(gx, fresh_x, n * k * ITEMSIZE[dt])
+    _zero_if_fresh(gw, fresh_w, m * k * ITEMSIZE[dt])
+    if dt == DT_F64:
+        linear_backward(<double*>node._g, <double*>x._data, <double*>w._data, <double*>gx,
+                        <double*>gw, <double*>gb, n, k, m)
+    else:
+        linear_backward(<float*>node._g, <float*>x._data, <float*>w._data, <float*>gx,
+                        <float*>gw, <float*>gb, n, k, m)
+    return 0
+
+
+cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    logits = _operand(logits)
+    target = check_cross_entropy(logits.shape, target, reduction)
+    cdef TensorBase z = logits, out
+    if not _nativeable(z):
+        return apply(CROSS_ENTROPY, (logits,), (target, reduction))
+    cdef Py_ssize_t n = z._shape[0], c = z._shape[1]
+    cdef int code = _REDUCTIONS[reduction]
+    cdef long long* t = <long long*>cnp.PyArray_DATA(target)
+    cdef double total
+    out = _alloc((n,) if code == 0 else (), n if code == 0 else 1, z._dt)
+    if z._dt == DT_F64:
+        total = cross_entropy_forward(<double*>z._data, t,
+                                      <double*>out._data if code == 0 else NULL, n, c)
+        if code:
+            (<double*>out._data)[0] = total / n if code == 1 else total
+    else:
+        total = cross_entropy_forward(<float*>z._data, t,
+                                      <float*>out._data if code == 0 else NULL, n, c)
+        if code:
+            (<float*>out._data)[0] = <float>(total / n if code == 1 else total)
+    if _grad_enabled and z._requires_grad:
+        _record(out, CROSS_ENTROPY, z, None, target)
+        out._c = code
+    return out
+
+
+cdef int _cross_entropy_backward(TensorBase node) except -1:
+    cdef TensorBase z = node._a
+    cdef Py_ssize_t n = z._shape[0], c = z._shape[1]
+    cdef int code = <int>node._c
+    cdef double scale = 1.0 / n if code == 1 else 1.0
+    cdef Py_ssize_t step = 1 if code == 0 else 0
+    cdef long long* t = <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d)
+    cdef char* gz = _grad_buffer(z)
+    if z._dt == DT_F64:
+        cross_entropy_backward(<double*>node._g, step, scale, <double*>z._data, t,
+                               <double*>gz, n, c)
+    else:
+        cross_entropy_backward(<float*>node._g, step, scale, <float*>z._data, t,
+                               <float*>gz, n, c)
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # The backward sweep
 # ---------------------------------------------------------------------------
@@ -1173,6 +1508,10 @@ def topological_order(roots):
                 if node._b is not None and (<TensorBase>node._b)._requires_grad \
                         and (<TensorBase>node._b)._mark != mark:
                     stack.append(node._b)
+                if node._op == LINEAR and node._d is not None \
+                        and (<TensorBase>node._d)._requires_grad \
+                        and (<TensorBase>node._d)._mark != mark:
+                    stack.append(node._d)
             elif node._inputs is not None:
                 for x in node._inputs:
                     if _wants_grad(x) and (<TensorBase>x)._mark != mark:
@@ -1228,6 +1567,16 @@ cdef char* _grad_buffer(TensorBase t) except NULL:
     return t._g
 
 
+cdef char* _grad_buffer_raw(TensorBase t, bint* fresh) except NULL:
+    """The gradient buffer, uninitialised when new (*fresh set): the caller writes it whole."""
+    fresh[0] = t._g == NULL
+    if t._g == NULL:
+        t._g = <char*>_mem_alloc((t._size if t._size else 1) * ITEMSIZE[t._dt])
+        if t._g == NULL:
+            raise MemoryError()
+    return t._g
+
+
 cdef int _add_array(TensorBase t, object gx) except -1:
     """t's gradient buffer += gx (an array of t's broadcast result)."""
     cdef cnp.ndarray arr = np.ascontiguousarray(unbroadcast(np.asarray(gx), t._shape),
@@ -1262,6 +1611,12 @@ cdef int _native_backward(TensorBase node) except -1:
     if a is not None and a._data == NULL:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
                            ".data by an array of another layout" % _op_name(node))
+    if op == MATMUL:
+        return _matmul_backward(node)
+    if op == LINEAR:
+        return _linear_backward(node)
+    if op == CROSS_ENTROPY:
+        return _cross_entropy_backward(node)
     if op == SUM:
         ga = _grad_buffer(a)
         if a._dt == DT_F64:
@@ -1410,6 +1765,7 @@ cdef int _check_released(TensorBase node) except -1:
 cdef void _release(TensorBase node) noexcept:
     node._a = None
     node._b = None
+    node._d = None
     node._inputs = ()
     node._params = ()
     node._versions = ()

@@ -42,8 +42,8 @@ import builtins
 import numpy as np
 
 from .._ops import (
-    ABS, ADD, CAST, CAT, CLIP, COS, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
-    LEAKY_RELU, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
+    ABS, ADD, CAST, CAT, CLIP, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
+    LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
     NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
     WHERE,
 )
@@ -473,10 +473,10 @@ def matmul_backward(needs, g, out, a, b):
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     g2 = g
-    if a.ndim == 1:
-        g2 = np.expand_dims(g2, -2)
     if b.ndim == 1:
-        g2 = np.expand_dims(g2, -1)
+        g2 = g2[..., None]           # first: g is 0-d when both are 1-D
+    if a.ndim == 1:
+        g2 = g2[..., None, :]
     ga = gb = None
     if needs[0]:
         ga = unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
@@ -1024,6 +1024,120 @@ def function(fn, ctx, inputs):
     return apply(FUNCTION, inputs, (fn, ctx))
 
 
+# -- linear: x @ w.T + b, a whole layer in one node ------------------------
+# Fused because every nn.Linear needs it: one node instead of three
+# (transpose, matmul, add), and the transposed weight is never copied.
+def linear_forward(x, w, b=None):
+    out = np.matmul(x, w.T)
+    if b is not None:
+        out += b
+    return out
+
+
+def linear_backward(needs, g, out, x, w, b=None):
+    rows_g = g.reshape(-1, g.shape[-1])          # (batch, out_features)
+    rows_x = x.reshape(-1, x.shape[-1])          # (batch, in_features)
+    gx = np.matmul(g, w) if needs[0] else None
+    gw = rows_g.T @ rows_x if needs[1] else None
+    if b is None:
+        return gx, gw
+    gb = rows_g.sum(axis=0) if needs[2] else None
+    return gx, gw, gb
+
+
+def linear(x, weight, bias=None):
+    x, weight = _operand(x), _operand(weight)
+    bias = None if bias is None else _operand(bias)
+    _check_linear_operands(x, weight, bias)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return apply(LINEAR, inputs)
+
+
+def _check_linear_operands(x, w, b):
+    for name, t in (("input", x), ("weight", w), ("bias", b)):
+        if t is not None and not isinstance(t, TensorBase):
+            raise TypeError("linear: %s must be a tensor, got %s" % (name, type(t).__name__))
+    check_linear(x.shape, w.shape, None if b is None else b.shape,
+                 [t.dtype for t in (x, w, b) if t is not None])
+
+
+def check_linear(sx, sw, sb, dtypes):
+    """Shapes of input, weight and bias (None: no bias) and their dtypes."""
+    if len(sw) != 2:
+        raise ValueError("linear: weight must be 2-D (out_features, in_features), got shape %s"
+                         % (tuple(sw),))
+    if len(sx) == 0 or sx[-1] != sw[1]:
+        raise ValueError("linear: input of shape %s does not fit weight of shape %s: expected "
+                         "%d features in the last dimension" % (tuple(sx), tuple(sw), sw[1]))
+    if sb is not None and tuple(sb) != (sw[0],):
+        raise ValueError("linear: bias of shape %s does not fit weight of shape %s: expected "
+                         "shape (%d,)" % (tuple(sb), tuple(sw), sw[0]))
+    if len(set(dtypes)) > 1:
+        raise TypeError(
+            "linear: input, weight and bias have different dtypes (%s); convert the input "
+            "(for example x.float()), or call fg.set_default_dtype(np.float64) before "
+            "building the model" % ", ".join(str(d) for d in dtypes))
+
+
+# -- cross_entropy: mean/sum/none of -log softmax(z)[target], rows of z ----
+# Fused because log-softmax followed by picking the target is the common
+# classification loss: the backward is simply softmax(z) - onehot(target).
+def _log_softmax_rows(z):
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def cross_entropy_forward(z, target, reduction):
+    losses = -_log_softmax_rows(z)[np.arange(len(target)), target]
+    if reduction == "mean":
+        return np.asarray(losses.mean(), dtype=z.dtype)
+    if reduction == "sum":
+        return np.asarray(losses.sum(), dtype=z.dtype)
+    return losses
+
+
+def cross_entropy_backward(needs, g, out, z, target, reduction):
+    gz = np.exp(_log_softmax_rows(z))
+    gz[np.arange(len(target)), target] -= 1
+    if reduction == "mean":
+        gz *= g / len(target)
+    elif reduction == "sum":
+        gz *= g
+    else:
+        gz *= g[:, None]
+    return (gz,)
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    logits = _operand(logits)
+    target = check_cross_entropy(logits.shape, target, reduction)
+    return apply(CROSS_ENTROPY, (logits,), (target, reduction))
+
+
+def check_cross_entropy(shape, target, reduction):
+    """The class targets as an int64 array, after checking them against `shape`."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError("cross_entropy: reduction must be 'mean', 'sum' or 'none', got %r"
+                         % (reduction,))
+    target = np.asarray(_value(target))
+    if len(shape) != 2:
+        raise ValueError("cross_entropy: logits must be 2-D (batch, classes), got shape %s"
+                         % (tuple(shape),))
+    if target.dtype.kind not in "iu":
+        raise TypeError("cross_entropy: class targets must be integers, got dtype %s"
+                        % target.dtype)
+    if target.shape != (shape[0],):
+        raise ValueError("cross_entropy: logits of shape %s need targets of shape (%d,), got %s"
+                         % (tuple(shape), shape[0], target.shape))
+    if shape[0] == 0:
+        raise ValueError("cross_entropy: empty batch (logits of shape %s)" % (tuple(shape),))
+    bad = (target < 0) | (target >= shape[1])
+    if bad.any():
+        raise IndexError("cross_entropy: target %d is out of range for %d classes"
+                         % (target[bad][0], shape[1]))
+    return np.ascontiguousarray(target, dtype=np.int64)
+
+
 FORWARD = (
     None, add_forward, sub_forward, mul_forward, div_forward, neg_forward, pow_forward,
     matmul_forward, exp_forward, log_forward, sqrt_forward, abs_forward, sin_forward,
@@ -1031,6 +1145,7 @@ FORWARD = (
     clip_forward, sum_forward, max_forward, min_forward, logsumexp_forward,
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
+    linear_forward, cross_entropy_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1039,6 +1154,7 @@ BACKWARD = (
     clip_backward, sum_backward, max_backward, min_backward, logsumexp_backward,
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
+    linear_backward, cross_entropy_backward,
 )
 
 
