@@ -31,6 +31,7 @@ free of NumPy calls and Python frames:
 """
 cimport cython
 cimport numpy as cnp
+from cpython.ref cimport PyObject, Py_DECREF
 from libc.math cimport INFINITY, fabs
 from libc.math cimport cos as c_cos, exp as c_exp, log as c_log, pow as c_pow
 from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
@@ -124,6 +125,11 @@ for _i in range(N_OPS):
 
 _UFUNCS = {EXP: np.exp, LOG: np.log, SQRT: np.sqrt, SIN: np.sin, COS: np.cos, TANH: np.tanh}
 
+cdef extern from "Python.h":
+    ctypedef struct _PyType "PyTypeObject":
+        PyObject* (*tp_new)(_PyType*, PyObject*, PyObject*)
+
+cdef tuple _NO_ARGS = ()
 cdef object _tensor_class = None     # fastgrad.Tensor, set by tensor.py
 cdef bint _grad_enabled = True
 cdef long _sweep_id = 0
@@ -173,8 +179,11 @@ def op_codes():
 # are kept on per-size-class free lists (power-of-two classes, at most
 # CACHE_LIMIT bytes in all) and handed out again.  Every block carries a
 # 16-byte header with its class (-1: plain malloc), keeping 16-byte alignment.
+# Small blocks are cached too: a free-list pop is ~20 instructions, malloc and
+# free ~150 together, and the per-op workload allocates two blocks per op.
 cdef enum:
-    CACHE_MIN = 2048
+    CACHE_MIN = 16
+    CACHE_MIN_CLASS = 4        # log2(CACHE_MIN)
     CACHE_CLASSES = 48
     HEADER = 16
 
@@ -188,9 +197,11 @@ cdef void* _mem_alloc(size_t nbytes) noexcept:
     cdef int k = -1
     cdef size_t cap = nbytes
     cdef char* block
-    if nbytes >= CACHE_MIN:
-        k = 0
-        cap = 1
+    if nbytes < CACHE_MIN:
+        nbytes = CACHE_MIN
+    if True:
+        k = CACHE_MIN_CLASS
+        cap = CACHE_MIN
         while cap < nbytes:
             cap <<= 1
             k += 1
@@ -423,7 +434,15 @@ cdef class TensorBase:
 
 
 cdef inline TensorBase _new_tensor():
-    return TensorBase.__new__(_tensor_class)
+    # The subclass's tp_new, called directly: `TensorBase.__new__(cls)` would
+    # look `__new__` up and go through a Python-level call every time.
+    cdef PyObject* obj = (<_PyType*>_tensor_class).tp_new(<_PyType*>_tensor_class,
+                                                         <PyObject*>_NO_ARGS, NULL)
+    if obj == NULL:
+        return TensorBase.__new__(_tensor_class)     # raises the error
+    t = <TensorBase>obj
+    Py_DECREF(t)           # the cast took a second reference
+    return t
 
 
 cdef TensorBase _alloc(object shape, Py_ssize_t size, int dt):
@@ -985,7 +1004,8 @@ cdef object _binary(int op, object x, object y):
     cdef int form, dt
     cdef double c = 0
     if isinstance(x, TensorBase) and isinstance(y, TensorBase):
-        a, b = x, y
+        a = <TensorBase>x      # checked above: no TypeTest
+        b = <TensorBase>y
         if not (_nativeable(a) and _nativeable(b) and a._dt == b._dt):
             return _binary_generic(op, a, b)
         if a._size == b._size and (a._shape is b._shape or a._shape == b._shape):
@@ -997,13 +1017,13 @@ cdef object _binary(int op, object x, object y):
         else:
             return _binary_generic(op, a, b)
     elif isinstance(x, TensorBase):
-        a = x
+        a = <TensorBase>x
         if not (_nativeable(a) and type(y) in (float, int, bool)):
             return _binary_generic(op, a, y)
         form = FORM_TC
         c = y
     else:
-        b = y
+        b = <TensorBase>y
         if not (_nativeable(b) and type(x) in (float, int, bool)):
             return _binary_generic(op, x, b)
         form = FORM_CT
@@ -1067,7 +1087,7 @@ cdef object _unary(int op, object x, double p, double q):
         if op == CLIP:
             return apply(op, (x,), (None if p == -INFINITY else p, None if q == INFINITY else q))
         return apply(op, (x,))
-    a = x
+    a = <TensorBase>x
     out = _alloc(a._shape, a._size, a._dt)
     if a._size >= UFUNC_MIN and op in _UFUNCS:
         # NumPy's SIMD loops beat libm on long arrays; write straight into out.
