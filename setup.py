@@ -62,11 +62,17 @@ def extensions():
         cflags = ["/Od"] if DEBUG else ["/O2"]
     else:
         cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
+    import Cython
+    import sysconfig
+    # What `python -m fastgrad` reports about the build, compiled into the module.
+    build = "Cython %s, %s, %s%s" % (Cython.__version__, sysconfig.get_config_var("CC") or "cc",
+                                     " ".join(cflags), ", debug checks on" if DEBUG else "")
     ext = Extension(
         "fastgrad._core._tape",
         ["src/fastgrad/_core/_tape.pyx"],
         include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("FASTGRAD_BUILD", '"%s"' % build.replace('"', "'"))],
         extra_compile_args=cflags,
     )
     return cythonize([ext], compiler_directives=DIRECTIVES, quiet=True)

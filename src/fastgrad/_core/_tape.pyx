@@ -129,6 +129,20 @@ cdef extern from "Python.h":
     ctypedef struct _PyType "PyTypeObject":
         PyObject* (*tp_new)(_PyType*, PyObject*, PyObject*)
 
+cdef extern from *:
+    """
+    #ifndef FASTGRAD_BUILD
+    #define FASTGRAD_BUILD "unknown build"
+    #endif
+    """
+    const char* FASTGRAD_BUILD
+
+
+def build_info():
+    """How this module was compiled (Cython version, compiler, flags)."""
+    return FASTGRAD_BUILD.decode()
+
+
 cdef tuple _NO_ARGS = ()
 cdef object _tensor_class = None     # fastgrad.Tensor, set by tensor.py
 cdef bint _grad_enabled = True
