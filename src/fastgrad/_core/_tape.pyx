@@ -145,6 +145,7 @@ def build_info():
 
 cdef tuple _NO_ARGS = ()
 cdef object _tensor_class = None     # fastgrad.Tensor, set by tensor.py
+cdef object _node_hook = None        # called with every new node (fg.detect_anomaly)
 cdef bint _grad_enabled = True
 cdef long _sweep_id = 0
 
@@ -155,6 +156,14 @@ def set_tensor_class(cls):
     if not issubclass(cls, TensorBase):
         raise TypeError("set_tensor_class: %r does not subclass TensorBase" % (cls,))
     _tensor_class = cls
+
+
+def set_node_hook(fn):
+    """Call fn(node) for every node recorded from now on (None: stop); returns the old hook."""
+    global _node_hook
+    previous = _node_hook
+    _node_hook = fn
+    return previous
 
 
 def is_grad_enabled():
@@ -637,6 +646,8 @@ def apply(int op, tuple inputs, tuple params=()):
     out._params = params
     out._versions = tuple((<TensorBase>x)._version if isinstance(x, TensorBase) else None
                           for x in inputs)
+    if _node_hook is not None:
+        _node_hook(out)
     return out
 
 
@@ -1057,6 +1068,8 @@ cdef object _binary(int op, object x, object y):
         out._c = c
         out._va = a._version if a is not None else 0
         out._vb = b._version if b is not None else 0
+        if _node_hook is not None:
+            _node_hook(out)
     return out
 
 
@@ -1119,6 +1132,8 @@ cdef object _unary(int op, object x, double p, double q):
         out._c = p
         out._c2 = q
         out._va = a._version
+        if _node_hook is not None:
+            _node_hook(out)
     return out
 
 
@@ -1180,7 +1195,7 @@ def matmul(a, b):
     return out
 
 
-cdef void _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) noexcept:
+cdef int _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) except -1:
     """Make `out` a native node of `op` over tensors a, b (and d)."""
     out._requires_grad = True
     out._op = op
@@ -1192,6 +1207,9 @@ cdef void _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) 
     out._va = a._version
     out._vb = b._version if b is not None else 0
     out._vd = (<TensorBase>d)._version if isinstance(d, TensorBase) else 0
+    if _node_hook is not None:
+        _node_hook(out)
+    return 0
 
 
 cdef int _product_into(char* dst, bint fresh, int dt, Py_ssize_t n, object product) except -1:
@@ -1314,6 +1332,8 @@ def sum(x, axis=None, keepdims=False):
         out._a = a
         out._c = 1 if keepdims else 0
         out._va = a._version
+        if _node_hook is not None:
+            _node_hook(out)
     return out
 
 

@@ -52,12 +52,21 @@ BACKEND = "python"
 
 _tensor_class = None       # fastgrad.Tensor, set by tensor.py
 _grad_enabled = True
+_node_hook = None          # called with every new node (fg.detect_anomaly)
 
 
 def set_tensor_class(cls):
     """Tell the core which class its results are (fastgrad.Tensor)."""
     global _tensor_class
     _tensor_class = cls
+
+
+def set_node_hook(fn):
+    """Call fn(node) for every node recorded from now on (None: stop); returns the old hook."""
+    global _node_hook
+    previous = _node_hook
+    _node_hook = fn
+    return previous
 
 
 def is_grad_enabled():
@@ -340,6 +349,8 @@ def apply(op, inputs, params=()):
         out._params = tuple(params)
         out._versions = tuple(x._version if isinstance(x, TensorBase) else None
                               for x in inputs)
+        if _node_hook is not None:
+            _node_hook(out)
     return out
 
 
