@@ -702,60 +702,73 @@ cdef inline void _binary_forward(int op, const floating* a, Py_ssize_t sa, const
             y[i] = a[i * sa] if a[i * sa] <= b[i * sb] else b[i * sb]
 
 
+cdef inline void _put(floating* p, floating v, bint write) noexcept nogil:
+    # `write` is loop-invariant: gcc -O3 unswitches it out of the loops below.
+    if write:
+        p[0] = v
+    else:
+        p[0] += v
+
+
 cdef inline void _binary_backward(int op, const floating* g, const floating* a, Py_ssize_t sa,
                                  const floating* b, Py_ssize_t sb, const floating* y,
-                                 floating* ga, floating* gb, Py_ssize_t n) noexcept nogil:
+                                 floating* ga, floating* gb, Py_ssize_t n, bint wa,
+                                 bint wb) noexcept nogil:
     """ga[i*sa] += g * d(y)/d(a), gb[i*sb] += g * d(y)/d(b); NULL skips an input.
 
     A stride of 0 is a broadcast size-1 operand: its gradient sums over i.
+    wa / wb: the buffer is fresh, so write (=) instead of adding: one pass,
+    no zeroing first (only ever set with stride 1).
     """
     cdef Py_ssize_t i
     cdef double av, bv
     if op == ADD:
         if ga != NULL:
             for i in range(n):
-                ga[i * sa] += g[i]
+                _put(&ga[i * sa], g[i], wa)
         if gb != NULL:
             for i in range(n):
-                gb[i * sb] += g[i]
+                _put(&gb[i * sb], g[i], wb)
     elif op == SUB:
         if ga != NULL:
             for i in range(n):
-                ga[i * sa] += g[i]
+                _put(&ga[i * sa], g[i], wa)
         if gb != NULL:
             for i in range(n):
-                gb[i * sb] -= g[i]
+                _put(&gb[i * sb], -g[i], wb)
     elif op == MUL:
         if ga != NULL:
             for i in range(n):
-                ga[i * sa] += g[i] * b[i * sb]
+                _put(&ga[i * sa], g[i] * b[i * sb], wa)
         if gb != NULL:
             for i in range(n):
-                gb[i * sb] += g[i] * a[i * sa]
+                _put(&gb[i * sb], g[i] * a[i * sa], wb)
     elif op == DIV:
         if ga != NULL:
             for i in range(n):
-                ga[i * sa] += g[i] / b[i * sb]
+                _put(&ga[i * sa], g[i] / b[i * sb], wa)
         if gb != NULL:
             for i in range(n):
-                gb[i * sb] += -(g[i] / b[i * sb]) * a[i * sa] / b[i * sb]
+                _put(&gb[i * sb], -(g[i] / b[i * sb]) * a[i * sa] / b[i * sb], wb)
     elif op == POW:
         if ga != NULL:
             for i in range(n):
-                ga[i * sa] += g[i] * b[i * sb] * c_pow(a[i * sa], b[i * sb] - 1)
+                _put(&ga[i * sa], <floating>(g[i] * b[i * sb] * c_pow(a[i * sa], b[i * sb] - 1)),
+                     wa)
         if gb != NULL:
             for i in range(n):
                 av = a[i * sa]
-                if av != 0:
-                    gb[i * sb] += g[i] * (y[i] * c_log(av))
+                _put(&gb[i * sb], <floating>(g[i] * (y[i] * c_log(av))) if av != 0 else 0, wb)
     elif op == MAXIMUM or op == MINIMUM:
         for i in range(n):
             av = a[i * sa]
             bv = b[i * sb]
-            if ga != NULL and ((av >= bv) if op == MAXIMUM else (av <= bv)):
-                ga[i * sa] += g[i] * _share(av, bv)
-            if gb != NULL and ((bv >= av) if op == MAXIMUM else (bv <= av)):
-                gb[i * sb] += g[i] * _share(av, bv)
+            if ga != NULL:
+                _put(&ga[i * sa], <floating>(g[i] * _share(av, bv))
+                     if ((av >= bv) if op == MAXIMUM else (av <= bv)) else 0, wa)
+            if gb != NULL:
+                _put(&gb[i * sb], <floating>(g[i] * _share(av, bv))
+                     if ((bv >= av) if op == MAXIMUM else (bv <= av)) else 0, wb)
 
 
 # The strides are 0 or 1.  Calling the inline bodies with literal strides lets
@@ -776,15 +789,16 @@ cdef void binary_forward(int op, const floating* a, Py_ssize_t sa, const floatin
 
 cdef void binary_backward(int op, const floating* g, const floating* a, Py_ssize_t sa,
                           const floating* b, Py_ssize_t sb, const floating* y,
-                          floating* ga, floating* gb, Py_ssize_t n) noexcept nogil:
+                          floating* ga, floating* gb, Py_ssize_t n, bint wa,
+                          bint wb) noexcept nogil:
     if sa == 1 and sb == 1:
-        _binary_backward(op, g, a, 1, b, 1, y, ga, gb, n)
+        _binary_backward(op, g, a, 1, b, 1, y, ga, gb, n, wa, wb)
     elif sa == 1:
-        _binary_backward(op, g, a, 1, b, 0, y, ga, gb, n)
+        _binary_backward(op, g, a, 1, b, 0, y, ga, gb, n, wa, False)
     elif sb == 1:
-        _binary_backward(op, g, a, 0, b, 1, y, ga, gb, n)
+        _binary_backward(op, g, a, 0, b, 1, y, ga, gb, n, False, wb)
     else:
-        _binary_backward(op, g, a, 0, b, 0, y, ga, gb, n)
+        _binary_backward(op, g, a, 0, b, 0, y, ga, gb, n, False, False)
 
 
 cdef void unary_forward(int op, const floating* x, floating* y, Py_ssize_t n,
@@ -829,47 +843,45 @@ cdef void unary_forward(int op, const floating* x, floating* y, Py_ssize_t n,
 
 
 cdef void unary_backward(int op, const floating* g, const floating* x, const floating* y,
-                         floating* gx, Py_ssize_t n, double p, double q) noexcept nogil:
-    """gx[i] += g[i] * dy/dx: one fused pass per op."""
+                         floating* gx, Py_ssize_t n, double p, double q, bint write) noexcept nogil:
+    """gx[i] += g[i] * dy/dx (= when `write`: a fresh buffer): one fused pass per op."""
     cdef Py_ssize_t i
     if op == NEG:
         for i in range(n):
-            gx[i] -= g[i]
+            _put(&gx[i], -g[i], write)
     elif op == EXP:
         for i in range(n):
-            gx[i] += g[i] * y[i]
+            _put(&gx[i], g[i] * y[i], write)
     elif op == LOG:
         for i in range(n):
-            gx[i] += g[i] / x[i]
+            _put(&gx[i], g[i] / x[i], write)
     elif op == SQRT:
         for i in range(n):
-            gx[i] += g[i] / (2 * y[i])
+            _put(&gx[i], g[i] / (2 * y[i]), write)
     elif op == ABS:
         for i in range(n):
-            gx[i] += g[i] * <floating>_sign(x[i])
+            _put(&gx[i], g[i] * <floating>_sign(x[i]), write)
     elif op == SIN:
         for i in range(n):
-            gx[i] += g[i] * <floating>c_cos(x[i])
+            _put(&gx[i], g[i] * <floating>c_cos(x[i]), write)
     elif op == COS:
         for i in range(n):
-            gx[i] -= g[i] * <floating>c_sin(x[i])
+            _put(&gx[i], -(g[i] * <floating>c_sin(x[i])), write)
     elif op == TANH:
         for i in range(n):
-            gx[i] += g[i] * (1 - y[i] * y[i])
+            _put(&gx[i], g[i] * (1 - y[i] * y[i]), write)
     elif op == SIGMOID:
         for i in range(n):
-            gx[i] += g[i] * y[i] * (1 - y[i])
+            _put(&gx[i], g[i] * y[i] * (1 - y[i]), write)
     elif op == RELU:
         for i in range(n):
-            if x[i] > 0:
-                gx[i] += g[i]
+            _put(&gx[i], g[i] if x[i] > 0 else 0, write)
     elif op == LEAKY_RELU:
         for i in range(n):
-            gx[i] += g[i] if x[i] > 0 else <floating>(g[i] * p)
+            _put(&gx[i], g[i] if x[i] > 0 else <floating>(g[i] * p), write)
     elif op == CLIP:
         for i in range(n):
-            if p <= x[i] <= q:
-                gx[i] += g[i]
+            _put(&gx[i], g[i] if p <= x[i] <= q else 0, write)
 
 
 cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
@@ -887,11 +899,11 @@ cdef double _pairwise(const floating* x, Py_ssize_t n) noexcept nogil:
     return _pairwise(x, n // 2) + _pairwise(x + n // 2, n - n // 2)
 
 
-cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n) noexcept nogil:
+cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating gv = g[0]
     for i in range(n):
-        gx[i] += gv
+        _put(&gx[i], gv, write)
 
 
 
@@ -1118,7 +1130,8 @@ cdef object _unary(int op, object x, double p, double q):
     out = _alloc(a._shape, a._size, a._dt)
     if a._size >= UFUNC_MIN and op in _UFUNCS:
         # NumPy's SIMD loops beat libm on long arrays; write straight into out.
-        _UFUNCS[op](_view(a._data, a._shape, a._dt), out=_view(out._data, a._shape, a._dt))
+        # (out passed positionally: a keyword costs a dict per call)
+        (<object>_UFUNCS[op])(_view(a._data, a._shape, a._dt), _view(out._data, a._shape, a._dt))
     elif a._dt == DT_F64:
         unary_forward(op, <double*>a._data, <double*>out._data, a._size, p, q)
     else:
@@ -1661,6 +1674,8 @@ cdef int _native_backward(TensorBase node) except -1:
     cdef char* pb
     cdef Py_ssize_t sa, sb
     cdef double slot
+    cdef bint wa = False, wb = False
+    cdef char* g
     cdef int op = node._op
     if a is not None and a._data == NULL:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
@@ -1672,34 +1687,78 @@ cdef int _native_backward(TensorBase node) except -1:
     if op == CROSS_ENTROPY:
         return _cross_entropy_backward(node)
     if op == SUM:
-        ga = _grad_buffer(a)
+        ga = _grad_buffer_raw(a, &wa)
         if a._dt == DT_F64:
-            sum_backward(<double*>node._g, <double*>ga, a._size)
+            sum_backward(<double*>node._g, <double*>ga, a._size, wa)
         else:
-            sum_backward(<float*>node._g, <float*>ga, a._size)
+            sum_backward(<float*>node._g, <float*>ga, a._size, wa)
     elif b is None and node._form == FORM_TT:          # unary
-        ga = _grad_buffer(a)
-        if a._dt == DT_F64:
-            unary_backward(op, <double*>node._g, <double*>a._data, <double*>node._data,
-                           <double*>ga, a._size, node._c, node._c2)
+        if a._g == NULL:
+            # The input's first gradient: computed in place over the output's
+            # gradient buffer, which is then handed down the chain.  No new
+            # block, and the memory stays in cache (n = 4096: -9% per op).
+            g = ga = node._g
+            a._g = node._g
+            node._g = NULL
+            wa = True
         else:
-            unary_backward(op, <float*>node._g, <float*>a._data, <float*>node._data,
-                           <float*>ga, a._size, node._c, node._c2)
+            g = node._g
+            ga = a._g
+        if a._dt == DT_F64:
+            unary_backward(op, <double*>g, <double*>a._data, <double*>node._data,
+                           <double*>ga, a._size, node._c, node._c2, wa)
+        else:
+            unary_backward(op, <float*>g, <float*>a._data, <float*>node._data,
+                           <float*>ga, a._size, node._c, node._c2, wa)
     else:
         if b is not None and b._data == NULL:
             raise RuntimeError("backward: the values of an input of '%s' were replaced "
                                "through .data by an array of another layout" % _op_name(node))
-        if a is not None and a._requires_grad:
-            ga = _grad_buffer(a)
-        if b is not None and b._requires_grad:
-            gb = _grad_buffer(b)
         _operand_ptrs(node._form, a, b, node._c, &slot, node._dt, &pa, &sa, &pb, &sb)
+        # As for unary ops: a's first gradient may be computed in place over
+        # the output's gradient buffer (after b's, which reads it).
+        if a is not None and a._requires_grad and a._g == NULL and sa == 1 and a is not b:
+            g = node._g
+            if b is not None and b._requires_grad:
+                gb = _grad_buffer_raw(b, &wb)
+                if wb and sb == 0:
+                    memset(gb, 0, ITEMSIZE[b._dt])
+                    wb = False
+                if node._dt == DT_F64:
+                    binary_backward(op, <double*>g, <double*>pa, sa, <double*>pb, sb,
+                                    <double*>node._data, NULL, <double*>gb, node._size, False, wb)
+                else:
+                    binary_backward(op, <float*>g, <float*>pa, sa, <float*>pb, sb,
+                                    <float*>node._data, NULL, <float*>gb, node._size, False, wb)
+            a._g = g
+            node._g = NULL
+            if op == ADD or op == SUB:
+                return 0                      # d(a + b)/da = 1: the buffer is the gradient
+            if node._dt == DT_F64:
+                binary_backward(op, <double*>g, <double*>pa, sa, <double*>pb, sb,
+                                <double*>node._data, <double*>g, NULL, node._size, True, False)
+            else:
+                binary_backward(op, <float*>g, <float*>pa, sa, <float*>pb, sb,
+                                <float*>node._data, <float*>g, NULL, node._size, True, False)
+            return 0
+        # A fresh buffer is written, not added to, unless it is a broadcast
+        # (stride 0) operand whose gradient is a sum: that one starts at zero.
+        if a is not None and a._requires_grad:
+            ga = _grad_buffer_raw(a, &wa)
+            if wa and sa == 0:
+                memset(ga, 0, ITEMSIZE[a._dt])
+                wa = False
+        if b is not None and b._requires_grad:
+            gb = _grad_buffer_raw(b, &wb)
+            if wb and sb == 0:
+                memset(gb, 0, ITEMSIZE[b._dt])
+                wb = False
         if node._dt == DT_F64:
             binary_backward(op, <double*>node._g, <double*>pa, sa, <double*>pb, sb,
-                            <double*>node._data, <double*>ga, <double*>gb, node._size)
+                            <double*>node._data, <double*>ga, <double*>gb, node._size, wa, wb)
         else:
             binary_backward(op, <float*>node._g, <float*>pa, sa, <float*>pb, sb,
-                            <float*>node._data, <float*>ga, <float*>gb, node._size)
+                            <float*>node._data, <float*>ga, <float*>gb, node._size, wa, wb)
     return 0
 
 

@@ -1,0 +1,7 @@
+"""Workloads register themselves in ``harness.WORKLOADS`` when imported.
+
+To add one: write ``bench/workloads/<name>.py`` that calls ``harness.register``
+(see ``perop.py`` for the pattern) and add its import below. The table lists
+workloads in this import order.
+"""
+from . import perop  # noqa: F401
