@@ -107,3 +107,39 @@ class Function:
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad",
            "Function", "FunctionCtx", "Tensor"]
+
+
+class CompiledStep:
+    """What `fg.compile(fn)` returns; see there."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        self.tape = None
+
+    def __call__(self):
+        if self.tape is None:
+            self.tape = core.Tape(self._fn())       # record: fn runs once, eagerly
+        else:
+            self.tape.forward()                     # replay with the leaves' current values
+        self.tape.backward()
+        return self.tape.root.item()
+
+
+def compile(fn):
+    """Record the graph that `fn()` builds once, then replay it on every call.
+
+    `fn` takes no arguments and returns a scalar loss computed from tensors
+    that require grad (parameters; data tensors are leaves too).  The first
+    call runs `fn` and records its graph; every call (the first included)
+    then runs the backward sweep, accumulating into the leaves' `.grad` as
+    `loss.backward()` does, and returns the loss as a float.  Later calls do
+    not run `fn` again: they recompute the recorded graph from the current
+    values of its leaves, in C on the compiled core, so update parameters and
+    data in place (`p.data -= lr * p.grad.data`, `x.data[...] = batch`).
+    Like tracing in other frameworks, Python control flow inside `fn` is
+    frozen at the first call, and values that did not require grad are
+    constants of the recording.
+    """
+    if not callable(fn):
+        raise TypeError("compile: expected a function, got %s" % type(fn).__name__)
+    return CompiledStep(fn)

@@ -1117,6 +1117,18 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
         binary_forward(op, <float*>pa, sa, <float*>pb, sb, <float*>out._data, out._size)
 
 
+cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q) except -1:
+    if a._size >= UFUNC_MIN and op in _UFUNCS:
+        # NumPy's SIMD loops beat libm on long arrays; write straight into out.
+        # (out passed positionally: a keyword costs a dict per call)
+        (<object>_UFUNCS[op])(_view(a._data, a._shape, a._dt), _view(out._data, a._shape, a._dt))
+    elif a._dt == DT_F64:
+        unary_forward(op, <double*>a._data, <double*>out._data, a._size, p, q)
+    else:
+        unary_forward(op, <float*>a._data, <float*>out._data, a._size, p, q)
+    return 0
+
+
 cdef object _unary(int op, object x, double p, double q):
     cdef TensorBase a, out
     if not isinstance(x, TensorBase) or not _nativeable(<TensorBase>x):
@@ -1128,14 +1140,7 @@ cdef object _unary(int op, object x, double p, double q):
         return apply(op, (x,))
     a = <TensorBase>x
     out = _alloc(a._shape, a._size, a._dt)
-    if a._size >= UFUNC_MIN and op in _UFUNCS:
-        # NumPy's SIMD loops beat libm on long arrays; write straight into out.
-        # (out passed positionally: a keyword costs a dict per call)
-        (<object>_UFUNCS[op])(_view(a._data, a._shape, a._dt), _view(out._data, a._shape, a._dt))
-    elif a._dt == DT_F64:
-        unary_forward(op, <double*>a._data, <double*>out._data, a._size, p, q)
-    else:
-        unary_forward(op, <float*>a._data, <float*>out._data, a._size, p, q)
+    _unary_values(op, a, out, p, q)
     if _grad_enabled and a._requires_grad:
         out._requires_grad = True
         out._op = op
@@ -1196,6 +1201,16 @@ def matmul(a, b):
     shape = ((ta._shape[0],) if len(ta._shape) == 2 else ()) + \
             ((tb._shape[1],) if len(tb._shape) == 2 else ())
     out = _alloc(shape, n * m, ta._dt)
+    _matmul_values(ta, tb, out)
+    if _grad_enabled and (ta._requires_grad or tb._requires_grad):
+        _record(out, MATMUL, ta, tb, None)
+    return out
+
+
+cdef int _matmul_values(TensorBase ta, TensorBase tb, TensorBase out) except -1:
+    """out = a @ b for native (at most 2-D, contiguous) operands."""
+    cdef Py_ssize_t k = ta._shape[len(ta._shape) - 1]
+    cdef Py_ssize_t n = ta._size // k, m = tb._size // k
     if n * k * m >= BLAS_MIN:
         np.matmul(_view(ta._data, (n, k), ta._dt), _view(tb._data, (k, m), ta._dt),
                   out=_view(out._data, (n, m), ta._dt))
@@ -1203,9 +1218,7 @@ def matmul(a, b):
         matmul_forward(<double*>ta._data, <double*>tb._data, <double*>out._data, n, k, m)
     else:
         matmul_forward(<float*>ta._data, <float*>tb._data, <float*>out._data, n, k, m)
-    if _grad_enabled and (ta._requires_grad or tb._requires_grad):
-        _record(out, MATMUL, ta, tb, None)
-    return out
+    return 0
 
 
 cdef int _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) except -1:
@@ -1444,6 +1457,18 @@ def linear(x, weight, bias=None):
     cdef Py_ssize_t n = tx._size // k
     cdef int dt = tx._dt
     out = _alloc(tuple(tx._shape)[:len(tx._shape) - 1] + (m,), n * m, dt)
+    _linear_values(tx, tw, tb, out)
+    if _grad_enabled and (tx._requires_grad or tw._requires_grad or
+                          (tb is not None and tb._requires_grad)):
+        _record(out, LINEAR, tx, tw, tb)
+    return out
+
+
+cdef int _linear_values(TensorBase tx, TensorBase tw, TensorBase tb, TensorBase out) except -1:
+    """out = x @ w.T + b (tb may be None) for native operands."""
+    cdef Py_ssize_t k = tw._shape[1], m = tw._shape[0]
+    cdef Py_ssize_t n = tx._size // k
+    cdef int dt = tx._dt
     if n * k * m >= BLAS_MIN:
         y = _view(out._data, (n, m), dt)
         np.matmul(_view(tx._data, (n, k), dt), _view(tw._data, (m, k), dt).T, out=y)
@@ -1455,10 +1480,7 @@ def linear(x, weight, bias=None):
     else:
         linear_forward(<float*>tx._data, <float*>tw._data,
                        <float*>(tb._data if tb is not None else NULL), <float*>out._data, n, k, m)
-    if _grad_enabled and (tx._requires_grad or tw._requires_grad or
-                          (tb is not None and tb._requires_grad)):
-        _record(out, LINEAR, tx, tw, tb)
-    return out
+    return 0
 
 
 cdef int _linear_backward(TensorBase node) except -1:
@@ -1510,6 +1532,16 @@ def cross_entropy(logits, target, reduction="mean"):
     cdef long long* t = <long long*>cnp.PyArray_DATA(target)
     cdef double total
     out = _alloc((n,) if code == 0 else (), n if code == 0 else 1, z._dt)
+    _cross_entropy_values(z, t, out, code)
+    if _grad_enabled and z._requires_grad:
+        _record(out, CROSS_ENTROPY, z, None, target)
+        out._c = code
+    return out
+
+
+cdef int _cross_entropy_values(TensorBase z, long long* t, TensorBase out, int code) except -1:
+    cdef Py_ssize_t n = z._shape[0], c = z._shape[1]
+    cdef double total
     if z._dt == DT_F64:
         total = cross_entropy_forward(<double*>z._data, t,
                                       <double*>out._data if code == 0 else NULL, n, c)
@@ -1520,10 +1552,7 @@ def cross_entropy(logits, target, reduction="mean"):
                                       <float*>out._data if code == 0 else NULL, n, c)
         if code:
             (<float*>out._data)[0] = <float>(total / n if code == 1 else total)
-    if _grad_enabled and z._requires_grad:
-        _record(out, CROSS_ENTROPY, z, None, target)
-        out._c = code
-    return out
+    return 0
 
 
 cdef int _cross_entropy_backward(TensorBase node) except -1:
@@ -1812,10 +1841,16 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     """The reverse sweep; the same contract as reference.sweep."""
     cdef list order = topological_order(roots)
     cdef TensorBase node
-    cdef list finals = []
     for node in order:
         _check_released(node)
         _check_versions(node)
+    return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
+
+
+cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, capture):
+    """The sweep over an order already computed and checked (sweep, Tape.backward)."""
+    cdef TensorBase node
+    cdef list finals = []
     wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
     found = [None] * (0 if capture is None else len(capture))
     try:
@@ -1920,3 +1955,77 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
         if not isinstance(t, TensorBase) or not (<TensorBase>t)._requires_grad:
             raise RuntimeError("grad: every input must be a tensor that requires grad")
     return sweep(list(outputs), seeds, retain_graph, capture=list(inputs))
+
+
+# ---------------------------------------------------------------------------
+# Replaying a recorded graph (fg.compile)
+# ---------------------------------------------------------------------------
+
+cdef int _replay_forward(TensorBase node) except -1:
+    """Recompute a native node's values, in place, from its inputs' current values."""
+    cdef int op = node._op
+    cdef TensorBase a = node._a, b = node._b
+    if (a is not None and a._data == NULL) or (b is not None and b._data == NULL) or \
+            (op == LINEAR and node._d is not None and (<TensorBase>node._d)._data == NULL):
+        raise RuntimeError("compile: the values of an input of '%s' were replaced through "
+                               ".data by an array of another layout; compile again"
+                               % _op_name(node))
+    if op == MATMUL:
+        _matmul_values(a, b, node)
+    elif op == LINEAR:
+        _linear_values(a, b, node._d, node)
+    elif op == CROSS_ENTROPY:
+        _cross_entropy_values(a, <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d), node,
+                              <int>node._c)
+    elif op == SUM:
+        if a._dt == DT_F64:
+            sum_forward(<double*>a._data, <double*>node._data, a._size)
+        else:
+            sum_forward(<float*>a._data, <float*>node._data, a._size)
+    elif b is None and node._form == FORM_TT:
+        _unary_values(op, a, node, node._c, node._c2)
+    else:
+        _binary_kernel_forward(op, node._form, a, b, node._c, node)
+    return 0
+
+
+cdef class Tape:
+    """A recorded graph, replayed: the same functions as reference.Tape.
+
+    forward() recomputes every node from the current values of the leaves
+    (C kernels over the nodes' own buffers: no Python object per op);
+    backward() is the sweep over the recorded order, keeping the graph.
+    """
+    cdef readonly object root
+    cdef list _order            # consumers first, as topological_order gives
+
+    def __init__(self, root):
+        _check_tape_root(root)
+        self.root = root
+        self._order = topological_order([root])
+
+    def forward(self):
+        cdef Py_ssize_t i
+        cdef TensorBase node
+        for i in range(len(self._order) - 1, -1, -1):
+            node = <TensorBase>self._order[i]
+            if node._op == LEAF:
+                continue
+            _check_released(node)
+            if node._native:
+                _replay_forward(node)
+            else:               # the reference rule, written into the node's array
+                values = [_value(x) for x in node._inputs]
+                _array(node)[...] = _ref.FORWARD[node._op](*values, *node._params)
+        return self.root
+
+    def backward(self):
+        _sweep_ordered(self._order, [self.root], [_seed(self.root, None)], True, None)
+
+
+cdef int _check_tape_root(root) except -1:
+    if not isinstance(root, TensorBase) or not (<TensorBase>root)._requires_grad \
+            or (<TensorBase>root)._op == LEAF or (<TensorBase>root)._size != 1:
+        raise ValueError("compile: the function must return a scalar tensor computed from "
+                         "tensors that require grad, got %r" % (root,))
+    return 0

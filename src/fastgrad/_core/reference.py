@@ -1319,3 +1319,41 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
         if not isinstance(t, TensorBase) or not t._requires_grad:
             raise RuntimeError("grad: every input must be a tensor that requires grad")
     return sweep(list(outputs), seeds, retain_graph, capture=list(inputs))
+
+
+# ---------------------------------------------------------------------------
+# Replaying a recorded graph (fg.compile)
+# ---------------------------------------------------------------------------
+
+class Tape:
+    """A recorded graph, replayed.
+
+    Most training steps build the same graph every time.  A Tape keeps the
+    graph of `root` (its nodes in topological order) and replays it:
+    forward() recomputes every node, in place, from the current values of
+    the leaves; backward() sweeps it again, keeping the graph.  Values that
+    did not require grad when recorded are constants of the tape.
+    """
+
+    def __init__(self, root):
+        _check_tape_root(root)
+        self.root = root
+        self._order = topological_order([root])       # consumers first
+
+    def forward(self):
+        for node in reversed(self._order):            # inputs before their consumers
+            if node._op != LEAF:
+                _check_released(node)
+                values = [_value(x) for x in node._inputs]
+                node._value[...] = FORWARD[node._op](*values, *node._params)
+        return self.root
+
+    def backward(self):
+        sweep([self.root], [_seed(self.root, None)], retain_graph=True)
+
+
+def _check_tape_root(root):
+    if not isinstance(root, TensorBase) or not root._requires_grad or root._op == LEAF \
+            or root._value.size != 1:
+        raise ValueError("compile: the function must return a scalar tensor computed from "
+                         "tensors that require grad, got %r" % (root,))
