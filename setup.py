@@ -75,7 +75,15 @@ def extensions():
                        ("FASTGRAD_BUILD", '"%s"' % build.replace('"', "'"))],
         extra_compile_args=cflags,
     )
-    return cythonize([ext], compiler_directives=DIRECTIVES, quiet=True)
+    # The fused optimizer updates: a module of its own, built with the same options.
+    fused = Extension(
+        "fastgrad._core._fused",
+        ["src/fastgrad/_core/_fused.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=cflags,
+    )
+    return cythonize([ext, fused], compiler_directives=DIRECTIVES, quiet=True)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

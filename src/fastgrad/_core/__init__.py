@@ -2,7 +2,8 @@
 
 FASTGRAD_BACKEND=python|compiled picks one explicitly; unset (or empty), the
 compiled core is used when it imports, else the reference core with one
-warning.  `core` is the chosen module; both expose the same names.
+warning.  `core` is the chosen module; both expose the same names.  `fused`
+(the optimizers' one-call-per-group updates) is chosen along with it.
 """
 import os
 import warnings
@@ -32,4 +33,22 @@ else:
             RuntimeWarning, stacklevel=2)
         from . import reference as core
 
-__all__ = ["core"]
+# The fused optimizer updates follow the core: the readable twin with the
+# reference core, the compiled module with the compiled one.
+if core.BACKEND == "python":
+    from . import fused_reference as fused
+else:
+    try:
+        from . import _fused as fused
+    except ImportError as exc:
+        if _choice == "compiled":
+            raise ImportError(
+                "%s=compiled, but the compiled optimizer updates (fastgrad._core._fused) do not "
+                "import: %s. Rebuild fastgrad (python setup.py build_ext --inplace), or set %s=python."
+                % (_VARIABLE, exc, _VARIABLE)) from exc
+        warnings.warn(
+            "fastgrad: the compiled optimizer updates are not available (%s); optimizers use "
+            "the NumPy versions" % (exc,), RuntimeWarning, stacklevel=2)
+        from . import fused_reference as fused
+
+__all__ = ["core", "fused"]

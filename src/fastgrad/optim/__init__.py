@@ -1,0 +1,16 @@
+"""Optimizers and learning-rate schedules with torch.optim's names, defaults and formulas.
+
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad(); loss.backward(); opt.step()
+
+Each `step()` updates all parameters of a group in one call of
+`fastgrad._core.fused` (compiled C loop, or the NumPy twin on the reference core).
+"""
+from . import lr_scheduler
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]
