@@ -12,7 +12,7 @@ from .tensor import (
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, grad, Function, compile
 
 # Subpackages and helpers (each line added with its module).
-from . import optim, data
+from . import nn, optim, data
 from .training import fit, History, EarlyStopping
 from .io import save, load
 
