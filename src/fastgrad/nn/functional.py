@@ -119,16 +119,17 @@ def _float_target(name, input, target):
 
 
 def _check_broadcast(name, input, target):
+    if target.shape == input.shape:
+        return
     try:
         shape = np.broadcast_shapes(input.shape, target.shape)
     except ValueError:
         raise ValueError("%s: input of shape %s and target of shape %s do not broadcast"
                          % (name, tuple(input.shape), tuple(target.shape))) from None
-    if shape != tuple(input.shape) or target.shape != input.shape:
-        warnings.warn("%s: target shape %s differs from input shape %s; they are broadcast to %s, "
-                      "which is rarely what is meant (check for a missing or extra dimension)"
-                      % (name, tuple(target.shape), tuple(input.shape), shape), UserWarning,
-                      stacklevel=3)
+    warnings.warn("%s: target shape %s differs from input shape %s; they are broadcast to %s, "
+                  "which is rarely what is meant (check for a missing or extra dimension)"
+                  % (name, tuple(target.shape), tuple(input.shape), shape), UserWarning,
+                  stacklevel=3)
 
 
 def _check_same_shape(name, input, target):
