@@ -1142,8 +1142,8 @@ def check_cross_entropy(shape, target, reduction):
                          % (tuple(shape), shape[0], target.shape))
     if shape[0] == 0:
         raise ValueError("cross_entropy: empty batch (logits of shape %s)" % (tuple(shape),))
-    bad = (target < 0) | (target >= shape[1])
-    if bad.any():
+    if target.min() < 0 or target.max() >= shape[1]:
+        bad = (target < 0) | (target >= shape[1])
         raise IndexError("cross_entropy: target %d is out of range for %d classes"
                          % (target[bad][0], shape[1]))
     return np.ascontiguousarray(target, dtype=np.int64)

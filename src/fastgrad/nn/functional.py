@@ -358,6 +358,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     targets of the input's shape are class probabilities:
     -sum_c target[i, c] log softmax(input)[i, c].
     """
+    # the common case, straight to the fused op (which checks shapes, range, reduction)
+    if weight is None and not label_smoothing and ignore_index < 0 \
+            and isinstance(input, core.TensorBase) and input.ndim == 2:
+        values = target.data if isinstance(target, core.TensorBase) else target
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size \
+                and values.min() >= 0:
+            return core.cross_entropy(input, values, reduction)
     name = "cross_entropy"
     _check_reduction(name, reduction)
     smoothing = _check_probability(name + " label_smoothing", label_smoothing)
