@@ -93,6 +93,20 @@ cdef void sgd_kernel(floating* p, const floating* g, floating* buf, Py_ssize_t n
     cdef floating f_mu = <floating>momentum
     cdef floating f_keep = <floating>(1 - dampening)
     cdef floating f_wd = <floating>weight_decay
+    # The common cases first, as loops without branches so that the compiler
+    # vectorizes them (the general loop below runs ~5x slower); the same
+    # arithmetic in the same order, so the results are identical.
+    if weight_decay == 0 and not maximize and not fresh:
+        if momentum == 0:
+            for i in range(n):
+                p[i] = p[i] - f_lr * g[i]
+            return
+        if not nesterov:
+            for i in range(n):
+                b = buf[i] * f_mu + f_keep * g[i]
+                buf[i] = b
+                p[i] = p[i] - f_lr * b
+            return
     for i in range(n):
         d = -g[i] if maximize else g[i]
         if weight_decay != 0:
