@@ -132,6 +132,8 @@ def fmt_us(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
     us = seconds * 1e6
+    if us >= 10_000:                  # slow rows read better in milliseconds
+        return f"{us / 1000:,.1f} ms"
     if us < 10:
         return f"{us:.2f}"
     if us < 1000:
@@ -203,7 +205,7 @@ def format_table(results: List[dict]) -> str:
 
 def format_legend(results: List[dict], settings: dict) -> str:
     lines = [
-        f"times: µs per iteration (forward + backward), median / min / max over "
+        f"times: µs (or ms where marked) per iteration, median / min / max over "
         f"{settings['repeats']} timing blocks of >= {settings['min_time'] * 1e3:.0f} ms each;",
         f"the blocks of one size's implementations are interleaved (one process each, same run).",
         f"median / {BASELINE}: this implementation's median over {BASELINE}'s median for the same "
@@ -259,9 +261,13 @@ def evaluate_targets(results: List[dict]) -> List[dict]:
                 ratio = b["median"] / a["median"]
                 entry["ratio"] = ratio
                 ok = target.passes(ratio)
-                need = (">" if target.strict else ">=") + f" {target.factor:g}x"
-                entry.update(verdict="PASS" if ok else "FAIL",
-                             why=f"{target.than} / {target.impl} = {fmt_ratio(ratio)} (need {need})")
+                if target.factor < 1:    # a ceiling reads better the other way round
+                    need = ("<" if target.strict else "<=") + f" {1 / target.factor:.3g}x"
+                    why = f"{target.impl} / {target.than} = {1 / ratio:.3f}x (need {need})"
+                else:
+                    need = (">" if target.strict else ">=") + f" {target.factor:g}x"
+                    why = f"{target.than} / {target.impl} = {fmt_ratio(ratio)} (need {need})"
+                entry.update(verdict="PASS" if ok else "FAIL", why=why)
             out.append(entry)
     return out
 

@@ -5,3 +5,8 @@ To add one: write ``bench/workloads/<name>.py`` that calls ``harness.register``
 workloads in this import order.
 """
 from . import perop  # noqa: F401
+from . import mlp231  # noqa: F401
+from . import digits  # noqa: F401
+from . import moons_scalar  # noqa: F401
+from . import moons_vec  # noqa: F401
+from . import bigbatch  # noqa: F401
