@@ -15,6 +15,7 @@ from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, g
 from . import nn, optim, data
 from .training import fit, History, EarlyStopping
 from .io import save, load
+from .inspect import explain, draw_graph, gradcheck, GradcheckError, detect_anomaly
 
 
 def backend():
