@@ -20,6 +20,8 @@ import weakref
 import numpy as np
 
 from ._core import core, reference as _rules
+from .autograd import grad as _grad, no_grad as _no_grad
+from .tensor import Tensor, tensor as _tensor
 
 __all__ = ["explain", "sweep", "draw_graph", "gradcheck", "GradcheckError", "detect_anomaly"]
 
@@ -67,7 +69,7 @@ def _graph(root):
 
 def _check_alive(t):
     code, inputs, _ = t._node()
-    if t.grad_fn is not None and not inputs:
+    if t.grad_fn is not None and (not inputs or any(x is None for x in inputs)):
         raise RuntimeError(
             "the graph through '%s' was freed by backward(); call backward(retain_graph=True) to "
             "keep it for explain/draw_graph, or call them before backward" % t.grad_fn)
@@ -277,8 +279,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     values and their .grad are left as they were (the checks run on float64
     copies).
     """
-    from .autograd import grad as _grad
-    from .tensor import tensor as _tensor
     if isinstance(inputs, core.TensorBase):
         inputs = (inputs,)
     inputs = tuple(inputs)
@@ -354,11 +354,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     return True
 
 
-def _no_grad():
-    from .autograd import no_grad
-    return no_grad()
-
-
 # ---------------------------------------------------------------------------
 # detect_anomaly
 # ---------------------------------------------------------------------------
@@ -386,19 +381,15 @@ class detect_anomaly:
     _active = 0
 
     def __init__(self):
-        self._sites = weakref.WeakKeyDictionary()
+        self._sites = {}            # id(node) -> (weak reference to the node, file:line)
         self._saved_hook = None
         self._saved_backward = None
 
     def __enter__(self):
-        from .tensor import Tensor
         sites = self._sites
 
         def hook(node):
-            try:
-                sites[node] = _user_site()
-            except TypeError:          # not weak-referenceable: no location
-                pass
+            sites[id(node)] = (weakref.ref(node), _user_site())
             if previous is not None:
                 previous(node)
 
@@ -416,8 +407,8 @@ class detect_anomaly:
         return self
 
     def __exit__(self, *exc):
-        from .tensor import Tensor
         core.set_node_hook(self._saved_hook)
+        self._sites.clear()
         if self._saved_backward is None:
             del Tensor.backward
         else:
@@ -438,7 +429,9 @@ class detect_anomaly:
             for x, down in zip(s.inputs, s.downstream):
                 if down is not None and not np.all(np.isfinite(down)):
                     kind = "NaN" if np.any(np.isnan(down)) else "inf"
-                    site = self._sites.get(s.tensor, "a place outside detect_anomaly()")
+                    ref, site = self._sites.get(id(s.tensor), (None, None))
+                    if ref is None or ref() is not s.tensor:
+                        site = "a place outside detect_anomaly()"
                     raise RuntimeError(
                         "detect_anomaly: the backward of '%s' produced %s (its input of shape %s "
                         "gets a non-finite gradient from a finite upstream one); the '%s' was "
