@@ -1,6 +1,5 @@
 """explain, draw_graph, gradcheck and detect_anomaly on both cores, on the lectures' examples."""
 import math
-import os
 import re
 import shutil
 

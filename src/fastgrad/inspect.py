@@ -10,7 +10,6 @@ They work on both cores the same way: every node tells what it is through
 reference core's backward rule of each op (NumPy, readable, the same rules
 the compiled core implements in C) without touching any `.grad`.
 """
-import math
 import os
 import shutil
 import subprocess

@@ -18,8 +18,7 @@ import numpy as np
 
 from .._core import core
 from ..autograd import Function
-from ..tensor import default_generator, get_default_dtype, tensor as _new_tensor
-from ..tensor import Tensor
+from ..tensor import default_generator, tensor as _new_tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -402,4 +401,4 @@ def _soft_cross_entropy(input, target, weight, reduction, smoothing):
 
 __all__ = ["linear", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax",
            "dropout", "mse_loss", "l1_loss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy", "Tensor"]
+           "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy"]

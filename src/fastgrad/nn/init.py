@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .._core import core
-from ..tensor import default_generator, get_default_dtype, tensor as _new_tensor
+from ..tensor import default_generator
 
 
 def _target(name, tensor):

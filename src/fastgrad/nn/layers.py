@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .._core import core
-from ..tensor import default_generator, get_default_dtype, tensor as _new_tensor
+from ..tensor import get_default_dtype
 from . import functional as F
 from . import init
 from .module import Module
