@@ -1230,6 +1230,12 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     for node in order:
         _check_released(node)
         _check_versions(node)
+    return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
+
+
+def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
+    """The sweep itself, over nodes already ordered and checked (a Tape's replay
+    skips the version checks: it recomputed every node from its inputs' current values)."""
     grads = {}
     for root, g in zip(roots, root_grads):
         grads[root] = grads[root] + g if root in grads else g
@@ -1349,7 +1355,7 @@ class Tape:
         return self.root
 
     def backward(self):
-        sweep([self.root], [_seed(self.root, None)], retain_graph=True)
+        _sweep_ordered(self._order, [self.root], [_seed(self.root, None)], True, None)
 
 
 def _check_tape_root(root):
