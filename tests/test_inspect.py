@@ -281,3 +281,113 @@ def test_detect_anomaly_is_quiet_when_all_is_finite_and_restores_backward(fg):
     assert "backward" not in fg.Tensor.__dict__
     (x * 2).sum().backward()                                # plain backward again
     np.testing.assert_allclose(x.grad.numpy(), np.log([1.0, 2.0]) + 3)
+
+
+# ---------------------------------------------------------------------------
+# more of the lectures' examples, tensors, and the error paths
+# ---------------------------------------------------------------------------
+
+def test_explain_neuron_of_the_lecture(fg):
+    """b = -2, W = [-1, 0.5, 10], x = [4, -2, 1], y = 1: z = 3, C = (sigmoid(z) - y)^2."""
+    W = fg.tensor([[-1.0, 0.5, 10.0]], dtype=np.float64, requires_grad=True)
+    b = fg.tensor([-2.0], dtype=np.float64, requires_grad=True)
+    x = fg.tensor([[4.0], [-2.0], [1.0]], dtype=np.float64)
+    y = fg.tensor([[1.0]], dtype=np.float64)
+    z = W @ x + b
+    yhat = z.sigmoid()
+    C = ((yhat - y) ** 2).sum()
+    by = {r["node"]: r for r in rows(fg.explain(C))}
+    assert float(by["z"]["value"]) == 3 and float(by["yhat"]["value"]) == 0.9526
+    # C'(yhat) = 2 (yhat - y); sigma'(z) = sigma (1 - sigma)
+    assert float(by["yhat"]["upstream"]) == -0.09485
+    assert by["yhat"]["pairs"] == [("z", "0.04518", "-0.004285")]
+    steps = fg.inspect.sweep(C)
+    grads = {id(s.tensor): s.upstream for s in steps}
+    np.testing.assert_allclose(grads[id(W)], -0.0042854 * np.array([[4.0, -2.0, 1.0]]), rtol=1e-4)
+    np.testing.assert_allclose(grads[id(b)], [-0.0042854], rtol=1e-4)
+    assert W.grad is None and b.grad is None
+
+
+def test_sweep_sums_broadcast_gradients_back_and_matches_backward(fg):
+    a = fg.tensor([0.5, -1.0, 2.0], dtype=np.float64, requires_grad=True)
+    W = fg.tensor(np.arange(6.0).reshape(2, 3) / 3, requires_grad=True)
+    e = a.exp()
+    loss = ((e + W) * W).sum()
+    steps = fg.inspect.sweep(loss)
+    for s in steps:                   # upstream x local = downstream where local is an array
+        for x, local, down in zip(s.inputs, s.local, s.downstream):
+            if local is not None and np.shape(local) == np.shape(down):
+                np.testing.assert_allclose(s.upstream * local, down, rtol=1e-12)
+    loss.backward(retain_graph=True)
+    found = {id(s.tensor): s.upstream for s in steps}
+    np.testing.assert_allclose(found[id(a)], a.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(found[id(W)], W.grad.numpy(), rtol=1e-12)
+    assert found[id(a)].shape == (3,)
+
+
+def test_explain_errors_name_the_problem(fg):
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        fg.explain(fg.tensor([1.0, 2.0]).sum())
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"gradient has shape \(3,\)"):
+        fg.explain(x * 2, gradient=np.ones(3))
+    assert "->" in fg.explain(x * 2, gradient=np.ones(2))
+
+
+def _fields(label):
+    """The fields of a record label, split at unescaped '|'."""
+    return [f for f in re.split(r"(?<!\\)\|", label.strip("{} "))]
+
+
+def check_dot(text):
+    """A small DOT checker: digraph, balanced braces, declared nodes, declared edge ends."""
+    assert text.lstrip().startswith("digraph")
+    depth = 0
+    for ch in re.sub(r'"(\\.|[^"\\])*"', '""', text):        # braces outside strings
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    declared = set(re.findall(r"^\s*(\w+) \[label=", text, re.M))
+    edges = re.findall(r"^\s*(\w+) -> (\w+)", text, re.M)
+    assert edges and all(a in declared and b in declared for a, b in edges)
+    return declared, edges
+
+
+def test_draw_graph_tensor_labels_keep_their_fields(fg, tmp_path):
+    W = fg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    x = fg.tensor(np.ones((3, 4)))
+    out = (W @ x).tanh().sum()
+    text = fg.draw_graph(out)
+    declared, _ = check_dot(text)
+    labels = dict(re.findall(r'^\s*(\w+) \[label="(\{.*?\})"', text, re.M))
+    assert labels
+    for node, label in labels.items():
+        fields = _fields(label)
+        assert any(f.strip().startswith("value") for f in fields), label
+        assert sum(f.strip().startswith("grad") for f in fields) == 1, label
+    if shutil.which("dot"):
+        svg = tmp_path / "g.svg"
+        fg.draw_graph(out, svg)
+        assert "<svg" in svg.read_text()
+
+
+def test_draw_graph_without_graphviz_says_so(fg, tmp_path, monkeypatch):
+    x = scalar(fg, 1.0)
+    f = (x * 3).exp()
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(RuntimeError, match="Graphviz"):
+        fg.draw_graph(f, tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()
+    fg.draw_graph(f, tmp_path / "g.dot")                    # text needs no Graphviz
+    check_dot((tmp_path / "g.dot").read_text())
+
+
+def test_gradcheck_cast_and_under_no_grad(fg):
+    x = fg.tensor(np.array([0.3, -0.7, 1.1]), requires_grad=True)
+    # float64 -> float32 -> float64: a real cast node each way (steps big enough for float32)
+    assert fg.gradcheck(lambda t: t.float().double() * 2, (x,), eps=1e-3, atol=1e-4)
+    with fg.no_grad():
+        assert fg.gradcheck(lambda t: (t * t).exp(), (x,))
+    with pytest.raises(ValueError, match="eps"):
+        fg.gradcheck(lambda t: t, (x,), eps=0)
+    assert x.grad is None

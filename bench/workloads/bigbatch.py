@@ -220,6 +220,5 @@ register(Workload(
     label=lambda b: f"batch {b}",
     targets=[
         Target("compiled", "gemm", factor=1 / 1.15),
-        Target("compiled", "torch"),
     ],
 ))

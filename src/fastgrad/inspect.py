@@ -19,7 +19,8 @@ import weakref
 import numpy as np
 
 from ._core import core, reference as _rules
-from .autograd import grad as _grad, no_grad as _no_grad
+from ._ops import CODES as _CODES
+from .autograd import enable_grad as _enable_grad, grad as _grad, no_grad as _no_grad
 from .tensor import Tensor, tensor as _tensor
 
 __all__ = ["explain", "sweep", "draw_graph", "gradcheck", "GradcheckError", "detect_anomaly"]
@@ -74,24 +75,33 @@ def _check_alive(t):
             "keep it for explain/draw_graph, or call them before backward" % t.grad_fn)
 
 
-def sweep(root, gradient=None):
+def sweep(root, gradient=None, tool="explain"):
     """The reverse sweep from `root` as a list of Steps (consumers first); touches no .grad.
 
     Each Step holds the node's upstream gradient and, per input, the local
-    gradient (the backward rule applied to a gradient of ones) and the
-    downstream gradient (the rule applied to the upstream gradient).
+    gradient (see `_local`; None where no array describes it) and the
+    downstream gradient (the rule applied to the upstream gradient, summed
+    back to the input's shape as the cores' sweep does).  `tool` names the
+    caller in error messages.
     """
     order = _graph(root)
+    if not root.requires_grad:
+        raise RuntimeError("%s: this tensor does not require grad, so no graph was recorded; "
+                           "create the inputs with requires_grad=True before the forward pass"
+                           % tool)
     for t in order:
         _check_alive(t)
     if gradient is None:
         if root.data.size != 1:
-            raise RuntimeError("explain: the root has shape %s; pass gradient= for a root that is "
-                               "not a scalar" % (tuple(root.shape),))
+            raise RuntimeError("%s: the root has shape %s; pass gradient= for a root that is "
+                               "not a scalar" % (tool, tuple(root.shape)))
         seed = np.ones(root.shape, dtype=root.dtype)
     else:
         seed = np.asarray(gradient.data if isinstance(gradient, core.TensorBase) else gradient,
                           dtype=root.dtype)
+        if seed.shape != tuple(root.shape):
+            raise RuntimeError("%s: gradient has shape %s but the root has shape %s"
+                               % (tool, seed.shape, tuple(root.shape)))
     upstream = {id(root): seed}
     steps = []
     with np.errstate(all="ignore"):
@@ -107,14 +117,16 @@ def sweep(root, gradient=None):
             rule = _rules.BACKWARD[code]
             out = t.data
             down = rule(needs, step.upstream, out, *values, *params)
-            ones = np.ones_like(step.upstream)
-            local = rule(needs, ones, out, *values, *params) if code != _FUNCTION else \
-                [None] * len(inputs)
+            local = _local(rule, code, needs, out, values, params)
             for i, x in enumerate(inputs):
-                d = None if not needs[i] or down[i] is None else np.asarray(down[i])
+                d = None
+                if needs[i] and down[i] is not None:
+                    # as the cores' sweep does: back to the input's shape and dtype
+                    d = _rules.unbroadcast(np.asarray(down[i]), tuple(x.shape)).astype(
+                        x.dtype, copy=False)
                 step.downstream.append(d)
-                step.local.append(None if d is None or local[i] is None
-                                  else np.asarray(local[i]))
+                step.local.append(None if d is None or local is None or local[i] is None
+                                  else _local_shape(np.asarray(local[i]), x, out))
                 if d is not None:
                     key = id(x)
                     upstream[key] = d if key not in upstream else upstream[key] + d
@@ -122,6 +134,32 @@ def sweep(root, gradient=None):
 
 
 _FUNCTION = _rules.FUNCTION     # a user's Function: its backward is not called twice
+
+# Ops whose output entry i depends on entry i of each input only: their local
+# gradient is an array of the same shape (the diagonal of the Jacobian).
+_ELEMENTWISE = frozenset(_CODES[name] for name in (
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh",
+    "sigmoid", "relu", "leaky_relu", "clip", "where", "maximum", "minimum", "cast"))
+
+
+def _local(rule, code, needs, out, values, params):
+    """d node / d input for each input, where that is an array, else None.
+
+    Every rule is linear in its upstream gradient, so the rule applied to
+    ones gives the local gradient of an elementwise op, and the whole
+    gradient of a one-element output.  Any other op (matmul with a matrix
+    out, reductions along an axis, ...) applies a Jacobian that no single
+    array of local gradients describes: none is shown.
+    """
+    if code == _FUNCTION or (out.size != 1 and code not in _ELEMENTWISE):
+        return None
+    return rule(needs, np.ones(out.shape, dtype=out.dtype), out, *values, *params)
+
+
+def _local_shape(local, x, out):
+    if out.size == 1:                     # the gradient of one number: the input's shape
+        return _rules.unbroadcast(local, tuple(x.shape))
+    return np.broadcast_to(local, out.shape)
 
 
 # ---------------------------------------------------------------------------
@@ -203,6 +241,14 @@ def _dot_text(s):
     return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _field(s):
+    """Text for one field of a record label: the record syntax's own characters escaped."""
+    s = _dot_text(s)
+    for ch in "{}|<>":
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
 def draw_graph(t, path=None, names=None):
     """The computational graph behind `t` as Graphviz DOT text (returned).
 
@@ -211,17 +257,18 @@ def draw_graph(t, path=None, names=None):
     `path` ending in .dot writes the text; .png or .svg renders it with
     Graphviz's `dot` program (a RuntimeError names Graphviz if it is missing).
     """
-    steps = sweep(t) if t.data.size == 1 else sweep(t, np.ones(t.shape, dtype=t.dtype))
+    seed = None if t.data.size == 1 else np.ones(t.shape, dtype=t.dtype)
+    steps = sweep(t, seed, tool="draw_graph")
     labels = _names(steps, names, sys._getframe(1))
     index = {id(s.tensor): i for i, s in enumerate(steps)}
     lines = ["digraph fastgrad {", "  rankdir=LR;",
              '  node [shape=record, fontname="Helvetica", fontsize=11];']
     consts = 0
     for i, s in enumerate(steps):
-        title = labels[i] if s.op == "leaf" else "%s | %s" % (labels[i], s.op) \
-            if not labels[i].startswith("#") else s.op
-        label = "{ %s | value %s | grad %s }" % (_dot_text(title), _dot_text(_fmt(s.tensor.data)),
-                                                _dot_text(_fmt(s.upstream)))
+        title = _field(labels[i]) if s.op == "leaf" else s.op if labels[i].startswith("#") \
+            else "%s | %s" % (_field(labels[i]), _field(s.op))
+        label = "{ %s | value %s | grad %s }" % (title, _field(_fmt(s.tensor.data)),
+                                                _field(_fmt(s.upstream)))
         style = ', style=filled, fillcolor="#dbe9f6"' if s.op == "leaf" else ""
         lines.append('  n%d [label="%s"%s];' % (i, label, style))
     for i, s in enumerate(steps):
@@ -278,6 +325,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     values and their .grad are left as they were (the checks run on float64
     copies).
     """
+    if not callable(fn):
+        raise TypeError("gradcheck: fn must be callable, got %s" % type(fn).__name__)
+    if not eps > 0 or not atol >= 0 or not rtol >= 0:
+        raise ValueError("gradcheck: need eps > 0, atol >= 0 and rtol >= 0, got eps=%r, atol=%r, "
+                         "rtol=%r" % (eps, atol, rtol))
     if isinstance(inputs, core.TensorBase):
         inputs = (inputs,)
     inputs = tuple(inputs)
@@ -300,7 +352,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
                 raise TypeError("gradcheck: fn must return tensors, got %s" % type(o).__name__)
         return out
 
-    outs = outputs()
+    with _enable_grad():                    # gradcheck inside no_grad still needs a graph
+        outs = outputs()
     sizes = [o.data.size for o in outs]
     total = sum(sizes)
     analytic = {i: np.zeros((total, copies[i].data.size)) for i in wanted}
