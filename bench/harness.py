@@ -148,6 +148,11 @@ class Workload:
     atol: float = 0.0
     targets: List[Target] = field(default_factory=list)
     label: Callable[[Any], str] = lambda size: f"n={size}"
+    # Seconds of quiet before each timing block.  BLAS and OpenMP worker threads
+    # spin for a while after their last call; on a small machine the spinning
+    # threads of the implementation timed just before would take the cores
+    # from the next one (measured on 2 cores, batch-1024 matmuls: 2-4x slower).
+    settle: float = 0.0
 
     def __post_init__(self):
         unknown = sorted(set(self.runners) - set(IMPLS))

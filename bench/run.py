@@ -201,6 +201,8 @@ def run_row(wl, size, impls, settings, timeout, progress: Progress) -> dict:
         order = live[r % len(live):] + live[:r % len(live)] if live else []
         for impl, child in order:
             progress.show(f"{wl.name} {label}: block {r + 1}/{repeats} {impl}")
+            if wl.settle:
+                time.sleep(wl.settle)
             try:
                 child.ask("time")
             except ChildError as exc:

@@ -218,6 +218,7 @@ register(Workload(
     rtol=2e-3,
     atol=1e-5,
     label=lambda b: f"batch {b}",
+    settle=0.5,
     targets=[
         Target("compiled", "gemm", factor=1 / 1.15),
     ],
