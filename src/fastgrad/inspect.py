@@ -21,6 +21,7 @@ import numpy as np
 from ._core import core, reference as _rules
 from ._ops import CODES as _CODES
 from .autograd import enable_grad as _enable_grad, grad as _grad, no_grad as _no_grad
+from .nn import Module as _Module
 from .tensor import Tensor, tensor as _tensor
 
 __all__ = ["explain", "sweep", "draw_graph", "gradcheck", "GradcheckError", "detect_anomaly"]
@@ -181,17 +182,35 @@ def _fmt(a):
 
 
 def _names(steps, names, frame):
-    """Display names: the caller's variable names where a node has one, else #k."""
+    """Display names: the caller's variable names where a node has one, else #k.
+
+    `names` (a dict name -> tensor, or a Module) comes first; then the
+    caller's variables holding tensors; then the parameters of the caller's
+    Modules, as 'model.0.weight'.
+    """
     found = {}
     if names:
-        for name, t in dict(names).items():
+        items = names.named_parameters() if _is_module(names) else dict(names).items()
+        for name, t in items:
             found.setdefault(id(t), name)
     if frame is not None:
+        modules = []
         for scope in (frame.f_locals, frame.f_globals):
             for name, value in list(scope.items()):
-                if isinstance(value, core.TensorBase) and not name.startswith("_"):
+                if name.startswith("_"):
+                    continue
+                if isinstance(value, core.TensorBase):
                     found.setdefault(id(value), name)
+                elif _is_module(value):
+                    modules.append((name, value))
+        for name, module in modules:
+            for pname, p in module.named_parameters():
+                found.setdefault(id(p), "%s.%s" % (name, pname))
     return [found.get(id(s.tensor), "#%d" % i) for i, s in enumerate(steps)]
+
+
+def _is_module(value):
+    return isinstance(value, _Module)
 
 
 def explain(t, gradient=None, names=None):
@@ -265,10 +284,12 @@ def draw_graph(t, path=None, names=None):
              '  node [shape=record, fontname="Helvetica", fontsize=11];']
     consts = 0
     for i, s in enumerate(steps):
+        # With rankdir=LR a record's top-level fields stack vertically (the
+        # picture stays narrow); braces put name and op side by side.
         title = _field(labels[i]) if s.op == "leaf" else s.op if labels[i].startswith("#") \
-            else "%s | %s" % (_field(labels[i]), _field(s.op))
-        label = "{ %s | value %s | grad %s }" % (title, _field(_fmt(s.tensor.data)),
-                                                _field(_fmt(s.upstream)))
+            else "{ %s | %s }" % (_field(labels[i]), _field(s.op))
+        label = "%s | value %s | grad %s" % (title, _field(_fmt(s.tensor.data)),
+                                            _field(_fmt(s.upstream)))
         style = ', style=filled, fillcolor="#dbe9f6"' if s.op == "leaf" else ""
         lines.append('  n%d [label="%s"%s];' % (i, label, style))
     for i, s in enumerate(steps):
@@ -395,7 +416,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
             worst = sorted(bad.tolist(), key=lambda rc: -np.nan_to_num(err[rc[0], rc[1]],
                                                                         nan=np.inf))[:5]
             entries = ["  output entry %d, input index %s: analytic %.6g, numeric %.6g"
-                       % (r, np.unravel_index(c, x.shape) if x.ndim else "()", a[r, c],
+                       % (r, tuple(int(k) for k in np.unravel_index(c, x.shape)), a[r, c],
                           numeric[r, c]) for r, c in worst]
             failures.append("input %d (shape %s): %d of %d Jacobian entries differ; worst:\n%s"
                             % (i, tuple(x.shape), len(bad), a.size, "\n".join(entries)))
