@@ -1,10 +1,17 @@
-"""Draw the tutorial's pictures with fg.draw_graph: docs/neuron.png and docs/mlp_231.png.
+"""Render the pictures of docs/tutorial.md with fg.draw_graph.
 
     python docs/make_pictures.py
 
-Needs Graphviz's `dot` program for the PNGs; without it the DOT text is
-written next to where the pictures would go (neuron.dot, mlp_231.dot), and
-the script says so.
+writes, next to this file:
+
+* neuron.png:  the lecture's single neuron, gate by gate (tutorial section 6),
+* mlp_231.png: the [2, 3, 1] sigmoid network built from nn.Linear and
+  nn.Sigmoid, on a batch of one example (tutorial section 7).
+
+Each box shows a node's name and op, its value, and its gradient (the
+derivative of the cost with respect to that node).  Rendering needs
+Graphviz's `dot` program; without it the script writes the DOT text
+(neuron.dot, mlp_231.dot) instead and says how to render it elsewhere.
 """
 import os
 import shutil
@@ -19,42 +26,53 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def neuron():
-    """The lecture's neuron: C = (sigmoid(W x + b) - y)^2 at b = -2, W = [-1, 0.5, 10]."""
-    W = fg.tensor([[-1.0, 0.5, 10.0]], dtype=np.float64, requires_grad=True)
-    b = fg.tensor([-2.0], dtype=np.float64, requires_grad=True)
-    x = fg.tensor([[4.0], [-2.0], [1.0]], dtype=np.float64)
-    y = fg.tensor([[1.0]], dtype=np.float64)
-    z = W @ x + b
+    """C = (sigmoid(w0 + x0 w1 + x1 w2 + x2 w3) - y)^2 with the lecture's numbers."""
+    w0, w1, w2, w3 = (fg.tensor(v, requires_grad=True) for v in (-2.0, -1.0, 0.5, 10.0))
+    x0, x1, x2, y = 4.0, -2.0, 1.0, 1.0
+    p1 = x0 * w1
+    p2 = x1 * w2
+    p3 = x2 * w3
+    z = w0 + p1 + p2 + p3
     yhat = z.sigmoid()
-    C = (yhat - y) ** 2
-    return C, {"W": W, "b": b, "z": z, "yhat": yhat, "C": C}
+    err = yhat - y
+    C = err ** 2
+    names = {"w0": w0, "w1": w1, "w2": w2, "w3": w3, "p1": p1, "p2": p2, "p3": p3,
+             "z": z, "yhat": yhat, "err": err, "C": C}
+    return C, names
 
 
 def mlp_231():
-    """The [2, 3, 1] sigmoid network on one example, with the squared error."""
-    fg.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 3, dtype=np.float64), nn.Sigmoid(),
-                          nn.Linear(3, 1, dtype=np.float64), nn.Sigmoid())
-    x = fg.tensor([[0.3, 0.8]], dtype=np.float64)
-    y = fg.tensor([[1.0]], dtype=np.float64)
-    hidden = model[1](model[0](x))
-    out = model[3](model[2](hidden))
+    """The tutorial's [2, 3, 1] network (its hand-picked weights) on x = (0.3, 0.8), y = 1."""
+    model = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1), nn.Sigmoid())
+    model.load_state_dict({
+        "0.weight": np.array([[0.5, -0.3], [0.2, 0.8], [-0.6, 0.4]]),
+        "0.bias": np.array([0.1, -0.2, 0.05]),
+        "2.weight": np.array([[0.7, -0.5, 0.3]]),
+        "2.bias": np.array([0.2]),
+    })
+    x = fg.tensor([[0.3, 0.8]])          # a batch of one example
+    y = fg.tensor([[1.0]])
+    z1 = model[0](x)
+    a1 = model[1](z1)
+    z2 = model[2](a1)
+    out = model[3](z2)
     C = ((out - y) ** 2).sum()
     names = dict(model.named_parameters())
-    names.update({"hidden": hidden, "out": out, "C": C})
+    names.update({"x": x, "z1": z1, "a1": a1, "z2": z2, "out": out, "C": C})
     return C, names
 
 
 def main():
+    fg.set_default_dtype(np.float64)       # the tutorial's numbers
     have_dot = shutil.which("dot") is not None
     for name, build in (("neuron", neuron), ("mlp_231", mlp_231)):
         root, names = build()
         path = os.path.join(HERE, name + (".png" if have_dot else ".dot"))
         fg.draw_graph(root, path, names=names)
-        print("wrote", os.path.relpath(path))
+        print("wrote", path)
     if not have_dot:
-        print("Graphviz's dot is not installed: wrote the DOT text instead of PNGs "
-              "(render with: dot -Tpng neuron.dot -o neuron.png)", file=sys.stderr)
+        print("Graphviz's `dot` was not found: wrote DOT text instead of PNGs; render them "
+              "with `dot -Tpng neuron.dot -o neuron.png`", file=sys.stderr)
 
 
 if __name__ == "__main__":
