@@ -1623,9 +1623,37 @@ cdef int _linear_backward(TensorBase node) except -1:
 cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
+cdef object _class_targets(logits, target, reduction):
+    """check_cross_entropy's result, with its common case checked here in C: an int64
+    C-contiguous target array of the right length, every class in range.  Anything
+    else (or anything wrong) goes through check_cross_entropy, which says what."""
+    cdef cnp.ndarray arr
+    cdef const long long* t
+    cdef Py_ssize_t i, n, c
+    cdef TensorBase z
+    if isinstance(target, TensorBase):
+        target = _array(<TensorBase>target)
+    if isinstance(logits, TensorBase) and cnp.PyArray_Check(target) \
+            and (reduction == "mean" or reduction == "sum" or reduction == "none"):
+        z = <TensorBase>logits
+        arr = <cnp.ndarray>target
+        if len(z._shape) == 2 and cnp.PyArray_TYPE(arr) == cnp.NPY_INT64 \
+                and cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            n = z._shape[0]
+            c = z._shape[1]
+            if n > 0 and cnp.PyArray_DIM(arr, 0) == n:
+                t = <const long long*>cnp.PyArray_DATA(arr)
+                for i in range(n):
+                    if t[i] < 0 or t[i] >= c:
+                        break
+                else:
+                    return arr
+    return check_cross_entropy(logits.shape, target, reduction)
+
+
 def cross_entropy(logits, target, reduction="mean"):
     logits = _operand(logits)
-    target = check_cross_entropy(logits.shape, target, reduction)
+    target = _class_targets(logits, target, reduction)
     cdef TensorBase z = logits, out
     if not _nativeable(z):
         return apply(CROSS_ENTROPY, (logits,), (target, reduction))

@@ -361,9 +361,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if weight is None and not label_smoothing and ignore_index < 0 \
             and isinstance(input, core.TensorBase) and input.ndim == 2:
         values = target.data if isinstance(target, core.TensorBase) else target
-        if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size \
-                and values.min() >= 0:
-            return core.cross_entropy(input, values, reduction)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+            try:
+                return core.cross_entropy(input, values, reduction)
+            except IndexError:
+                if not np.any(values == ignore_index):
+                    raise                   # a class out of range, not an ignored one
     name = "cross_entropy"
     _check_reduction(name, reduction)
     smoothing = _check_probability(name + " label_smoothing", label_smoothing)
