@@ -338,3 +338,59 @@ def test_compiled_core_is_the_default():
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "compiled"
+
+
+# -- temporaries handed on (the compiled core's temporary elision) --------------------
+def test_long_chains_of_temporaries_give_the_same_gradients(both):
+    """(y * 0.9 + 0.1).tanh() on big arrays: the compiled core writes each step over
+    the temporaries; gradients must equal the reference core's."""
+    rng = np.random.default_rng(5)
+    x0 = rng.uniform(-1, 1, 4096)
+    grads = []
+    for fg in both:
+        x = fg.tensor(x0, requires_grad=True)
+        y = x
+        for _ in range(20):
+            y = (y * 0.9 + 0.1).tanh()
+            y = (-y + 0.5).exp() * 0.5 - 0.2
+        total = sum(((y - k) * (y - k)).sum() for k in range(3))     # builtin sum: a running temp
+        total.backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)
+
+
+def test_only_unnamed_temporaries_are_handed_on(fg):
+    x = fg.tensor(np.linspace(-1, 1, 2048), requires_grad=True)
+    named = x * 0.9
+    y = named + 0.1                        # `named` has a name: its values stay
+    z = (x * 0.9 + 0.1).tanh()             # the product and the sum have none
+    s = z.tanh()
+    w = fg.tanh(x * 0.5 + 0.1)             # function form: kept (cannot tell it apart)
+    small = (fg.tensor(np.ones(8), requires_grad=True) * 2 + 1).tanh()
+    assert np.allclose(named.numpy(), x.numpy() * 0.9) and y.requires_grad and s.requires_grad
+    add = z._node()[1][0]
+    mul = add._node()[1][0]
+    kept = [w._node()[1][0], small._node()[1][0], small._node()[1][0]._node()[1][0]]
+    if fg.backend() == "compiled":
+        assert add._values_dropped and mul._values_dropped
+        with pytest.raises(RuntimeError, match="were not kept"):
+            add.numpy()
+        assert "(not kept)" in fg.explain(z.sum())
+    for t in kept + [named]:
+        assert not getattr(t, "_values_dropped", False)
+        t.numpy()
+
+
+def test_compile_keeps_every_value_of_big_graphs(fg):
+    rng = np.random.default_rng(6)
+    w = fg.tensor(rng.uniform(-1, 1, 4096), requires_grad=True)
+    step = fg.compile(lambda: ((w * 0.9 + 0.1).tanh() * 2.0 + 1.0).exp().sum())
+    first = step()
+    g_replay = w.grad.numpy().copy()
+    w.grad = None
+    eager = ((w * 0.9 + 0.1).tanh() * 2.0 + 1.0).exp().sum()
+    eager.backward()
+    np.testing.assert_allclose(first, eager.item(), rtol=1e-12)
+    np.testing.assert_allclose(g_replay, w.grad.numpy(), rtol=1e-12)
+    w.grad = None
+    assert step() == pytest.approx(first, rel=1e-12)    # the replay reads every node's values

@@ -118,7 +118,15 @@ class CompiledStep:
 
     def __call__(self):
         if self.tape is None:
-            self.tape = core.Tape(self._fn())       # record: fn runs once, eagerly
+            # record: fn runs once, eagerly, keeping every intermediate's values
+            keep = getattr(core, "_set_keep_values", None)
+            previous = keep(True) if keep is not None else None
+            try:
+                root = self._fn()
+            finally:
+                if keep is not None:
+                    keep(previous)
+            self.tape = core.Tape(root)
         else:
             self.tape.forward()                     # replay with the leaves' current values
         self.tape.backward()

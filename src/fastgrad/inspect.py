@@ -113,10 +113,10 @@ def sweep(root, gradient=None, tool="explain"):
             steps.append(step)
             if t.grad_fn is None or step.upstream is None:
                 continue
-            values = [x.data if isinstance(x, core.TensorBase) else x for x in inputs]
+            values = [_values(x) if isinstance(x, core.TensorBase) else x for x in inputs]
             needs = [isinstance(x, core.TensorBase) and x.requires_grad for x in inputs]
             rule = _rules.BACKWARD[code]
-            out = t.data
+            out = _values(t)
             down = rule(needs, step.upstream, out, *values, *params)
             local = _local(rule, code, needs, out, values, params)
             for i, x in enumerate(inputs):
@@ -161,6 +161,24 @@ def _local_shape(local, x, out):
     if out.size == 1:                     # the gradient of one number: the input's shape
         return _rules.unbroadcast(local, tuple(x.shape))
     return np.broadcast_to(local, out.shape)
+
+
+def _values(t):
+    """t's values, or zeros of its shape for an intermediate whose memory the next op reused.
+
+    The compiled core lets an op write over a temporary that no name refers to
+    and that backward never reads (as NumPy does with `a * b + c`); such a
+    node has no values left to show (explain says "(not kept)"), and neither
+    its own backward rule nor its consumer's reads them: the zeros only carry
+    the shape and dtype.
+    """
+    if getattr(t, "_values_dropped", False):
+        return np.zeros(t.shape, dtype=t.dtype)
+    return t.data
+
+
+def _shown(t):
+    return "(not kept)" if getattr(t, "_values_dropped", False) else _fmt(t.data)
 
 
 # ---------------------------------------------------------------------------
@@ -230,7 +248,7 @@ def explain(t, gradient=None, names=None):
     header = ["node", "op", "value", "upstream", "local", "downstream"]
     rows = []
     for i, s in enumerate(steps):
-        first = [labels[i], s.op, _fmt(s.tensor.data), _fmt(s.upstream)]
+        first = [labels[i], s.op, _shown(s.tensor), _fmt(s.upstream)]
         pairs = []
         for x, local, down in zip(s.inputs, s.local, s.downstream):
             if down is None:
@@ -288,7 +306,7 @@ def draw_graph(t, path=None, names=None):
         # picture stays narrow); braces put name and op side by side.
         title = _field(labels[i]) if s.op == "leaf" else s.op if labels[i].startswith("#") \
             else "{ %s | %s }" % (_field(labels[i]), _field(s.op))
-        label = "%s | value %s | grad %s" % (title, _field(_fmt(s.tensor.data)),
+        label = "%s | value %s | grad %s" % (title, _field(_shown(s.tensor)),
                                             _field(_fmt(s.upstream)))
         style = ', style=filled, fillcolor="#dbe9f6"' if s.op == "leaf" else ""
         lines.append('  n%d [label="%s"%s];' % (i, label, style))
@@ -297,7 +315,7 @@ def draw_graph(t, path=None, names=None):
             if isinstance(x, core.TensorBase) and id(x) in index:
                 lines.append("  n%d -> n%d;" % (index[id(x)], i))
             elif x is not None and not isinstance(x, (tuple, list, dict)):
-                value = _fmt(x.data if isinstance(x, core.TensorBase) else x)
+                value = _shown(x) if isinstance(x, core.TensorBase) else _fmt(x)
                 lines.append('  c%d [label="%s", shape=plaintext, fontcolor="#777777"];'
                              % (consts, _dot_text(value)))
                 lines.append("  c%d -> n%d [color=\"#aaaaaa\"];" % (consts, i))

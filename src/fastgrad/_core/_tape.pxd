@@ -28,6 +28,7 @@ cdef class TensorBase:
     cdef object _versions      # generic: versions of the tensor inputs when recorded
     cdef object _grad          # .grad
     cdef long _version         # bumped by every in-place change
+    cdef bint _dropped         # values handed on to the consumer (nothing reads them again)
     # -- sweep scratch ----------------------------------------------------------
     cdef char* _g              # gradient accumulated during a sweep (owned)
     cdef long _mark            # id of the sweep that last visited this node

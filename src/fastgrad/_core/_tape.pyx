@@ -31,7 +31,7 @@ free of NumPy calls and Python frames:
 """
 cimport cython
 cimport numpy as cnp
-from cpython.ref cimport PyObject, Py_DECREF
+from cpython.ref cimport PyObject, Py_DECREF, Py_REFCNT
 from libc.math cimport INFINITY, fabs
 from libc.math cimport cos as c_cos, exp as c_exp, log as c_log, pow as c_pow
 from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
@@ -146,6 +146,17 @@ def build_info():
 cdef tuple _NO_ARGS = ()
 cdef object _tensor_class = None     # fastgrad.Tensor, set by tensor.py
 cdef object _node_hook = None        # called with every new node (fg.detect_anomaly)
+cdef bint _keep_values = False       # True: never hand a temporary's values on (fg.compile)
+# The references a temporary (a value no Python name holds) has when it
+# reaches _binary through an operator (the interpreter's, and a's local) and
+# _unary through a method call (one more: the bound call's self).  A tensor a
+# name refers to has one more; tests/test_autograd.py checks both paths.
+cdef Py_ssize_t TEMP_REFS_BINARY = 2
+cdef Py_ssize_t TEMP_REFS_UNARY = 3
+# Only arrays this big are handed on: below it a fresh block comes from the
+# block cache for free and stays in cache anyway, and small graphs (the
+# lectures' scalars) keep every value for fg.explain to show.
+cdef Py_ssize_t TAKE_MIN = 1024
 cdef bint _grad_enabled = True
 cdef long _sweep_id = 0
 
@@ -343,6 +354,11 @@ cdef class TensorBase:
         return self._op == LEAF
 
     @property
+    def _values_dropped(self):
+        """True for an intermediate whose values a consumer took over (see _can_take)."""
+        return self._dropped
+
+    @property
     def _version_counter(self):
         return self._version
 
@@ -481,6 +497,51 @@ cdef TensorBase _alloc(object shape, Py_ssize_t size, int dt):
     return t
 
 
+cdef inline bint _can_take(TensorBase a, int consumer, Py_ssize_t temp_refs) noexcept:
+    """May `consumer` write its result over a's values (and own them)?
+
+    Temporary elision, as NumPy does for `a * b + c`: in `(y * 0.9 + 0.1).tanh()`
+    the product and the sum are temporaries that nothing can read again: no
+    Python name refers to them (the reference count shows only the
+    interpreter's), their own backward does not read their output, and the
+    consumer's backward does not read its input.  Then the consumer takes
+    their block instead of allocating one: one buffer per step of a chain
+    instead of three, which keeps long elementwise chains in cache.  The
+    node keeps its place in the graph, marked `_dropped`.
+    """
+    return (a._size >= TAKE_MIN and _grad_enabled and not _keep_values and a._requires_grad
+            and a._native
+            and a._buf != NULL and a._arr is None and a._data == a._buf
+            and not a._retains_grad and not a._dropped
+            and (a._op == ADD or a._op == SUB or a._op == MUL or a._op == DIV
+                 or a._op == NEG)
+            and (consumer == ADD or consumer == SUB or consumer == NEG or consumer == EXP
+                 or consumer == SQRT or consumer == TANH or consumer == SIGMOID)
+            and Py_REFCNT(a) <= temp_refs)
+
+
+cdef TensorBase _take(TensorBase a):
+    """A new tensor that owns a's block (a keeps its node, without values)."""
+    cdef TensorBase t = _new_tensor()
+    t._buf = a._buf
+    t._data = a._data
+    t._shape = a._shape
+    t._size = a._size
+    t._dt = a._dt
+    a._buf = NULL
+    a._data = NULL
+    a._dropped = True
+    return t
+
+
+def _set_keep_values(bint keep):
+    """Keep every intermediate's values (fg.compile's recording needs them); returns the old."""
+    global _keep_values
+    old = _keep_values
+    _keep_values = keep
+    return old
+
+
 cdef int _set_array(TensorBase t, object value) except -1:
     """Make the ndarray `value` the tensor's storage (no copy)."""
     cdef cnp.ndarray arr = value
@@ -510,6 +571,10 @@ cdef object _array(TensorBase t):
     cdef _Block block
     cdef cnp.ndarray arr
     cdef int i
+    if t._dropped:
+        raise RuntimeError(
+            "the values of this intermediate '%s' were not kept: no name referred to it and "
+            "backward does not need them, so the next op reused its memory" % _op_name(t))
     if t._arr is None:
         for i in range(len(t._shape)):
             dims[i] = t._shape[i]
@@ -1165,9 +1230,14 @@ cdef object _binary(int op, object x, object y):
         form = FORM_CT
         c = x
     dt = b._dt if a is None else a._dt
-    out = _alloc(b._shape if form == FORM_1T or form == FORM_CT else a._shape,
-                 b._size if form == FORM_1T or form == FORM_CT else a._size, dt)
-    _binary_kernel_forward(op, form, a, b, c, out)
+    if (form == FORM_TT or form == FORM_T1 or form == FORM_TC) and a is not b \
+            and _can_take(a, op, TEMP_REFS_BINARY):
+        _binary_kernel_forward(op, form, a, b, c, a)     # in place: reads a[i], then writes it
+        out = _take(a)
+    else:
+        out = _alloc(b._shape if form == FORM_1T or form == FORM_CT else a._shape,
+                     b._size if form == FORM_1T or form == FORM_CT else a._size, dt)
+        _binary_kernel_forward(op, form, a, b, c, out)
     if _grad_enabled and ((a is not None and a._requires_grad) or
                           (b is not None and b._requires_grad)):
         out._requires_grad = True
@@ -1238,8 +1308,12 @@ cdef object _unary(int op, object x, double p, double q):
             return apply(op, (x,), (None if p == -INFINITY else p, None if q == INFINITY else q))
         return apply(op, (x,))
     a = <TensorBase>x
-    out = _alloc(a._shape, a._size, a._dt)
-    _unary_values(op, a, out, p, q)
+    if _can_take(a, op, TEMP_REFS_UNARY):
+        _unary_values(op, a, a, p, q)                     # in place, elementwise
+        out = _take(a)
+    else:
+        out = _alloc(a._shape, a._size, a._dt)
+        _unary_values(op, a, out, p, q)
     if _grad_enabled and a._requires_grad:
         out._requires_grad = True
         out._op = op
@@ -1836,7 +1910,7 @@ cdef int _native_backward(TensorBase node) except -1:
     cdef bint wa = False, wb = False
     cdef char* g
     cdef int op = node._op
-    if a is not None and a._data == NULL:
+    if a is not None and a._data == NULL and not a._dropped:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
                            ".data by an array of another layout" % _op_name(node))
     if op == MATMUL:
@@ -1870,7 +1944,7 @@ cdef int _native_backward(TensorBase node) except -1:
             unary_backward(op, <float*>g, <float*>a._data, <float*>node._data,
                            <float*>ga, a._size, node._c, node._c2, wa)
     else:
-        if b is not None and b._data == NULL:
+        if b is not None and b._data == NULL and not b._dropped:
             raise RuntimeError("backward: the values of an input of '%s' were replaced "
                                "through .data by an array of another layout" % _op_name(node))
         _operand_ptrs(node._form, a, b, node._c, &slot, node._dt, &pa, &sa, &pb, &sb)
@@ -2131,6 +2205,10 @@ cdef class Tape:
         _check_tape_root(root)
         self.root = root
         self._order = topological_order([root])
+        for node in self._order:
+            if (<TensorBase>node)._dropped:
+                raise ValueError("compile: the graph was built without keeping every "
+                                 "intermediate's values; build it inside fg.compile")
 
     def forward(self):
         cdef Py_ssize_t i
