@@ -367,6 +367,11 @@ def test_only_unnamed_temporaries_are_handed_on(fg):
     s = z.tanh()
     w = fg.tanh(x * 0.5 + 0.1)             # function form: kept (cannot tell it apart)
     small = (fg.tensor(np.ones(8), requires_grad=True) * 2 + 1).tanh()
+    named_neg = x * 0.3
+    negated = -named_neg                   # an operator on a named tensor: kept
+    named_exp = x * 0.2
+    exped = named_exp.exp()                # a method on a named tensor: kept
+    assert negated.requires_grad and exped.requires_grad
     assert np.allclose(named.numpy(), x.numpy() * 0.9) and y.requires_grad and s.requires_grad
     add = z._node()[1][0]
     mul = add._node()[1][0]
@@ -376,7 +381,7 @@ def test_only_unnamed_temporaries_are_handed_on(fg):
         with pytest.raises(RuntimeError, match="were not kept"):
             add.numpy()
         assert "(not kept)" in fg.explain(z.sum())
-    for t in kept + [named]:
+    for t in kept + [named, named_neg, named_exp]:
         assert not getattr(t, "_values_dropped", False)
         t.numpy()
 
