@@ -242,7 +242,8 @@ def test_hundred_thousand_node_chain(fg):
 
 
 def test_intermediates_are_freed_after_backward(fg):
-    x = fg.tensor([1.0, 2.0], dtype=np.float64, requires_grad=True)
+    # bigger than the graphs that keep their structure for fg.explain
+    x = fg.tensor(np.linspace(0, 1, 5000), dtype=np.float64, requires_grad=True)
     h1 = x * 2
     h2 = h1.tanh()
     loss = h2.sum()
@@ -252,6 +253,17 @@ def test_intermediates_are_freed_after_backward(fg):
     loss.backward()
     assert all(r() is None for r in refs)         # released by the sweep
     del loss
+
+
+def test_a_small_graph_keeps_its_structure_after_backward_but_not_twice(fg):
+    x = fg.tensor([1.0, 2.0], dtype=np.float64, requires_grad=True)
+    h = x * 2
+    loss = h.tanh().sum()
+    loss.backward()
+    assert loss.grad_fn == "sum"
+    with pytest.raises(RuntimeError, match="already freed"):
+        loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (1 - np.tanh([2.0, 4.0]) ** 2))
 
 
 def test_graph_is_freed_when_the_output_is_dropped(fg):

@@ -84,9 +84,19 @@ def test_explain_before_and_after_backward_agree(fg):
     assert [round(t.grad.item(), 2) for t in w] == [-0.2, 0.39, -0.39, -0.59, 0.2]
 
 
-def test_explain_after_plain_backward_says_what_to_do(fg):
+def test_explain_after_plain_backward_shows_that_sweep(fg):
     x = scalar(fg, 0.5)
     y = (x * x).exp()
+    before = fg.explain(y)
+    y.backward()
+    assert fg.explain(y) == before           # what a learner does first works
+    assert "exp" in fg.draw_graph(y)
+    assert x.grad.item() == pytest.approx(2 * 0.5 * np.exp(0.25))
+
+
+def test_explain_after_backward_of_a_big_graph_says_what_to_do(fg):
+    x = fg.tensor(np.linspace(0, 1, 5000), dtype=np.float64, requires_grad=True)
+    y = (x * x).exp().sum()
     y.backward()
     with pytest.raises(RuntimeError, match="retain_graph=True"):
         fg.explain(y)

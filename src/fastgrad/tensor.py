@@ -158,12 +158,12 @@ class Tensor(core.TensorBase):
         return self
 
     def detach(self):
-        """A new leaf sharing these values, cut off from the graph."""
-        return core.from_array(self.data)
+        """A new leaf sharing these values (and the version counter), cut off from the graph."""
+        return core.detach(self)
 
     def clone(self):
         """A differentiable copy."""
-        return core.reshape(self, self.shape)
+        return core.clone(self)
 
     # -- dtype conversion (differentiable: the gradient is cast back) ----------
     def to(self, dtype):

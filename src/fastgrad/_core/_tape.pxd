@@ -27,7 +27,13 @@ cdef class TensorBase:
     cdef object _params        # generic: tuple of op parameters
     cdef object _versions      # generic: versions of the tensor inputs when recorded
     cdef object _grad          # .grad
-    cdef long _version         # bumped by every in-place change
+    cdef long _version         # bumped by every in-place change (read through _ver: views share it)
+    cdef long _layout          # bumped when .data is rebound to another shape, dtype or layout
+    cdef object _base          # the tensor a view shares memory and version counter with, or None
+    cdef long _la              # native: layouts of _a, _b, _d when recorded (see _check_node)
+    cdef long _lb
+    cdef long _ld
+    cdef object _layouts       # generic: layouts of the tensor inputs when recorded
     cdef bint _dropped         # values handed on to the consumer (nothing reads them again)
     # -- sweep scratch ----------------------------------------------------------
     cdef char* _g              # gradient accumulated during a sweep (owned)

@@ -88,7 +88,8 @@ cdef enum:
     FUNCTION = 32
     LINEAR = 33
     CROSS_ENTROPY = 34
-    N_OPS = 35
+    CLONE = 35
+    N_OPS = 36
 
 # dtype codes
 cdef enum:
@@ -194,11 +195,11 @@ def op_codes():
     codes = (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
              SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
              EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
-             CROSS_ENTROPY)
+             CROSS_ENTROPY, CLONE)
     names = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "matmul", "exp", "log", "sqrt",
              "abs", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "sum", "max",
              "min", "logsumexp", "reshape", "permute", "expand", "index", "cat", "where",
-             "maximum", "minimum", "cast", "function", "linear", "cross_entropy")
+             "maximum", "minimum", "cast", "function", "linear", "cross_entropy", "clone")
     return dict(zip(names, codes))
 
 
@@ -282,6 +283,15 @@ def _memory_cached():
 # Tensor storage and node
 # ---------------------------------------------------------------------------
 
+cdef inline TensorBase _owner(TensorBase t):
+    """The tensor that holds t's version counter: its base if t is a view."""
+    return t if t._base is None else <TensorBase>t._base
+
+
+cdef inline long _ver(TensorBase t) noexcept:
+    return t._version if t._base is None else (<TensorBase>t._base)._version
+
+
 cdef class _Block:
     """Owns a malloc'd block on behalf of the ndarray that views it."""
     cdef void* ptr
@@ -324,7 +334,7 @@ cdef class TensorBase:
 
     @data.setter
     def data(self, value):
-        _set_array(self, _check_data(self, value))
+        _rebind(self, _check_data(self, value))
 
     def numpy(self):
         return _array(self)
@@ -360,10 +370,11 @@ cdef class TensorBase:
 
     @property
     def _version_counter(self):
-        return self._version
+        return _ver(self)
 
     def _bump_version(self):
-        self._version += 1
+        cdef TensorBase owner = _owner(self)
+        owner._version += 1
 
     def _node(self):
         """(op code, inputs, params) of this node, for inspection tools."""
@@ -596,6 +607,30 @@ cdef object _view(char* ptr, object shape, int dt):
     return cnp.PyArray_SimpleNewFromData(len(shape), dims, TYPENUM[dt], ptr)
 
 
+cdef TensorBase _alias(TensorBase t, TensorBase base):
+    """Make t a view of base: same version counter (views of views share the root's)."""
+    t._base = _owner(base)
+    return t
+
+
+cdef int _rebind(TensorBase t, object value) except -1:
+    """t.data = value: new values (a version bump), maybe of another shape, dtype or layout.
+
+    Anything the C loops rely on (shape, dtype, C-contiguity) that changes
+    bumps `_layout`, which every node that recorded t compares at the door
+    (_check_node) before a kernel reads t's memory.
+    """
+    cdef object shape = t._shape
+    cdef object dtype = t.dtype
+    cdef bint direct = t._data != NULL
+    _set_array(t, value)
+    if t._shape != shape or value.dtype != dtype or (t._data != NULL) != direct:
+        t._layout += 1
+    cdef TensorBase owner = _owner(t)
+    owner._version += 1
+    return 0
+
+
 def from_array(value, requires_grad=False):
     """Wrap an ndarray without copying it."""
     cdef TensorBase t = _new_tensor()
@@ -643,6 +678,9 @@ cdef object _check_grad(TensorBase t, value):
     if value.shape != t._shape:
         raise RuntimeError("grad: assigned grad has shape %s but the tensor has shape %s"
                            % (tuple(value.shape), tuple(t._shape)))
+    if value.dtype != t.dtype:
+        raise TypeError("grad: assigned grad has dtype %s but the tensor has dtype %s; "
+                        "convert it first (g.to(t.dtype))" % (value.dtype, t.dtype))
     return value
 
 
@@ -698,6 +736,9 @@ def apply(int op, tuple inputs, tuple params=()):
     """Run the reference rule's forward (NumPy) and, if needed, record the node."""
     values = [_value(x) for x in inputs]
     cdef TensorBase out = from_array(np.asarray(_ref.FORWARD[op](*values, *params)))
+    if (op == RESHAPE or op == PERMUTE or op == EXPAND or op == INDEX) \
+            and np.may_share_memory(out._arr, values[0]):
+        _alias(out, inputs[0])                    # a view (reference.VIEW_OPS)
     if not _grad_enabled or out._dt == DT_OTHER:
         return out
     for x in inputs:
@@ -709,8 +750,10 @@ def apply(int op, tuple inputs, tuple params=()):
     out._op = op
     out._inputs = inputs
     out._params = params
-    out._versions = tuple((<TensorBase>x)._version if isinstance(x, TensorBase) else None
+    out._versions = tuple(_ver(<TensorBase>x) if isinstance(x, TensorBase) else None
                           for x in inputs)
+    out._layouts = tuple((<TensorBase>x)._layout if isinstance(x, TensorBase) else None
+                         for x in inputs)
     if _node_hook is not None:
         _node_hook(out)
     return out
@@ -1247,8 +1290,12 @@ cdef object _binary(int op, object x, object y):
         out._a = a
         out._b = b
         out._c = c
-        out._va = a._version if a is not None else 0
-        out._vb = b._version if b is not None else 0
+        if a is not None:
+            out._va = _ver(a)
+            out._la = a._layout
+        if b is not None:
+            out._vb = _ver(b)
+            out._lb = b._layout
         if _node_hook is not None:
             _node_hook(out)
     return out
@@ -1322,7 +1369,8 @@ cdef object _unary(int op, object x, double p, double q):
         out._a = a
         out._c = p
         out._c2 = q
-        out._va = a._version
+        out._va = _ver(a)
+        out._la = a._layout
         if _node_hook is not None:
             _node_hook(out)
     return out
@@ -1403,9 +1451,14 @@ cdef int _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) e
     out._a = a
     out._b = b
     out._d = d
-    out._va = a._version
-    out._vb = b._version if b is not None else 0
-    out._vd = (<TensorBase>d)._version if isinstance(d, TensorBase) else 0
+    out._va = _ver(a)
+    out._la = a._layout
+    if b is not None:
+        out._vb = _ver(b)
+        out._lb = b._layout
+    if isinstance(d, TensorBase):
+        out._vd = _ver(<TensorBase>d)
+        out._ld = (<TensorBase>d)._layout
     if _node_hook is not None:
         _node_hook(out)
     return 0
@@ -1530,7 +1583,8 @@ def sum(x, axis=None, keepdims=False):
         out._form = FORM_TT
         out._a = a
         out._c = 1 if keepdims else 0
-        out._va = a._version
+        out._va = _ver(a)
+        out._la = a._layout
         if _node_hook is not None:
             _node_hook(out)
     return out
@@ -1611,6 +1665,16 @@ def function(fn, ctx, inputs):
     ctx.needs_input_grad = tuple(isinstance(x, TensorBase) and (<TensorBase>x)._requires_grad
                                  for x in inputs)
     return apply(FUNCTION, inputs, (fn, ctx))
+
+
+def clone(x):
+    return apply(CLONE, (_operand(x),))
+
+
+def detach(x):
+    """A new leaf sharing x's values and version counter, cut off from the graph."""
+    cdef TensorBase t = from_array(_array(<TensorBase>x))
+    return _alias(t, <TensorBase>x)
 
 
 def linear(x, weight, bias=None):
@@ -1825,26 +1889,86 @@ def topological_order(roots):
     return order
 
 
-cdef int _check_versions(TensorBase node) except -1:
+cdef int _check_node(TensorBase node, str tool) except -1:
+    """The door every node passes before a rule or a kernel reads it (backward, replay).
+
+    The algorithm of reference.check_node: the tensor inputs still have the
+    layout (shape, dtype, C-contiguity) the node recorded, so every pointer
+    and size a kernel derives from them is inside their buffers; at backward
+    the values the rule reads were not changed in place since; and
+    cross_entropy's class targets (the caller's array) still fit the logits.
+    """
     cdef int op = node._op
     if op == LEAF:
         return 0
     if node._native:
-        if SAVES_A[op] and node._a is not None and (<TensorBase>node._a)._version != node._va:
+        if node._a is not None and (<TensorBase>node._a)._layout != node._la:
+            raise _relaid(node, 0, node._a, tool)
+        if node._b is not None and (<TensorBase>node._b)._layout != node._lb:
+            raise _relaid(node, 1, node._b, tool)
+        if isinstance(node._d, TensorBase) and (<TensorBase>node._d)._layout != node._ld:
+            raise _relaid(node, 2, node._d, tool)
+    else:
+        for i, x in enumerate(node._inputs):
+            if isinstance(x, TensorBase) and (<TensorBase>x)._layout != node._layouts[i]:
+                raise _relaid(node, i, x, tool)
+    if op == CROSS_ENTROPY:
+        _check_targets(node)
+    if tool != "backward":
+        return 0                # a replay recomputes every value from the current inputs
+    if node._native:
+        if SAVES_A[op] and node._a is not None and _ver(<TensorBase>node._a) != node._va:
             raise _stale(node, "input 0 (shape %s)" % (tuple(node._a.shape),),
-                         (<TensorBase>node._a)._version, node._va)
-        if SAVES_B[op] and node._b is not None and (<TensorBase>node._b)._version != node._vb:
+                         _ver(<TensorBase>node._a), node._va)
+        if SAVES_B[op] and node._b is not None and _ver(<TensorBase>node._b) != node._vb:
             raise _stale(node, "input 1 (shape %s)" % (tuple(node._b.shape),),
-                         (<TensorBase>node._b)._version, node._vb)
+                         _ver(<TensorBase>node._b), node._vb)
     else:
         saves = SAVES[op]
         for i, x in enumerate(node._inputs):
             if str(i) in saves and isinstance(x, TensorBase) and \
-                    (<TensorBase>x)._version != node._versions[i]:
+                    _ver(<TensorBase>x) != node._versions[i]:
                 raise _stale(node, "input %d (shape %s)" % (i, tuple(x.shape)),
-                             (<TensorBase>x)._version, node._versions[i])
-    if SAVES_OUT[op] and node._version != 0:
-        raise _stale(node, "its output (shape %s)" % (tuple(node._shape),), node._version, 0)
+                             _ver(<TensorBase>x), node._versions[i])
+    if SAVES_OUT[op] and _ver(node) != 0:
+        raise _stale(node, "its output (shape %s)" % (tuple(node._shape),), _ver(node), 0)
+    return 0
+
+
+cdef object _relaid(TensorBase node, int i, x, str tool):
+    return RuntimeError(
+        "%s: input %d of '%s' was given values of another shape, dtype or layout "
+        "through .data after the graph was recorded (it now has shape %s, dtype %s%s); %s"
+        % (tool, i, _op_name(node), tuple(x.shape), x.dtype,
+           "" if (<TensorBase>x)._data != NULL or (<TensorBase>x)._dt == DT_OTHER
+           else ", not contiguous", "call fg.compile again" if tool == "compile" else "run the forward pass again"))
+
+
+cdef int _check_targets(TensorBase node) except -1:
+    """cross_entropy's targets, as recorded, against its logits: checked again here,
+    since the caller may have written into (or reshaped) the array since."""
+    if not node._native:
+        check_cross_entropy(node._inputs[0].shape, node._params[0], node._params[1])
+        return 0
+    cdef TensorBase z = node._a
+    cdef object target = node._d
+    cdef cnp.ndarray arr
+    cdef const long long* t
+    cdef Py_ssize_t i, n = z._shape[0], c = z._shape[1]
+    if cnp.PyArray_Check(target):
+        arr = <cnp.ndarray>target
+        if cnp.PyArray_TYPE(arr) == cnp.NPY_INT64 and cnp.PyArray_NDIM(arr) == 1 \
+                and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr) \
+                and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_DIM(arr, 0) == n:
+            t = <const long long*>cnp.PyArray_DATA(arr)
+            for i in range(n):
+                if t[i] < 0 or t[i] >= c:
+                    break
+            else:
+                return 0
+    # Something is off: the reference check says what (or, for a layout the
+    # loop does not take, gives the targets as an int64 contiguous copy).
+    node._d = check_cross_entropy(z._shape, target, ("none", "mean", "sum")[<int>node._c])
     return 0
 
 
@@ -1883,6 +2007,9 @@ cdef int _add_array(TensorBase t, object gx) except -1:
                                                 dtype=_DTYPES[t._dt])
     cdef Py_ssize_t i, n = t._size
     cdef char* dst
+    if cnp.PyArray_SIZE(arr) != n:          # the copies below read n items of arr
+        raise RuntimeError("backward: a gradient of shape %s does not fit the input of shape %s"
+                           % (np.shape(gx), tuple(t._shape)))
     if t._g == NULL:
         t._g = <char*>_mem_alloc(n * ITEMSIZE[t._dt] if n else 1)
         if t._g == NULL:
@@ -2024,7 +2151,7 @@ cdef int _accumulate_grad(TensorBase t) except -1:
         t._grad = gt
         return 0
     gt = t._grad
-    if gt._dt == t._dt and gt._data != NULL and gt._size == t._size:
+    if _writable_as(gt, t):
         if t._dt == DT_F64:
             for i in range(t._size):
                 (<double*>gt._data)[i] += (<double*>t._g)[i]
@@ -2032,10 +2159,24 @@ cdef int _accumulate_grad(TensorBase t) except -1:
             for i in range(t._size):
                 (<float*>gt._data)[i] += (<float*>t._g)[i]
     else:
-        arr = _array(gt)
-        arr += _view(t._g, t._shape, t._dt)
+        _replace_grad(t, _view(t._g, t._shape, t._dt))
     _mem_free(t._g)
     t._g = NULL
+    return 0
+
+
+cdef bint _writable_as(TensorBase gt, TensorBase t):
+    """May the sweep add into gt's memory directly, as t's gradient?"""
+    return (gt._dt == t._dt and gt._data != NULL and gt._size == t._size
+            and gt._shape == t._shape
+            and (gt._arr is None or cnp.PyArray_ISWRITEABLE(<cnp.ndarray>gt._arr)))
+
+
+cdef int _replace_grad(TensorBase t, object g) except -1:
+    """t.grad = t.grad + g, out of place: for a .grad over read-only memory, or one
+    rebound through .grad.data to another dtype, shape or layout (never written into)."""
+    old = _array(<TensorBase>t._grad)
+    t._grad = from_array((np.asarray(old, dtype=_DTYPES[t._dt]) + g).astype(_DTYPES[t._dt]))
     return 0
 
 
@@ -2045,7 +2186,7 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     cdef TensorBase node
     for node in order:
         _check_released(node)
-        _check_versions(node)
+        _check_node(node, "backward")
     return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
@@ -2088,18 +2229,37 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
             _mem_free(node._g)
             node._g = NULL
     if not retain_graph:
+        keep = _keeps_structure(order)
         for node in order:
             if node._op != LEAF:
-                _release(node)
+                _release(node, keep)
     return found if capture is not None else None
+
+
+# Graphs up to this size keep their structure after backward (reference.KEEP_*).
+cdef Py_ssize_t KEEP_NODES = _ref.KEEP_NODES
+cdef Py_ssize_t KEEP_ELEMENTS = _ref.KEEP_ELEMENTS
+
+
+cdef bint _keeps_structure(list order):
+    """reference._keeps_structure: small graphs keep their inputs for fg.explain."""
+    cdef TensorBase node
+    cdef Py_ssize_t total = 0
+    if len(order) > KEEP_NODES:
+        return False
+    for node in order:
+        total += node._size
+    return total <= KEEP_ELEMENTS
 
 
 cdef int _accumulate_grad_array(TensorBase t, object g) except -1:
     if t._grad is None:
         t._grad = from_array(g)
-    else:
+    elif _writable_as(<TensorBase>t._grad, t):
         arr = _array(t._grad)
         arr += g
+    else:
+        _replace_grad(t, g)
     return 0
 
 
@@ -2112,13 +2272,15 @@ cdef int _check_released(TensorBase node) except -1:
     return 0
 
 
-cdef void _release(TensorBase node) noexcept:
-    node._a = None
-    node._b = None
-    node._d = None
-    node._inputs = ()
-    node._params = ()
-    node._versions = ()
+cdef void _release(TensorBase node, bint keep_structure) noexcept:
+    if not keep_structure:
+        node._a = None
+        node._b = None
+        node._d = None
+        node._inputs = ()
+        node._params = ()
+        node._versions = ()
+        node._layouts = ()
     node._released = True
 
 
@@ -2167,11 +2329,10 @@ cdef int _replay_forward(TensorBase node) except -1:
     """Recompute a native node's values, in place, from its inputs' current values."""
     cdef int op = node._op
     cdef TensorBase a = node._a, b = node._b
-    if (a is not None and a._data == NULL) or (b is not None and b._data == NULL) or \
-            (op == LINEAR and node._d is not None and (<TensorBase>node._d)._data == NULL):
-        raise RuntimeError("compile: the values of an input of '%s' were replaced through "
-                               ".data by an array of another layout; compile again"
-                               % _op_name(node))
+    _check_node(node, "compile")
+    if node._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>node._arr):
+        raise RuntimeError("compile: the values of '%s' were rebound through .data to read-only "
+                           "memory; the replay cannot write them" % _op_name(node))
     if op == MATMUL:
         _matmul_values(a, b, node)
     elif op == LINEAR:
@@ -2200,6 +2361,7 @@ cdef class Tape:
     """
     cdef readonly object root
     cdef list _order            # consumers first, as topological_order gives
+    cdef list _layouts          # each node's own layout when recorded
 
     def __init__(self, root):
         _check_tape_root(root)
@@ -2209,6 +2371,7 @@ cdef class Tape:
             if (<TensorBase>node)._dropped:
                 raise ValueError("compile: the graph was built without keeping every "
                                  "intermediate's values; build it inside fg.compile")
+        self._layouts = [(<TensorBase>node)._layout for node in self._order]
 
     def forward(self):
         cdef Py_ssize_t i
@@ -2218,11 +2381,16 @@ cdef class Tape:
             if node._op == LEAF:
                 continue
             _check_released(node)
+            if node._layout != <long>self._layouts[i]:
+                raise RuntimeError("compile: the values of '%s' were rebound through .data to "
+                                   "another shape or dtype; call fg.compile again"
+                                   % _op_name(node))
             if node._native:
                 _replay_forward(node)
-            else:               # the reference rule, written into the node's array
+            else:               # the reference rule; its result becomes the node's values
+                _check_node(node, "compile")
                 values = [_value(x) for x in node._inputs]
-                _array(node)[...] = _ref.FORWARD[node._op](*values, *node._params)
+                _set_array(node, np.asarray(_ref.FORWARD[node._op](*values, *node._params)))
         return self.root
 
     def backward(self):

@@ -33,16 +33,26 @@ The design, in five points:
    intermediates are freed; a second backward through it is an error unless
    `retain_graph=True`.
 
-5. In-place changes are tracked by a per-tensor version counter; the sweep
-   compares the versions of the values a rule reads (`_ops.SAVES`) with
-   those recorded at forward time and refuses to use stale values.
+5. In-place changes are tracked by a version counter; the sweep compares
+   the versions of the values a rule reads (`_ops.SAVES`) with those
+   recorded at forward time and refuses to use stale values.  Views (basic
+   slices, reshape, permute, expand, detach) share memory with their base,
+   so they share its counter too: a view keeps its base in `_base` and the
+   counter lives on the base, whichever alias is changed.
+
+6. Every tensor input of a node must still have the shape and dtype it had
+   when the node was recorded: `t.data = other` may rebind a tensor to values
+   of another shape, dtype or layout (as in PyTorch), which bumps its
+   `_layout` counter; `check_node` compares it with the one the node recorded
+   (`_layouts`).  That one door, checked before any rule runs, is what keeps
+   the compiled core's C loops inside their buffers.
 """
 import builtins
 
 import numpy as np
 
 from .._ops import (
-    ABS, ADD, CAST, CAT, CLIP, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
+    ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
     LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
     NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
     WHERE,
@@ -89,7 +99,8 @@ class TensorBase:
     """Values, autograd node and operators; fastgrad.Tensor adds the rest."""
 
     __slots__ = ("_value", "_requires_grad", "_op", "_inputs", "_params",
-                 "_versions", "_grad", "_retains_grad", "_version", "_released")
+                 "_versions", "_layouts", "_grad", "_retains_grad", "_version", "_layout",
+                 "_base", "_released")
 
     def _init_leaf(self, value, requires_grad=False):
         self._value = value
@@ -98,9 +109,12 @@ class TensorBase:
         self._inputs = ()
         self._params = ()
         self._versions = ()
+        self._layouts = ()
         self._grad = None
         self._retains_grad = False
-        self._version = 0
+        self._version = 0          # in-place changes (read through _owner: views share it)
+        self._layout = 0           # rebindings of .data to another shape, dtype or layout
+        self._base = None          # the tensor whose memory a view shares
         self._released = False
 
     # -- what the surface reads ------------------------------------------
@@ -122,7 +136,7 @@ class TensorBase:
 
     @data.setter
     def data(self, value):
-        self._value = _check_data(self, value)
+        _rebind(self, _check_data(self, value))
 
     def numpy(self):
         return self._value
@@ -153,10 +167,10 @@ class TensorBase:
 
     @property
     def _version_counter(self):
-        return self._version
+        return _owner(self)._version
 
     def _bump_version(self):
-        self._version += 1
+        _owner(self)._version += 1
 
     def _node(self):
         """(op code, inputs, params) of this node, for inspection tools."""
@@ -278,6 +292,28 @@ def from_array(value, requires_grad=False):
     return t
 
 
+def _owner(t):
+    """The tensor that holds t's version counter: its base if t is a view."""
+    return t if t._base is None else t._base
+
+
+def _alias(t, base):
+    """Make t a view of base: same version counter (views of views share the root's)."""
+    t._base = _owner(base)
+    return t
+
+
+def _rebind(t, value):
+    """t.data = value: new values (a version bump), maybe of another shape, dtype or layout."""
+    # Contiguity counts as layout too: the compiled core's loops need it, and
+    # both cores must refuse the same graphs.
+    if value.shape != t._value.shape or value.dtype != t._value.dtype or \
+            value.flags.c_contiguous != t._value.flags.c_contiguous:
+        t._layout += 1
+    t._value = value
+    _owner(t)._version += 1
+
+
 def _op_name(t):
     if t._op == FUNCTION:
         return t._params[0].__name__
@@ -314,6 +350,9 @@ def _check_grad(t, value):
     if value.shape != t.shape:
         raise RuntimeError("grad: assigned grad has shape %s but the tensor has shape %s"
                            % (tuple(value.shape), tuple(t.shape)))
+    if value.dtype != t.dtype:
+        raise TypeError("grad: assigned grad has dtype %s but the tensor has dtype %s; "
+                        "convert it first (g.to(t.dtype))" % (value.dtype, t.dtype))
     return value
 
 
@@ -336,10 +375,16 @@ def _compare(ufunc, a, b):
     return from_array(ufunc(_value(_operand(a)), _value(_operand(b))))
 
 
+# Ops whose forward may return a view of its (first) input, as PyTorch's do.
+VIEW_OPS = frozenset((RESHAPE, PERMUTE, EXPAND, INDEX))
+
+
 def apply(op, inputs, params=()):
     """Run op's forward rule and, if needed, record the node."""
     values = [_value(x) for x in inputs]
     out = _new(np.asarray(FORWARD[op](*values, *params)))
+    if op in VIEW_OPS and np.may_share_memory(out._value, values[0]):
+        _alias(out, inputs[0])
     if _grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
         if out._value.dtype.kind != "f":
             return out          # integer results (argmax, ...) carry no gradient
@@ -347,8 +392,9 @@ def apply(op, inputs, params=()):
         out._op = op
         out._inputs = tuple(inputs)
         out._params = tuple(params)
-        out._versions = tuple(x._version if isinstance(x, TensorBase) else None
+        out._versions = tuple(_owner(x)._version if isinstance(x, TensorBase) else None
                               for x in inputs)
+        out._layouts = tuple(x._layout if isinstance(x, TensorBase) else None for x in inputs)
         if _node_hook is not None:
             _node_hook(out)
     return out
@@ -779,7 +825,7 @@ def logsumexp(x, axis=None, keepdims=False):
 
 # -- reshape (also view, flatten, squeeze, unsqueeze) ---------------------
 def reshape_forward(a, shape):
-    return np.reshape(a, shape).copy()
+    return np.reshape(a, shape)          # a view whenever the layout allows (as torch.reshape)
 
 
 def reshape_backward(needs, g, out, a, shape):
@@ -813,7 +859,7 @@ def check_reshape(old, shape):
 
 # -- permute (also transpose and T) -------------------------------------
 def permute_forward(a, axes):
-    return np.ascontiguousarray(np.transpose(a, axes))
+    return np.transpose(a, axes)         # a view
 
 
 def permute_backward(needs, g, out, a, axes):
@@ -837,7 +883,7 @@ def check_permute(shape, axes):
 
 # -- expand: broadcast to a larger shape ----------------------------------
 def expand_forward(a, shape):
-    return np.broadcast_to(a, shape).copy()
+    return np.broadcast_to(a, shape)     # a read-only view: its entries alias each other
 
 
 def expand_backward(needs, g, out, a, shape):
@@ -866,7 +912,8 @@ def check_expand(old, shape):
 
 # -- index: t[...] with slices, integers, None, Ellipsis, integer or bool arrays
 def index_forward(a, key):
-    return np.array(a[key], copy=True)
+    out = a[key]                         # basic indexing: a view; integer/bool arrays: a copy
+    return out if isinstance(out, np.ndarray) else np.array(out)
 
 
 def index_backward(needs, g, out, a, key):
@@ -1149,6 +1196,24 @@ def check_cross_entropy(shape, target, reduction):
     return np.ascontiguousarray(target, dtype=np.int64)
 
 
+# -- clone: a copy that gradients flow through ----------------------------
+def clone_forward(a):
+    return np.array(a, copy=True)
+
+
+def clone_backward(needs, g, out, a):
+    return (g,)
+
+
+def clone(x):
+    return _unary(CLONE, x)
+
+
+def detach(x):
+    """A new leaf sharing x's values and version counter, cut off from the graph."""
+    return _alias(from_array(x._value), x)
+
+
 FORWARD = (
     None, add_forward, sub_forward, mul_forward, div_forward, neg_forward, pow_forward,
     matmul_forward, exp_forward, log_forward, sqrt_forward, abs_forward, sin_forward,
@@ -1156,7 +1221,7 @@ FORWARD = (
     clip_forward, sum_forward, max_forward, min_forward, logsumexp_forward,
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
-    linear_forward, cross_entropy_forward,
+    linear_forward, cross_entropy_forward, clone_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1165,7 +1230,7 @@ BACKWARD = (
     clip_backward, sum_backward, max_backward, min_backward, logsumexp_backward,
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
-    linear_backward, cross_entropy_backward,
+    linear_backward, cross_entropy_backward, clone_backward,
 )
 
 
@@ -1200,14 +1265,41 @@ def topological_order(roots):
     return order
 
 
-def _check_versions(node):
+def check_node(node):
+    """The door every node passes before a rule reads it (backward and replay).
+
+    Its tensor inputs still have the shape and dtype they were recorded with,
+    and the values its rule reads were not changed in place since.
+    """
+    check_layouts(node, "backward")
     saves = SAVES[node._op]
     for i, x in enumerate(node._inputs):
-        if str(i) in saves and isinstance(x, TensorBase) and x._version != node._versions[i]:
-            raise _stale(node, "input %d (shape %s)" % (i, tuple(x.shape)), x._version,
+        if str(i) in saves and isinstance(x, TensorBase) and \
+                _owner(x)._version != node._versions[i]:
+            raise _stale(node, "input %d (shape %s)" % (i, tuple(x.shape)), _owner(x)._version,
                          node._versions[i])
-    if "o" in saves and node._version != 0:
-        raise _stale(node, "its output (shape %s)" % (tuple(node.shape),), node._version, 0)
+    if "o" in saves and _owner(node)._version != 0:
+        raise _stale(node, "its output (shape %s)" % (tuple(node.shape),),
+                     _owner(node)._version, 0)
+    check_targets(node)
+
+
+def check_layouts(node, tool):
+    """Every tensor input has the shape and dtype it was recorded with."""
+    for i, x in enumerate(node._inputs):
+        if isinstance(x, TensorBase) and x._layout != node._layouts[i]:
+            raise RuntimeError(
+                "%s: input %d of '%s' was given values of another shape, dtype or layout "
+                "through .data after the graph was recorded (it now has shape %s, dtype %s%s); %s"
+                % (tool, i, _op_name(node), tuple(x.shape), x.dtype,
+                   "" if x._value.flags.c_contiguous else ", not contiguous",
+                   "call fg.compile again" if tool == "compile" else "run the forward pass again"))
+
+
+def check_targets(node):
+    """cross_entropy keeps the caller's class targets: they must still fit the logits."""
+    if node._op == CROSS_ENTROPY:
+        check_cross_entropy(node._inputs[0].shape, node._params[0], node._params[1])
 
 
 def _stale(node, what, now, then):
@@ -1229,7 +1321,8 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     order = topological_order(roots)
     for node in order:
         _check_released(node)
-        _check_versions(node)
+        if node._op != LEAF:
+            check_node(node)
     return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
@@ -1264,10 +1357,28 @@ def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
     for t, g in finals:
         _accumulate_grad(t, g)
     if not retain_graph:
+        keep = _keeps_structure(order)
         for node in order:
             if node._op != LEAF:
-                _release(node)
+                _release(node, keep)
     return found if capture is not None else None
+
+
+# A graph this small keeps its structure after backward (its inputs, not its
+# gradients), so fg.explain / fg.draw_graph can still show that sweep: the
+# lectures' graphs are a few scalars, and a learner calls backward() first.
+# Anything bigger is freed at once, as PyTorch frees it.
+KEEP_NODES = 64
+KEEP_ELEMENTS = 4096
+
+
+def _keeps_structure(order):
+    if len(order) > KEEP_NODES:
+        return False
+    total = 0
+    for node in order:
+        total += node._value.size
+    return total <= KEEP_ELEMENTS
 
 
 def _check_released(node):
@@ -1278,17 +1389,28 @@ def _check_released(node):
             % _op_name(node))
 
 
-def _release(node):
-    node._inputs = ()
-    node._params = ()
+def _release(node, keep_structure=False):
+    if not keep_structure:
+        node._inputs = ()
+        node._params = ()
     node._released = True
 
 
 def _accumulate_grad(t, g):
-    if t._grad is None:
+    """t.grad += g: in place, as PyTorch accumulates, where .grad's memory allows it.
+
+    Never fails once the sweep has succeeded (so no leaf is left half
+    updated): a .grad over read-only memory, or one rebound through
+    `.grad.data` to another dtype or shape, is replaced by a new tensor.
+    """
+    old = t._grad
+    if old is None:
         t._grad = from_array(np.array(g, dtype=t.dtype, copy=True))
+    elif old._value.flags.writeable and old._value.dtype == t.dtype \
+            and old._value.shape == t.shape:
+        old._value += g
     else:
-        t._grad._value += g        # in place, as PyTorch accumulates
+        t._grad = from_array((np.asarray(old._value, dtype=t.dtype) + g).astype(t.dtype))
 
 
 def _seed(root, gradient):
@@ -1350,8 +1472,13 @@ class Tape:
         for node in reversed(self._order):            # inputs before their consumers
             if node._op != LEAF:
                 _check_released(node)
+                check_layouts(node, "compile")
+                check_targets(node)
                 values = [_value(x) for x in node._inputs]
-                node._value[...] = FORWARD[node._op](*values, *node._params)
+                # Rebound, not copied into: a view's values are a fresh view of
+                # its input (an expanded view is read-only, and a copy would
+                # lose the aliasing).  Same input layouts, same output layout.
+                node._value = np.asarray(FORWARD[node._op](*values, *node._params))
         return self.root
 
     def backward(self):
