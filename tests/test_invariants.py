@@ -219,3 +219,24 @@ def test_clone_copies_and_is_differentiable(fg):
     assert c.grad_fn == "clone"
     (c * c).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_replay_refuses_a_function_whose_result_changes_shape(fg):
+    calls = []
+
+    class Grow(fg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            calls.append(1)
+            return np.ones(2 + len(calls)) * np.asarray(x).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            return np.ones(2) * np.asarray(g).sum()
+
+    x = leaf(fg, [1.0, 2.0])
+    other = leaf(fg, np.ones(3))
+    step = fg.compile(lambda: (Grow.apply(x) * other).sum())
+    step()
+    with pytest.raises(RuntimeError, match="gave values of shape"):
+        step()                           # a native mul would read past its buffer

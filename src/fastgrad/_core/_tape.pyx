@@ -2352,6 +2352,17 @@ cdef int _replay_forward(TensorBase node) except -1:
     return 0
 
 
+cdef int _replay_values(TensorBase node, object result) except -1:
+    """A generic node's recomputed values become its storage (reference.replay_values):
+    only in the layout recorded, which its consumers' kernels were set up for."""
+    cdef bint direct = node._data != NULL
+    result = _ref.replay_values(node, result)
+    if direct and not result.flags.c_contiguous:
+        result = result.copy()           # (np.ascontiguousarray would make a 0-d array 1-d)
+    _set_array(node, result)
+    return 0
+
+
 cdef class Tape:
     """A recorded graph, replayed: the same functions as reference.Tape.
 
@@ -2390,7 +2401,7 @@ cdef class Tape:
             else:               # the reference rule; its result becomes the node's values
                 _check_node(node, "compile")
                 values = [_value(x) for x in node._inputs]
-                _set_array(node, np.asarray(_ref.FORWARD[node._op](*values, *node._params)))
+                _replay_values(node, _ref.FORWARD[node._op](*values, *node._params))
         return self.root
 
     def backward(self):

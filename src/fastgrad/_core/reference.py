@@ -1475,14 +1475,28 @@ class Tape:
                 check_layouts(node, "compile")
                 check_targets(node)
                 values = [_value(x) for x in node._inputs]
-                # Rebound, not copied into: a view's values are a fresh view of
-                # its input (an expanded view is read-only, and a copy would
-                # lose the aliasing).  Same input layouts, same output layout.
-                node._value = np.asarray(FORWARD[node._op](*values, *node._params))
+                node._value = replay_values(node, FORWARD[node._op](*values, *node._params))
         return self.root
 
     def backward(self):
         _sweep_ordered(self._order, [self.root], [_seed(self.root, None)], True, None)
+
+
+def replay_values(node, result):
+    """A replayed node's new values, checked against the recorded shape and dtype.
+
+    Rebound, not copied into: a view's values are a fresh view of its input
+    (an expanded view is read-only, and a copy would lose the aliasing).
+    Same input layouts give the same output layout, except for a user's
+    Function, whose forward may return anything.
+    """
+    result = np.asarray(result)
+    if result.shape != node.shape or result.dtype != node.dtype:
+        raise RuntimeError(
+            "compile: '%s' gave values of shape %s and dtype %s on replay, but was recorded "
+            "with shape %s and dtype %s; call fg.compile again"
+            % (node.grad_fn, result.shape, result.dtype, tuple(node.shape), node.dtype))
+    return result
 
 
 def _check_tape_root(root):
