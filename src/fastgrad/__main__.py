@@ -17,8 +17,9 @@ def _blas():
 
 
 def report():
+    from fastgrad._core import REASON
     lines = ["fastgrad %s" % fg.__version__,
-             "core: %s" % fg.backend()]
+             "core: %s (%s)" % (fg.backend(), REASON)]
     try:
         from fastgrad._core import _tape
         lines.append("compiled core: built (%s)" % _tape.build_info())

@@ -16,6 +16,10 @@ if _choice not in ("", "python", "compiled"):
         "%s=%r is not a fastgrad core; use 'python' or 'compiled' (or leave it unset)"
         % (_VARIABLE, os.environ[_VARIABLE]))
 
+# Why `core` is the one it is, for `python -m fastgrad` and bug reports.
+REASON = "%s=%s" % (_VARIABLE, _choice) if _choice else \
+    "%s is unset and the compiled core imports" % _VARIABLE
+
 if _choice == "python":
     from . import reference as core
 else:
@@ -31,6 +35,7 @@ else:
             "fastgrad: the compiled core is not available (%s); running on the pure-Python "
             "reference core, which is much slower on small tensors" % (exc,),
             RuntimeWarning, stacklevel=2)
+        REASON = "%s is unset and the compiled core does not import: %s" % (_VARIABLE, exc)
         from . import reference as core
 
 # The fused optimizer updates follow the core: the readable twin with the
@@ -51,4 +56,4 @@ else:
             "the NumPy versions" % (exc,), RuntimeWarning, stacklevel=2)
         from . import fused_reference as fused
 
-__all__ = ["core", "fused"]
+__all__ = ["core", "fused", "REASON"]
