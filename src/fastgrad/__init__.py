@@ -3,7 +3,8 @@ from ._version import __version__
 from ._core import core as _core_module
 from .tensor import (
     Tensor, tensor, from_numpy, zeros, ones, full, empty, zeros_like, ones_like, arange, eye,
-    randn, rand, randint, manual_seed, set_default_dtype, get_default_dtype,
+    randn, rand, randint, manual_seed, get_rng_state, set_rng_state, set_default_dtype,
+    get_default_dtype,
     exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu, leaky_relu, clip, clamp,
     sum, mean, max, min, var, std, logsumexp, softmax, log_softmax, argmax, argmin,
     reshape, view, flatten, transpose, permute, squeeze, unsqueeze, expand,
@@ -16,6 +17,7 @@ from . import nn, optim, data
 from .training import fit, History, EarlyStopping
 from .io import save, load
 from .inspect import explain, draw_graph, gradcheck, GradcheckError, detect_anomaly
+from ._summary import summary, ModelSummary
 
 
 def backend():

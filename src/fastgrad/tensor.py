@@ -41,6 +41,24 @@ def manual_seed(seed):
     return _generator
 
 
+def get_rng_state():
+    """The state of fastgrad's global generator (a dict; give it to set_rng_state)."""
+    return _generator.bit_generator.state
+
+
+def set_rng_state(state):
+    """Put fastgrad's global generator back into a state from get_rng_state()."""
+    if not isinstance(state, dict) or "bit_generator" not in state:
+        raise TypeError("set_rng_state: expected a state from fg.get_rng_state(), got %s"
+                        % type(state).__name__)
+    generator = np.random.default_rng()
+    try:
+        generator.bit_generator.state = state      # checked on a fresh one: nothing half-set
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError("set_rng_state: not a state of this generator (%s)" % exc) from None
+    _generator.bit_generator.state = state
+
+
 def default_generator():
     """The global numpy Generator that fastgrad's random functions draw from."""
     return _generator
