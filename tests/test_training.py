@@ -293,3 +293,50 @@ def test_accuracy_as_a_fit_metric(fg):
     history = fg.fit(model, mse, fg.optim.SGD(model.parameters(), lr=0.1), data, 3,
                      val_loader=data, metrics=[fg.training.accuracy], progress=False)
     assert history["val_accuracy"][-1] == 1.0
+
+
+def test_callbacks_see_every_batch_and_epoch_and_can_stop(fg):
+    model = TinyLinear(fg)
+    opt = fg.optim.SGD(model.parameters(), lr=0.05)
+    train, val = loaders(fg, batch_size=5)
+    seen = []
+
+    class Recorder(fg.Callback):
+        def on_train_begin(self, m):
+            seen.append(("begin", m is model))
+
+        def on_batch_end(self, batch, logs):
+            seen.append(("batch", batch, logs["size"], round(logs["loss"], 12)))
+
+        def on_epoch_end(self, epoch, logs):
+            seen.append(("epoch", epoch, sorted(logs)))
+            return epoch == 1                      # stop after the second epoch
+
+        def on_train_end(self, history):
+            seen.append(("end", len(history)))
+
+    lines = []
+    history = fg.fit(model, mse, opt, train, epochs=5, val_loader=val, progress=False,
+                     callbacks=[Recorder()], log=lines.append)
+    assert len(history) == 2
+    assert seen[0] == ("begin", True) and seen[-1] == ("end", 2)
+    batches = [s for s in seen if s[0] == "batch"]
+    assert [b[1] for b in batches] == [0, 1, 2, 3] * 2 and all(b[2] == 5 for b in batches)
+    # the batch losses average to the epoch's train_loss
+    first = [b[3] for b in batches[:4]]
+    assert np.mean(first) == pytest.approx(history["train_loss"][0], rel=1e-12)
+    assert [s for s in seen if s[0] == "epoch"] == [("epoch", 0, ["train_loss", "val_loss"]),
+                                                   ("epoch", 1, ["train_loss", "val_loss"])]
+    assert lines[0].startswith("epoch 1/5: train_loss ") and "val_loss" in lines[0]
+    assert len(lines) == 2
+
+
+def test_callback_and_log_arguments_are_checked_first(fg):
+    model = TinyLinear(fg)
+    opt = fg.optim.SGD(model.parameters(), lr=0.05)
+    train, _ = loaders(fg)
+    with pytest.raises(TypeError, match="callback needs at least one of"):
+        fg.fit(model, mse, opt, train, epochs=1, progress=False, callbacks=[object()])
+    with pytest.raises(TypeError, match="log must be callable"):
+        fg.fit(model, mse, opt, train, epochs=1, progress=False, log="print")
+    assert model.calls == []                       # nothing ran

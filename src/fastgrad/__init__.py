@@ -14,7 +14,7 @@ from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, g
 
 # Subpackages and helpers (each line added with its module).
 from . import nn, optim, data
-from .training import fit, History, EarlyStopping
+from .training import fit, History, EarlyStopping, Callback
 from .io import save, load
 from .inspect import explain, draw_graph, gradcheck, GradcheckError, detect_anomaly
 from ._summary import summary, ModelSummary

@@ -27,7 +27,7 @@ from ._core import core
 from .autograd import no_grad
 from .optim.lr_scheduler import ReduceLROnPlateau
 
-__all__ = ["fit", "evaluate", "History", "EarlyStopping", "accuracy"]
+__all__ = ["fit", "evaluate", "History", "EarlyStopping", "Callback", "accuracy"]
 
 
 # ---------------------------------------------------------------------------
@@ -345,8 +345,51 @@ def evaluate(model, loss_fn, loader, metrics=(), prefix="val_"):
             for name, total in zip(names, totals)}
 
 
+class Callback:
+    """Hooks `fit` calls (override the ones you need; each does nothing here).
+
+    `logs` is a dict: for a batch, its 'loss' and 'size'; for an epoch, that
+    epoch's record ('train_loss', 'val_loss', 'val_<metric>').  An
+    on_epoch_end that returns True stops training after that epoch.
+    """
+
+    def on_train_begin(self, model):
+        pass
+
+    def on_epoch_begin(self, epoch):
+        pass
+
+    def on_batch_end(self, batch, logs):
+        pass
+
+    def on_epoch_end(self, epoch, logs):
+        pass
+
+    def on_train_end(self, history):
+        pass
+
+
+def _check_callbacks(callbacks):
+    callbacks = list(callbacks)
+    hooks = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+    for cb in callbacks:
+        if not any(callable(getattr(cb, h, None)) for h in hooks):
+            raise TypeError("fit: a callback needs at least one of %s, got %r"
+                            % (", ".join(hooks), cb))
+    return callbacks
+
+
+def _call(callbacks, hook, *args):
+    stop = False
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None and fn(*args) is True:
+            stop = True
+    return stop
+
+
 def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, metrics=(),
-        early_stopping=None, scheduler=None, progress=True):
+        early_stopping=None, scheduler=None, progress=True, callbacks=(), log=None):
     """Train `model` for `epochs` epochs; returns a History of per-epoch averages.
 
     Every batch of `train_loader` is (inputs..., targets): `model(*inputs)` is
@@ -356,9 +399,16 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, metric
     monitored value: early stopping's, else val_loss, else train_loss).
     `early_stopping` (an EarlyStopping) may end training early and restores
     the best weights at the end.  `progress` shows a bar on stderr.
+    `callbacks`: objects with any of fg.Callback's hooks (on_batch_end,
+    on_epoch_end, ...), called in order.  `log`: a function given one line
+    per epoch (`print`, or a logging.Logger's `info`), e.g.
+    "epoch 3/10: train_loss 0.1234, val_loss 0.2345".
     """
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
         raise ValueError("fit: epochs must be an integer >= 0, got %r" % (epochs,))
+    callbacks = _check_callbacks(callbacks)
+    if log is not None and not callable(log):
+        raise TypeError("fit: log must be callable with one str (e.g. print), got %r" % (log,))
     metrics = list(metrics)
     for metric in metrics:
         if not callable(metric):
@@ -384,26 +434,35 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, metric
 
     history = History()
     bar = _progress(progress, epochs)
+    _call(callbacks, "on_train_begin", model)
     try:
         for epoch in range(epochs):
             model.train()
+            _call(callbacks, "on_epoch_begin", epoch)
             bar.start(epoch, n_batches)
             total, count = 0.0, 0
-            for batch in train_loader:
+            for i, batch in enumerate(train_loader):
                 inputs, target = _split(batch, "fit")
                 optimizer.zero_grad()
                 loss = loss_fn(model(*inputs), target)
                 loss.backward()
                 optimizer.step()
                 n = _batch_size(target)
-                total += float(loss.item()) * n
+                value = float(loss.item())
+                total += value * n
                 count += n
                 bar.update(total / count)
+                if callbacks:
+                    _call(callbacks, "on_batch_end", i, {"loss": value, "size": n})
             record = {"train_loss": total / count if count else math.nan}
             if val_loader is not None:
                 record.update(evaluate(model, loss_fn, val_loader, metrics))
             history._append(record)
             bar.finish(record)
+            if log is not None:
+                log("epoch %d/%d: %s" % (epoch + 1, epochs, ", ".join(
+                    "%s %.4f" % (k, v) for k, v in record.items())))
+            stop = _call(callbacks, "on_epoch_end", epoch, dict(record))
             if scheduler is not None:
                 if isinstance(scheduler, ReduceLROnPlateau):
                     scheduler.step(record[monitored])
@@ -411,8 +470,11 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, metric
                     scheduler.step()
             if early_stopping is not None and early_stopping.step(record[monitored], model):
                 break
+            if stop:
+                break
     finally:
         bar.close()
     if early_stopping is not None and early_stopping.restore_best:
         early_stopping.restore(model)
+    _call(callbacks, "on_train_end", history)
     return history
