@@ -18,6 +18,7 @@ from .training import fit, History, EarlyStopping, Callback
 from .io import save, load
 from .inspect import explain, draw_graph, gradcheck, GradcheckError, detect_anomaly
 from ._summary import summary, ModelSummary
+from ._interop import from_dlpack
 
 
 def backend():

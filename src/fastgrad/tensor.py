@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ._core import core
+from . import _interop
 
 # ---------------------------------------------------------------------------
 # Global state: default dtype and the random generator
@@ -98,8 +99,21 @@ def _to_array(data, dtype=None):
 class Tensor(core.TensorBase):
     """An n-dimensional array of numbers that records how it was computed."""
 
-    # NumPy must hand `ndarray * tensor` to our reflected operators.
-    __array_ufunc__ = None
+    # -- among other array libraries (see _interop.py) ---------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # np.exp(t), and `ndarray * tensor`: fastgrad's op, differentiable
+        return _interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __dlpack__(self, *, stream=None, **kwargs):
+        if stream is not None:
+            raise BufferError("__dlpack__: fastgrad tensors live on the CPU; stream must be None")
+        if self.requires_grad:      # as PyTorch: the other library would bypass autograd
+            raise RuntimeError("__dlpack__: cannot export a tensor that requires grad; export "
+                               "t.detach() instead")
+        return self.numpy().__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.numpy().__dlpack_device__()
 
     def __init__(self, data, dtype=None, requires_grad=False):
         arr = _to_array(data, dtype)
