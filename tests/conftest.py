@@ -65,5 +65,35 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def _torch_version():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
 def pytest_report_header(config):
-    return "fastgrad cores under test: " + ", ".join(_backend_params())
+    torch_version = _torch_version()
+    return ["fastgrad cores under test: " + ", ".join(_backend_params()),
+            "PyTorch oracle: " + ("torch %s" % torch_version if torch_version else
+                                  "not installed (the tests that compare with PyTorch are "
+                                  "skipped; python -m pip install torch runs them)")]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say why tests were skipped, grouped by reason, and how to run them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.replace("Skipped: ", "")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.section("why tests were skipped")
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        hint = ""
+        if "torch" in reason:
+            hint = " (python -m pip install torch runs them)"
+        terminalreporter.write_line("%5d  %s%s" % (count, reason, hint))
