@@ -702,11 +702,11 @@ def _where_operand(what, x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return core.leaky_relu(x, negative_slope)
+    return core.leaky_relu(x, _number("leaky_relu", "negative_slope", negative_slope))
 
 
 def clip(x, min=None, max=None):
-    return core.clip(x, min, max)
+    return core.clip(x, _number("clip", "min", min, True), _number("clip", "max", max, True))
 
 
 clamp = clip
