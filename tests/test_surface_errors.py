@@ -445,3 +445,49 @@ def test_elementwise_parameters_must_be_numbers(fg):
     with pytest.raises(TypeError, match=r"^clip: max must be a number, got 'b'"):
         fg.clip(t, -1.0, "b")
     np.testing.assert_array_equal(t.clip(fg.tensor(0.0)).numpy(), [1.0, 0.0])
+
+
+def test_comparing_with_none_or_a_string_is_python_s_answer_as_torch(fg):
+    torch = pytest.importorskip("torch")
+    t, ref = fg.tensor(np.ones((2, 3))), torch.ones(2, 3)
+    assert (t == None) is (ref == None) is False        # noqa: E711 (the operator is the test)
+    assert (t != None) is (ref != None) is True         # noqa: E711
+    assert (fg.tensor(1.0) == "a") is False
+    assert None not in [t] and t in [t]
+    for op in (operator.lt, operator.ge):
+        with pytest.raises(TypeError) as theirs:
+            op(ref, None)
+        with pytest.raises(TypeError, match=re.escape(str(theirs.value))):
+            op(t, None)
+
+
+def test_integer_0d_tensors_are_ints_for_axes_sizes_and_dims_as_torch(fg):
+    torch = pytest.importorskip("torch")
+    t, ref = fg.tensor(np.ones((2, 3))), torch.ones(2, 3)
+    one = fg.tensor(1)
+    assert t.sum(one).shape == tuple(ref.sum(torch.tensor(1)).shape) == (2,)
+    assert fg.zeros(fg.tensor(2)).shape == tuple(torch.zeros(torch.tensor(2)).shape) == (2,)
+    assert fg.cat([t, t], one).shape == (2, 6) and t.flatten(fg.tensor(0)).shape == (6,)
+    assert t.size(one) == ref.size(torch.tensor(1)) == 3
+    with pytest.raises(TypeError):
+        ref.sum(torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"^sum: an axis must be an int.*got tensor\(1\."):
+        t.sum(fg.tensor(1.0))
+    with pytest.raises(IndexError):
+        ref.size(2)
+    with pytest.raises(IndexError, match=r"^size: dimension 2 is out of range .*shape \(2, 3\)"):
+        t.size(2)
+    with pytest.raises(TypeError, match=r"^size: an axis must be an int.*'a'"):
+        t.size("a")
+
+
+def test_stack_range_ragged_lists_and_grad_outputs_name_the_function(fg):
+    t = fg.tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"^stack: axis 4 is out of range .*shape \(2, 3\) "
+                       r"\(expected -3 to 2\)"):
+        fg.stack([t, t], 4)
+    assert fg.stack([t, t], -3).shape == (2, 2, 3)
+    with pytest.raises(ValueError, match=r"^tensor: cannot make a tensor from this data"):
+        fg.tensor([[1.0, 2.0], [3.0]])
+    with pytest.raises(TypeError, match=r"^grad: expected tensors as outputs, got float"):
+        fg.grad([1.0], [t])

@@ -81,7 +81,11 @@ def _to_array(data, dtype=None):
         if isinstance(data, np.ndarray):
             core.check_array("tensor", data)
         return np.array(data, dtype=dtype, copy=True)
-    arr = core.check_array("tensor", np.array(data, copy=True))
+    try:
+        arr = np.array(data, copy=True)
+    except ValueError as exc:                  # ragged nested lists
+        raise ValueError("tensor: cannot make a tensor from this data: %s" % exc) from None
+    arr = core.check_array("tensor", arr)
     if arr.dtype.kind == "f":
         # an array's own float dtype is kept (float32 or float64, after check_array);
         # Python floats and lists get the default
@@ -121,7 +125,11 @@ class Tensor(core.TensorBase):
     def size(self, dim=None):
         if dim is None:
             return tuple(self.shape)
-        return self.shape[dim]
+        core.check_axis_type("size", dim)
+        if not -self.ndim <= int(dim) < self.ndim:
+            raise IndexError("size: dimension %d is out of range for a tensor of %d dimension(s) "
+                             "(shape %s)" % (int(dim), self.ndim, tuple(self.shape)))
+        return self.shape[int(dim)]
 
     def numel(self):
         return int(math.prod(self.shape))
@@ -308,16 +316,16 @@ class Tensor(core.TensorBase):
     def flatten(self, start_dim=0, end_dim=-1):
         nd = builtins.max(self.ndim, 1)          # a 0-d tensor takes dims -1 and 0, as torch
         for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
+            if not _is_int(d):
                 raise TypeError("flatten: %s must be an int, got %r (%s)"
                                 % (name, d, type(d).__name__))
-            if not -nd <= d < nd:
+            if not -nd <= int(d) < nd:
                 raise ValueError("flatten: %s %d is out of range for a tensor of %d dimension(s) "
                                  "(shape %s); expected %d to %d"
                                  % (name, d, self.ndim, tuple(self.shape), -nd, nd - 1))
         if self.ndim == 0:
             return core.reshape(self, (1,))
-        start, end = start_dim % self.ndim, end_dim % self.ndim
+        start, end = int(start_dim) % self.ndim, int(end_dim) % self.ndim
         if start > end:
             raise ValueError("flatten: start_dim %d comes after end_dim %d" % (start_dim, end_dim))
         shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
@@ -493,15 +501,27 @@ def _number(name, what, value, optional=False):
     return value
 
 
+def _is_int(x):
+    """An integer as Python indexes with it (int, NumPy integer, 0-d integer tensor), not bool."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    try:
+        type(x).__index__(x)
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
 def _size_args(name, args):
     """The shape given to a factory as `*shape` or one tuple/list, checked."""
     shape = _shape_args(args)
     for n in shape:
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        if not _is_int(n):
             raise TypeError("%s: a size must be a sequence of ints, got %r (%s in it)"
                             % (name, args[0] if len(args) == 1 else args, type(n).__name__))
-        if n < 0:
-            raise ValueError("%s: sizes must be non-negative, got %s" % (name, shape))
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise ValueError("%s: sizes must be non-negative, got %s" % (name, shape))
     return shape
 
 
@@ -652,7 +672,7 @@ def randint(low, high=None, size=(), dtype=np.int64):
     if high is None:
         low, high = 0, low
     for what, v in (("low", low), ("high", high)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        if not _is_int(v):
             raise TypeError("randint: %s must be an int, got %r (%s)"
                             % (what, v, type(v).__name__))
     size = _size_args("randint", (size,))
@@ -835,7 +855,12 @@ def stack(tensors, axis=None, *, dim=None):
     axis = _axis(axis, dim, "stack")
     axis = 0 if axis is None else axis
     core.check_axis_type("stack", axis)
+    axis = int(axis)
     tensors = _joined("stack", tensors)
+    nd = tensors[0].ndim + 1
+    if not -nd <= axis < nd:
+        raise ValueError("stack: axis %d is out of range for stacking tensors of shape %s "
+                         "(expected %d to %d)" % (axis, tuple(tensors[0].shape), -nd, nd - 1))
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
             raise ValueError("stack: all tensors must have the same shape, got %s and %s"

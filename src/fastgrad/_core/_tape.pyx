@@ -663,6 +663,11 @@ cdef inline object _value(object x):
 
 
 cdef object _compare(ufunc, a, b):
+    # `t == None` or `t == "x"` is not a comparison of values: NotImplemented lets
+    # Python answer (False for ==, True for !=, a TypeError for <), as for torch
+    for x in (a, b):
+        if not isinstance(x, (TensorBase, bool, int, float, np.ndarray, np.generic, list, tuple)):
+            return NotImplemented
     # a ufunc of 0-d operands returns a NumPy scalar, which no tensor may hold
     return from_array(np.asarray(ufunc(_value(_operand(a)), _value(_operand(b)))))
 

@@ -355,6 +355,11 @@ def _value(x):
 
 
 def _compare(ufunc, a, b):
+    # `t == None` or `t == "x"` is not a comparison of values: NotImplemented lets
+    # Python answer (False for ==, True for !=, a TypeError for <), as for torch
+    for x in (a, b):
+        if not isinstance(x, (TensorBase, bool, int, float, np.ndarray, np.generic, list, tuple)):
+            return NotImplemented
     # a ufunc of 0-d operands returns a NumPy scalar, which no tensor may hold
     return from_array(np.asarray(ufunc(_value(_operand(a)), _value(_operand(b)))))
 
@@ -744,11 +749,17 @@ def normalize_axes(name, shape, axis):
 
 
 def check_axis_type(name, ax, axis=None):
-    # int() would turn 1.5 into 1 and 'a' into a confusing error; bool is an
+    # int() would turn 1.5 into 1 and 'a' into a confusing error.  Integers are
+    # what has __index__ (int, NumPy integers, 0-d integer tensors); bool is an
     # int to Python but never meant as an axis
-    if isinstance(ax, (bool, np.bool_)) or not isinstance(ax, (int, np.integer)):
-        raise TypeError("%s: an axis must be an int or a tuple of ints, got %r (%s)"
-                        % (name, ax if axis is None else axis, type(ax).__name__))
+    if not isinstance(ax, (bool, np.bool_)):
+        try:
+            type(ax).__index__(ax)
+            return
+        except (AttributeError, TypeError):
+            pass
+    raise TypeError("%s: an axis must be an int or a tuple of ints, got %r (%s)"
+                    % (name, ax if axis is None else axis, type(ax).__name__))
 
 
 # -- max and min over axes: the gradient is shared evenly between ties --
@@ -961,6 +972,7 @@ def cat(tensors, axis=0):
 
 def check_cat(shapes, axis):
     check_axis_type("cat", axis)
+    axis = int(axis)
     first = tuple(shapes[0])
     nd = len(first)
     if nd == 0:
@@ -1377,6 +1389,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
     """Gradients of `outputs` with respect to `inputs`, as arrays (or None)."""
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
+    for o in outputs:
+        if not isinstance(o, TensorBase):
+            raise TypeError("grad: expected tensors as outputs, got %s" % type(o).__name__)
     seeds = [_seed(o, g) for o, g in zip(outputs, grad_outputs)]
     for t in inputs:
         if not isinstance(t, TensorBase) or not t._requires_grad:
