@@ -394,6 +394,7 @@ def test_factories_name_themselves_and_the_bad_size(fg):
     with pytest.raises(TypeError, match=r"^tensor: expected a number.*got None"):
         fg.tensor(None)
     assert fg.zeros((np.int64(2), 3)).shape == (2, 3) and fg.randint(3, size=4).shape == (4,)
+    assert fg.full((2,), fg.tensor(1.5)).numpy().tolist() == [1.5, 1.5]
 
 
 def test_cat_stack_where_check_their_arguments(fg):

@@ -599,6 +599,8 @@ def empty(*shape, dtype=None, requires_grad=False):
 
 
 def full(shape, fill_value, dtype=None, requires_grad=False):
+    if isinstance(fill_value, core.TensorBase) and fill_value.numel() == 1:
+        fill_value = fill_value.item()
     if isinstance(fill_value, (bool, np.bool_)):
         dtype = np.bool_ if dtype is None else dtype
     elif isinstance(fill_value, (int, np.integer)):
