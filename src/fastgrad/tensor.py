@@ -65,10 +65,11 @@ def default_generator():
     return _generator
 
 
-def _axis(axis, dim):
+def _axis(axis, dim, name=None):
     if dim is not None:
         if axis is not None:
-            raise TypeError("pass either axis= or dim=, not both")
+            raise TypeError("%spass either axis= or dim=, not both (got axis=%r and dim=%r)"
+                            % ("" if name is None else name + ": ", axis, dim))
         return dim
     return axis
 
@@ -77,23 +78,45 @@ def _keep(keepdims, keepdim):
     return bool(keepdims or keepdim)
 
 
+def _dtype(name, dtype):
+    """`dtype` as a NumPy dtype a tensor can hold, or a TypeError naming `name`."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError("%s: %r is not a dtype (use for example np.float32, np.float64, "
+                        "np.int64 or bool)" % (name, dtype)) from None
+    # an empty array of that dtype goes through the same check as data does
+    return core.check_array(name, np.empty(0, dtype=dt)).dtype
+
+
 def _to_array(data, dtype=None):
     """The array `fg.tensor(data, dtype)` holds (always a fresh copy)."""
     if isinstance(data, core.TensorBase):
         data = data.data
+    elif data is None:
+        raise TypeError("tensor: expected a number, a (nested) list or an array, got None")
     if dtype is not None:
-        return np.array(data, dtype=np.dtype(dtype), copy=True)
-    arr = np.array(data, copy=True)
-    if arr.dtype.kind == "f" and isinstance(data, (np.ndarray, np.generic)) \
-            and arr.dtype in (np.float32, np.float64):
-        return arr
+        dtype = _dtype("tensor", dtype)
+        if isinstance(data, np.ndarray):
+            core.check_array("tensor", data)
+        return np.array(data, dtype=dtype, copy=True)
+    try:
+        arr = np.array(data, copy=True)
+    except ValueError as exc:                  # ragged nested lists
+        raise ValueError("tensor: cannot make a tensor from this data: %s" % exc) from None
+    arr = core.check_array("tensor", arr)
     if arr.dtype.kind == "f":
+        # an array's own float dtype is kept (float32 or float64, after check_array);
+        # Python floats and lists get the default
+        if isinstance(data, (np.ndarray, np.generic)):
+            return arr
         return arr.astype(_default_dtype)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
-    if arr.dtype.kind == "b":
-        return arr
-    raise TypeError("tensor: cannot make a tensor from data of dtype %s" % arr.dtype)
+    return arr
+
+
+_core_data = core.TensorBase.data
 
 
 class Tensor(core.TensorBase):
@@ -120,11 +143,25 @@ class Tensor(core.TensorBase):
         _check_requires_grad(arr, requires_grad)
         self._init_leaf(arr, requires_grad)
 
+    # `t.data = array` goes through the same dtype check as fg.tensor; reading
+    # stays the core's own getter, called without a Python frame
+    def _set_data(self, value):
+        if isinstance(value, np.ndarray):
+            value = core.check_array("data", value)
+        _core_data.__set__(self, value)
+
+    data = property(_core_data.__get__, _set_data, doc=_core_data.__doc__)
+    del _set_data
+
     # -- information -------------------------------------------------------
     def size(self, dim=None):
         if dim is None:
             return tuple(self.shape)
-        return self.shape[dim]
+        core.check_axis_type("size", dim)
+        if not -self.ndim <= int(dim) < self.ndim:
+            raise IndexError("size: dimension %d is out of range for a tensor of %d dimension(s) "
+                             "(shape %s)" % (int(dim), self.ndim, tuple(self.shape)))
+        return self.shape[int(dim)]
 
     def numel(self):
         return int(math.prod(self.shape))
@@ -164,6 +201,26 @@ class Tensor(core.TensorBase):
     def __int__(self):
         return int(self.item())
 
+    def __index__(self):
+        # 0-d only: NumPy treats any object with __index__ as an integer index,
+        # so a one-element 1-d tensor must stay an array index there
+        if self.ndim != 0 or self.dtype.kind not in "biu":
+            raise TypeError("__index__: only a 0-d integer or bool tensor can be used as an "
+                            "index, got a tensor of dtype %s and shape %s (use int(t) to "
+                            "convert a float)" % (self.dtype, tuple(self.shape)))
+        return int(self.data)
+
+    def __format__(self, spec):
+        # as PyTorch: a 0-d tensor formats as its value (f"{loss:.4f}"); so does a
+        # one-element tensor given a number format
+        if self.ndim == 0 or (spec and self.numel() == 1):
+            return format(self.item(), spec)
+        if not spec:
+            return str(self)
+        raise TypeError("format: only a tensor with one element formats as a number (%r), "
+                        "this one has shape %s; format t.tolist() or t.numpy() instead"
+                        % (spec, tuple(self.shape)))
+
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
@@ -199,7 +256,7 @@ class Tensor(core.TensorBase):
 
     # -- dtype conversion (differentiable: the gradient is cast back) ----------
     def to(self, dtype):
-        return core.cast(self, dtype)
+        return core.cast(self, _dtype("to", dtype))
 
     astype = to
 
@@ -214,18 +271,18 @@ class Tensor(core.TensorBase):
 
     # -- reductions ------------------------------------------------------------
     def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        return core.sum(self, _axis(axis, dim), _keep(keepdims, keepdim))
+        return core.sum(self, _axis(axis, dim, "sum"), _keep(keepdims, keepdim))
 
     def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        axis = _axis(axis, dim)
-        n = _count(self, axis)
+        axis = _axis(axis, dim, "mean")
+        n = _count(self, axis, "mean")
         return core.sum(self, axis, _keep(keepdims, keepdim)) * (1.0 / n if n else math.nan)
 
     def max(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        return core.max(self, _axis(axis, dim), _keep(keepdims, keepdim))
+        return core.max(self, _axis(axis, dim, "max"), _keep(keepdims, keepdim))
 
     def min(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        return core.min(self, _axis(axis, dim), _keep(keepdims, keepdim))
+        return core.min(self, _axis(axis, dim, "min"), _keep(keepdims, keepdim))
 
     def var(self, axis=None, keepdims=False, *, dim=None, keepdim=False, correction=None,
             ddof=None, unbiased=None):
@@ -242,27 +299,30 @@ class Tensor(core.TensorBase):
                         ddof=ddof, unbiased=unbiased).sqrt()
 
     def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        return core.logsumexp(self, _axis(axis, dim), _keep(keepdims, keepdim))
+        return _logsumexp(self, _axis(axis, dim, "logsumexp"), _keep(keepdims, keepdim),
+                          "logsumexp")
 
     def softmax(self, axis=None, *, dim=None):
         return core.exp(self.log_softmax(axis, dim=dim))
 
     def log_softmax(self, axis=None, *, dim=None):
-        axis = _axis(axis, dim)
-        return self - core.logsumexp(self, -1 if axis is None else axis, True)
+        axis = _axis(axis, dim, "log_softmax")
+        return self - _logsumexp(self, -1 if axis is None else axis, True, "log_softmax")
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        return Tensor(np.argmax(self.data, axis=_axis(axis, dim), keepdims=_keep(keepdims, keepdim)))
+        axis = _one_axis("argmax", self, _axis(axis, dim, "argmax"))
+        return Tensor(np.argmax(self.data, axis=axis, keepdims=_keep(keepdims, keepdim)))
 
     def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
-        return Tensor(np.argmin(self.data, axis=_axis(axis, dim), keepdims=_keep(keepdims, keepdim)))
+        axis = _one_axis("argmin", self, _axis(axis, dim, "argmin"))
+        return Tensor(np.argmin(self.data, axis=axis, keepdims=_keep(keepdims, keepdim)))
 
     # -- elementwise with arguments --------------------------------------------
     def leaky_relu(self, negative_slope=0.01):
-        return core.leaky_relu(self, negative_slope)
+        return core.leaky_relu(self, _number("leaky_relu", "negative_slope", negative_slope))
 
     def clip(self, min=None, max=None):
-        return core.clip(self, min, max)
+        return core.clip(self, _number("clip", "min", min, True), _number("clip", "max", max, True))
 
     clamp = clip
 
@@ -286,9 +346,18 @@ class Tensor(core.TensorBase):
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
+        nd = builtins.max(self.ndim, 1)          # a 0-d tensor takes dims -1 and 0, as torch
+        for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not _is_int(d):
+                raise TypeError("flatten: %s must be an int, got %r (%s)"
+                                % (name, d, type(d).__name__))
+            if not -nd <= int(d) < nd:
+                raise ValueError("flatten: %s %d is out of range for a tensor of %d dimension(s) "
+                                 "(shape %s); expected %d to %d"
+                                 % (name, d, self.ndim, tuple(self.shape), -nd, nd - 1))
         if self.ndim == 0:
             return core.reshape(self, (1,))
-        start, end = start_dim % self.ndim, end_dim % self.ndim
+        start, end = int(start_dim) % self.ndim, int(end_dim) % self.ndim
         if start > end:
             raise ValueError("flatten: start_dim %d comes after end_dim %d" % (start_dim, end_dim))
         shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
@@ -426,12 +495,66 @@ def _values(x):
     return x.data if isinstance(x, core.TensorBase) else x
 
 
-def _count(t, axis):
+def _count(t, axis, name="mean"):
+    """How many elements a reduction over `axis` takes together (the axis is checked)."""
+    axes = core.normalize_axes(name, t.shape, axis)
+    if axes is None:
+        return t.numel() if axis is None or t.ndim else 1
+    return int(math.prod(t.shape[a] for a in axes))
+
+
+def _logsumexp(t, axis, keepdims, name):
+    axes = core.normalize_axes(name, t.shape, axis)
+    reduced = t.shape if axes is None else [t.shape[a] for a in axes]
+    if 0 in reduced:
+        # log of an empty sum is -inf (as torch); the core's max-shift needs an element.
+        # sum() keeps the result in the graph, so backward still reaches t
+        return core.sum(t, axis, keepdims) - math.inf
+    return core.logsumexp(t, axis, keepdims)
+
+
+def _one_axis(name, t, axis):
+    """A single axis (argmax, argmin), checked; None stays None."""
     if axis is None:
-        return t.numel()
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    nd = builtins.max(t.ndim, 1)
-    return int(math.prod(t.shape[a % nd] for a in axes)) if t.ndim else 1
+        return None
+    core.check_axis_type(name, axis)
+    core.normalize_axes(name, t.shape, axis)
+    return int(axis)
+
+
+def _number(name, what, value, optional=False):
+    if value is None and optional:
+        return None
+    if isinstance(value, core.TensorBase) and value.numel() == 1:
+        return value.item()
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError("%s: %s must be a number, got %r (%s)"
+                        % (name, what, value, type(value).__name__))
+    return value
+
+
+def _is_int(x):
+    """An integer as Python indexes with it (int, NumPy integer, 0-d integer tensor), not bool."""
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    try:
+        type(x).__index__(x)
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
+def _size_args(name, args):
+    """The shape given to a factory as `*shape` or one tuple/list, checked."""
+    shape = _shape_args(args)
+    for n in shape:
+        if not _is_int(n):
+            raise TypeError("%s: a size must be a sequence of ints, got %r (%s in it)"
+                            % (name, args[0] if len(args) == 1 else args, type(n).__name__))
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise ValueError("%s: sizes must be non-negative, got %s" % (name, shape))
+    return shape
 
 
 def _correction(correction, ddof, unbiased):
@@ -474,77 +597,121 @@ def tensor(data, dtype=None, requires_grad=False):
 
 
 def from_numpy(array):
-    """A tensor that shares memory with `array`."""
+    """A tensor that shares memory with `array`.
+
+    The array's dtype is kept (float32, float64, any integer or bool, as
+    torch.from_numpy).  An array in non-native byte order is converted to
+    native order first, which copies it: the cores compute in native order.
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError("from_numpy: expected an ndarray, got %s" % type(array).__name__)
-    return core.from_array(array)
+    return core.from_array(core.check_array("from_numpy", array))
 
 
-def _filled(shape, value, dtype, requires_grad):
-    dtype = np.dtype(dtype) if dtype is not None else _default_dtype
-    arr = np.full(_shape_args(shape), value, dtype=dtype)
+def _factory_dtype(name, dtype):
+    return _default_dtype if dtype is None else _dtype(name, dtype)
+
+
+def _filled(name, shape, value, dtype, requires_grad):
+    arr = np.full(_size_args(name, shape), value, dtype=_factory_dtype(name, dtype))
     _check_requires_grad(arr, requires_grad)
     return core.from_array(arr, requires_grad)
 
 
 def zeros(*shape, dtype=None, requires_grad=False):
-    return _filled(shape, 0, dtype, requires_grad)
+    return _filled("zeros", shape, 0, dtype, requires_grad)
 
 
 def ones(*shape, dtype=None, requires_grad=False):
-    return _filled(shape, 1, dtype, requires_grad)
+    return _filled("ones", shape, 1, dtype, requires_grad)
 
 
 def empty(*shape, dtype=None, requires_grad=False):
-    return _filled(shape, 0, dtype, requires_grad)
+    return _filled("empty", shape, 0, dtype, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, requires_grad=False):
-    if dtype is None and isinstance(fill_value, (bool, int, np.integer)):
-        dtype = np.bool_ if isinstance(fill_value, bool) else np.int64
-    return _filled((shape,) if isinstance(shape, int) else (tuple(shape),), fill_value, dtype,
-                   requires_grad)
+    if isinstance(fill_value, core.TensorBase) and fill_value.numel() == 1:
+        fill_value = fill_value.item()
+    if isinstance(fill_value, (bool, np.bool_)):
+        dtype = np.bool_ if dtype is None else dtype
+    elif isinstance(fill_value, (int, np.integer)):
+        dtype = np.int64 if dtype is None else dtype
+    elif not isinstance(fill_value, (float, np.floating)):
+        raise TypeError("full: fill_value must be a number, got %r (%s)"
+                        % (fill_value, type(fill_value).__name__))
+    return _filled("full", (shape,), fill_value, dtype, requires_grad)
+
+
+def _like(name, t, value, dtype, requires_grad):
+    if not isinstance(t, (core.TensorBase, np.ndarray)):
+        raise TypeError("%s: expected a tensor or an ndarray, got %s" % (name, type(t).__name__))
+    dtype = np.asarray(t).dtype if dtype is None else dtype
+    return _filled(name, (tuple(t.shape),), value, dtype, requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
-    return _filled((tuple(np.shape(t)),), 0, dtype or np.asarray(t).dtype, requires_grad)
+    return _like("zeros_like", t, 0, dtype, requires_grad)
 
 
 def ones_like(t, dtype=None, requires_grad=False):
-    return _filled((tuple(np.shape(t)),), 1, dtype or np.asarray(t).dtype, requires_grad)
+    return _like("ones_like", t, 1, dtype, requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad=False):
     if end is None:
         start, end = 0, start
+    for what, v in (("start", start), ("end", end), ("step", step)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                                  np.floating)):
+            raise TypeError("arange: %s must be a number, got %r (%s)"
+                            % (what, v, type(v).__name__))
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
     if dtype is None:
         integral = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if integral else _default_dtype
-    arr = np.arange(start, end, step, dtype=dtype)
+    arr = np.arange(start, end, step, dtype=_dtype("arange", dtype))
     _check_requires_grad(arr, requires_grad)
     return core.from_array(arr, requires_grad)
 
 
 def eye(n, m=None, dtype=None, requires_grad=False):
-    arr = np.eye(n, m, dtype=dtype or _default_dtype)
+    size = _size_args("eye", (n,) if m is None else (n, m))
+    arr = np.eye(*size, dtype=_factory_dtype("eye", dtype))
     _check_requires_grad(arr, requires_grad)
     return core.from_array(arr, requires_grad)
 
 
+def _float_dtype(name, dtype):
+    dtype = _factory_dtype(name, dtype)
+    if dtype.kind != "f":
+        raise TypeError("%s: the dtype must be float32 or float64, got %s" % (name, dtype))
+    return dtype
+
+
 def randn(*shape, dtype=None, requires_grad=False):
-    arr = _generator.standard_normal(_shape_args(shape)).astype(dtype or _default_dtype)
+    dtype = _float_dtype("randn", dtype)
+    arr = _generator.standard_normal(_size_args("randn", shape)).astype(dtype)
     return core.from_array(arr, requires_grad)
 
 
 def rand(*shape, dtype=None, requires_grad=False):
-    arr = _generator.random(_shape_args(shape)).astype(dtype or _default_dtype)
+    dtype = _float_dtype("rand", dtype)
+    arr = _generator.random(_size_args("rand", shape)).astype(dtype)
     return core.from_array(arr, requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=np.int64):
     if high is None:
         low, high = 0, low
-    return core.from_array(_generator.integers(low, high, size=size).astype(dtype))
+    for what, v in (("low", low), ("high", high)):
+        if not _is_int(v):
+            raise TypeError("randint: %s must be an int, got %r (%s)"
+                            % (what, v, type(v).__name__))
+    size = _size_args("randint", (size,))
+    return core.from_array(_generator.integers(low, high, size=size).astype(
+        _dtype("randint", dtype)))
 
 
 # ---------------------------------------------------------------------------
@@ -563,15 +730,37 @@ relu = core.relu
 matmul = core.matmul
 maximum = core.maximum
 minimum = core.minimum
-where = core.where
+
+
+def where(condition, input, other):
+    """input where condition holds, else other (broadcast; only input and other get gradients)."""
+    if isinstance(condition, core.TensorBase):
+        cond = condition.data
+    elif isinstance(condition, (np.ndarray, list, tuple, bool, np.bool_)):
+        cond = np.asarray(condition)
+    else:
+        raise TypeError("where: condition must be a bool tensor or array, got %s"
+                        % type(condition).__name__)
+    if cond.dtype.kind not in "biu":
+        raise TypeError("where: condition must be bool (or integer), got dtype %s" % cond.dtype)
+    return core.where(cond, _where_operand("input", input), _where_operand("other", other))
+
+
+def _where_operand(what, x):
+    if isinstance(x, (core.TensorBase, bool, int, float, np.number)):
+        return x
+    if isinstance(x, (np.ndarray, list, tuple)):
+        return core.check_array("where", np.asarray(x))
+    raise TypeError("where: %s must be a tensor, an array or a number, got %s"
+                    % (what, type(x).__name__))
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return core.leaky_relu(x, negative_slope)
+    return core.leaky_relu(x, _number("leaky_relu", "negative_slope", negative_slope))
 
 
 def clip(x, min=None, max=None):
-    return core.clip(x, min, max)
+    return core.clip(x, _number("clip", "min", min, True), _number("clip", "max", max, True))
 
 
 clamp = clip
@@ -657,20 +846,55 @@ def expand(x, *shape):
     return _t(x).expand(*shape)
 
 
+def _joined(name, tensors):
+    """The tensors to cat or stack, checked and brought to one dtype.
+
+    PyTorch's promotion, not NumPy's: float32 with int64 stays float32 (NumPy
+    would give float64); the cast is differentiable, so float32 inputs still
+    get float32 gradients when a float64 input widens the result.
+    """
+    if isinstance(tensors, (core.TensorBase, np.ndarray)) or \
+            not isinstance(tensors, (list, tuple)):
+        raise TypeError("%s: expected a list or tuple of tensors, got %s"
+                        % (name, type(tensors).__name__))
+    out = []
+    for i, t in enumerate(tensors):
+        if not isinstance(t, (core.TensorBase, np.ndarray, list)):
+            raise TypeError("%s: expected a list or tuple of tensors, got %s at position %d"
+                            % (name, type(t).__name__, i))
+        out.append(t if isinstance(t, core.TensorBase) else tensor(t))
+    if not out:
+        raise ValueError("%s: expected a non-empty sequence of tensors" % name)
+    dtype = _promoted([t.dtype for t in out])
+    return [t if t.dtype == dtype else core.cast(t, dtype) for t in out]
+
+
+def _promoted(dtypes):
+    floats = [d for d in dtypes if d.kind == "f"]
+    if floats:
+        return np.result_type(*floats)
+    return np.result_type(*dtypes)
+
+
 def cat(tensors, axis=None, *, dim=None):
-    axis = _axis(axis, dim)
-    return core.cat(list(tensors), 0 if axis is None else axis)
+    axis = _axis(axis, dim, "cat")
+    tensors = _joined("cat", tensors)
+    return core.cat(tensors, 0 if axis is None else axis)
 
 
 concatenate = cat
 
 
 def stack(tensors, axis=None, *, dim=None):
-    axis = _axis(axis, dim)
+    axis = _axis(axis, dim, "stack")
     axis = 0 if axis is None else axis
-    tensors = [_t(t) for t in tensors]
-    if not tensors:
-        raise ValueError("stack: expected a non-empty sequence of tensors")
+    core.check_axis_type("stack", axis)
+    axis = int(axis)
+    tensors = _joined("stack", tensors)
+    nd = tensors[0].ndim + 1
+    if not -nd <= axis < nd:
+        raise ValueError("stack: axis %d is out of range for stacking tensors of shape %s "
+                         "(expected %d to %d)" % (axis, tuple(tensors[0].shape), -nd, nd - 1))
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
             raise ValueError("stack: all tensors must have the same shape, got %s and %s"

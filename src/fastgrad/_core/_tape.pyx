@@ -42,7 +42,8 @@ import numpy as np
 
 from . import reference as _ref
 from .._ops import NAMES, SAVES
-from .reference import (broadcast_shape, check_cat, check_cross_entropy, check_expand,
+from .reference import (broadcast_shape, check_array, check_axis_type, check_cat,
+                        check_cross_entropy, check_expand,
                         check_index, check_linear, check_matmul,
                         check_nonempty, check_permute, check_reshape, check_where,
                         normalize_axes, unbroadcast)
@@ -684,7 +685,7 @@ cdef object _check_grad(TensorBase t, value):
     return value
 
 
-cdef object _operand(object x):
+cdef object _operand(object x, name="operand"):
     """Tensors stay, Python numbers become constants, arrays become leaves."""
     if isinstance(x, TensorBase):
         return x
@@ -692,7 +693,7 @@ cdef object _operand(object x):
         return x
     if isinstance(x, np.generic) and x.dtype.kind in "biuf":
         return x.item()
-    return from_array(np.asarray(x))
+    return from_array(check_array(name, np.asarray(x)))
 
 
 cdef inline object _value(object x):
@@ -700,7 +701,13 @@ cdef inline object _value(object x):
 
 
 cdef object _compare(ufunc, a, b):
-    return from_array(ufunc(_value(_operand(a)), _value(_operand(b))))
+    # `t == None` or `t == "x"` is not a comparison of values: NotImplemented lets
+    # Python answer (False for ==, True for !=, a TypeError for <), as for torch
+    for x in (a, b):
+        if not isinstance(x, (TensorBase, bool, int, float, np.ndarray, np.generic, list, tuple)):
+            return NotImplemented
+    # a ufunc of 0-d operands returns a NumPy scalar, which no tensor may hold
+    return from_array(np.asarray(ufunc(_value(_operand(a)), _value(_operand(b)))))
 
 
 cdef tuple _inputs(TensorBase t):
@@ -1661,7 +1668,7 @@ def cast(x, dtype):
 
 
 def function(fn, ctx, inputs):
-    inputs = tuple(_operand(x) for x in inputs)
+    inputs = tuple(_operand(x, fn.__name__) for x in inputs)
     ctx.needs_input_grad = tuple(isinstance(x, TensorBase) and (<TensorBase>x)._requires_grad
                                  for x in inputs)
     return apply(FUNCTION, inputs, (fn, ctx))
@@ -2318,7 +2325,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
     for t in inputs:
         if not isinstance(t, TensorBase) or not (<TensorBase>t)._requires_grad:
             raise RuntimeError("grad: every input must be a tensor that requires grad")
-    return sweep(list(outputs), seeds, retain_graph, capture=list(inputs))
+    return _ref._repeat_captured(inputs, sweep(list(outputs), seeds, retain_graph,
+                                               capture=_ref._distinct(inputs)))
 
 
 # ---------------------------------------------------------------------------

@@ -356,7 +356,7 @@ def _check_grad(t, value):
     return value
 
 
-def _operand(x):
+def _operand(x, name="operand"):
     """Tensors stay, Python numbers become constants, arrays become leaves."""
     if isinstance(x, TensorBase):
         return x
@@ -364,7 +364,29 @@ def _operand(x):
         return x
     if isinstance(x, np.generic) and x.dtype.kind in "biuf":
         return x.item()
-    return from_array(np.asarray(x))
+    return from_array(check_array(name, np.asarray(x)))
+
+
+def check_array(name, arr):
+    """`arr` as a tensor may hold it, or a TypeError saying what to do instead.
+
+    Tensors hold float32, float64, integer or bool values in native byte
+    order.  A big-endian float64 array is converted, never narrowed (1e300
+    stays 1e300); float16 and long double are refused rather than silently
+    changed in precision; complex, object, string and date arrays are refused
+    because no op could give them a gradient.
+    """
+    dtype = arr.dtype
+    if dtype.kind not in "biuf":
+        raise TypeError("%s: arrays of dtype %s are not supported; a tensor holds float32, "
+                        "float64, integer or bool values" % (name, dtype))
+    if dtype.kind == "f" and dtype.itemsize not in (4, 8):
+        to = "float32" if dtype.itemsize < 4 else "float64"
+        raise TypeError("%s: %s is not supported (fastgrad computes in float32 or float64); "
+                        "convert with .astype(np.%s)" % (name, dtype.name, to))
+    if not dtype.isnative:
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr
 
 
 def _value(x):
@@ -372,7 +394,13 @@ def _value(x):
 
 
 def _compare(ufunc, a, b):
-    return from_array(ufunc(_value(_operand(a)), _value(_operand(b))))
+    # `t == None` or `t == "x"` is not a comparison of values: NotImplemented lets
+    # Python answer (False for ==, True for !=, a TypeError for <), as for torch
+    for x in (a, b):
+        if not isinstance(x, (TensorBase, bool, int, float, np.ndarray, np.generic, list, tuple)):
+            return NotImplemented
+    # a ufunc of 0-d operands returns a NumPy scalar, which no tensor may hold
+    return from_array(np.asarray(ufunc(_value(_operand(a)), _value(_operand(b)))))
 
 
 # Ops whose forward may return a view of its (first) input, as PyTorch's do.
@@ -752,6 +780,7 @@ def normalize_axes(name, shape, axis):
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = []
     for ax in items:
+        check_axis_type(name, ax, axis)
         ax = int(ax)
         if not -builtins.max(ndim, 1) <= ax < builtins.max(ndim, 1):
             raise ValueError("%s: axis %d is out of range for a tensor of %d dimension(s) (shape %s)"
@@ -763,6 +792,20 @@ def normalize_axes(name, shape, axis):
     if ndim == 0:
         return None
     return tuple(sorted(out))
+
+
+def check_axis_type(name, ax, axis=None):
+    # int() would turn 1.5 into 1 and 'a' into a confusing error.  Integers are
+    # what has __index__ (int, NumPy integers, 0-d integer tensors); bool is an
+    # int to Python but never meant as an axis
+    if not isinstance(ax, (bool, np.bool_)):
+        try:
+            type(ax).__index__(ax)
+            return
+        except (AttributeError, TypeError):
+            pass
+    raise TypeError("%s: an axis must be an int or a tuple of ints, got %r (%s)"
+                    % (name, ax if axis is None else axis, type(ax).__name__))
 
 
 # -- max and min over axes: the gradient is shared evenly between ties --
@@ -975,6 +1018,8 @@ def cat(tensors, axis=0):
 
 
 def check_cat(shapes, axis):
+    check_axis_type("cat", axis)
+    axis = int(axis)
     first = tuple(shapes[0])
     nd = len(first)
     if nd == 0:
@@ -1061,7 +1106,8 @@ def cast(x, dtype):
 # -- function: a user's fg.Function subclass -----------------------------
 def function_forward(*values_and_fn):
     *values, fn, ctx = values_and_fn
-    return fn.forward(ctx, *values)
+    out = fn.forward(ctx, *values)
+    return check_array("%s.forward" % fn.__name__, np.asarray(_value(out)))
 
 
 def function_backward(needs, g, out, *values_and_fn):
@@ -1073,11 +1119,34 @@ def function_backward(needs, g, out, *values_and_fn):
     if len(grads) != len(values):
         raise RuntimeError("%s.backward returned %d gradients but forward took %d inputs"
                            % (fn.__name__, len(grads), len(values)))
-    return tuple(None if gr is None else np.asarray(_value(gr)) for gr in grads)
+    return tuple(None if gr is None or not need
+                 else check_function_grad(fn.__name__, i, np.asarray(_value(gr)), np.shape(v))
+                 for i, (gr, need, v) in enumerate(zip(grads, needs, values)))
+
+
+def check_function_grad(name, i, gr, shape):
+    """A custom Function's gradient for input i, checked against the input's shape.
+
+    As in PyTorch, the gradient may have a shape the input broadcasts to (it is
+    summed back to the input's shape); anything else is the rule's bug, caught
+    here rather than as a reshape error deep in the sweep.
+    """
+    if gr.dtype.kind not in "biuf":
+        raise TypeError("%s.backward returned a gradient of dtype %s for input %d; expected "
+                        "float values" % (name, gr.dtype, i))
+    try:
+        fits = np.broadcast_shapes(tuple(shape), gr.shape) == gr.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise RuntimeError("%s.backward returned a gradient of shape %s for input %d, which has "
+                           "shape %s; expected that shape (or one the input broadcasts to)"
+                           % (name, gr.shape, i, tuple(shape)))
+    return gr
 
 
 def function(fn, ctx, inputs):
-    inputs = tuple(_operand(x) for x in inputs)
+    inputs = tuple(_operand(x, fn.__name__) for x in inputs)
     ctx.needs_input_grad = tuple(isinstance(x, TensorBase) and x._requires_grad for x in inputs)
     return apply(FUNCTION, inputs, (fn, ctx))
 
@@ -1442,11 +1511,33 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
     """Gradients of `outputs` with respect to `inputs`, as arrays (or None)."""
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
+    for o in outputs:
+        if not isinstance(o, TensorBase):
+            raise TypeError("grad: expected tensors as outputs, got %s" % type(o).__name__)
     seeds = [_seed(o, g) for o, g in zip(outputs, grad_outputs)]
     for t in inputs:
         if not isinstance(t, TensorBase) or not t._requires_grad:
             raise RuntimeError("grad: every input must be a tensor that requires grad")
-    return sweep(list(outputs), seeds, retain_graph, capture=list(inputs))
+    return _repeat_captured(inputs, sweep(list(outputs), seeds, retain_graph,
+                                          capture=_distinct(inputs)))
+
+
+def _distinct(tensors):
+    """The tensors without repeats, in order of first appearance."""
+    return list({id(t): t for t in tensors}.values())
+
+
+def _repeat_captured(inputs, found):
+    """One gradient per entry of `inputs`: a tensor listed twice gets its gradient twice."""
+    by_id = {id(t): g for t, g in zip(_distinct(inputs), found)}
+    out, seen = [], set()
+    for t in inputs:
+        g = by_id[id(t)]
+        if id(t) in seen and g is not None:
+            g = g.copy()           # each returned gradient owns its memory
+        seen.add(id(t))
+        out.append(g)
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -358,8 +358,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     -sum_c target[i, c] log softmax(input)[i, c].
     """
     # the common case, straight to the fused op (which checks shapes, range, reduction)
+    # (an empty batch goes the long way: the fused op needs a row to divide by)
     if weight is None and not label_smoothing and ignore_index < 0 \
-            and isinstance(input, core.TensorBase) and input.ndim == 2:
+            and isinstance(input, core.TensorBase) and input.ndim == 2 and input.shape[0]:
         values = target.data if isinstance(target, core.TensorBase) else target
         if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
             try:
@@ -380,7 +381,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if values.dtype.kind == "f":
         return _soft_cross_entropy(input, target, weight, reduction, smoothing)
     target = _class_targets(name, input.shape, values, ignore_index)
-    if (input.ndim == 2 and weight is None and not smoothing
+    if (input.ndim == 2 and input.shape[0] and weight is None and not smoothing
             and not np.any(target == ignore_index)):
         return core.cross_entropy(input, target, reduction)
     logp = input.log_softmax(-1)
@@ -398,7 +399,8 @@ def _soft_cross_entropy(input, target, weight, reduction, smoothing):
     terms = logp * target if weight is None else logp * target * weight
     losses = -terms.sum(-1)
     if reduction == "mean" and input.ndim == 2:
-        return losses.sum() * (1.0 / input.shape[0])
+        # the mean over an empty batch is nan, as in PyTorch
+        return losses.sum() * (1.0 / input.shape[0] if input.shape[0] else math.nan)
     return _reduce(losses, reduction)
 
 
