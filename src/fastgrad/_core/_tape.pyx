@@ -282,6 +282,7 @@ def _memory_cached():
 # Tensor storage and node
 # ---------------------------------------------------------------------------
 
+@cython.auto_pickle(False)  # owns a raw pointer: never pickled (an ndarray pickles its values)
 cdef class _Block:
     """Owns a malloc'd block on behalf of the ndarray that views it."""
     cdef void* ptr
@@ -291,6 +292,7 @@ cdef class _Block:
 
 
 @cython.trashcan(True)    # freeing a 10**5-deep chain must not recurse in C
+@cython.auto_pickle(False)  # Cython would pickle the raw buffers as C strings (see Tensor)
 cdef class TensorBase:
     """Values, autograd node and operators; fastgrad.Tensor adds the rest."""
 
@@ -2191,6 +2193,7 @@ cdef int _replay_forward(TensorBase node) except -1:
     return 0
 
 
+@cython.auto_pickle(False)  # a tape is its graph in memory: not picklable
 cdef class Tape:
     """A recorded graph, replayed: the same functions as reference.Tape.
 

@@ -173,6 +173,12 @@ class TensorBase:
 
     __hash__ = object.__hash__
 
+    # The storage never pickles itself (the compiled core's cannot: raw
+    # buffers); fastgrad.Tensor pickles its values, without the graph.
+    def __reduce_ex__(self, protocol):
+        raise TypeError("cannot pickle '%s.%s' object" % (type(self).__module__,
+                                                          type(self).__qualname__))
+
     # -- operators (NumPy broadcasting) ----------------------------------
     def __add__(self, other):
         return add(self, other)
