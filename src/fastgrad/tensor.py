@@ -700,6 +700,12 @@ def _rebuild_tensor(cls, values, requires_grad, attributes=None):
     if not isinstance(values, np.ndarray):
         raise TypeError("unpickling a tensor: expected its values as an ndarray, got %s"
                         % type(values).__name__)
+    if type(values) is not np.ndarray or not values.flags.writeable:
+        # joblib hands big arrays to its workers as read-only memory maps, and
+        # out-of-band pickle buffers may be read-only: a tensor needs values
+        # of its own that it can change in place (optimizers do).
+        values = np.array(values, copy=True)
+    _check_requires_grad(values, requires_grad)
     t = cls.__new__(cls)
     t._init_leaf(values, requires_grad)
     if attributes:
