@@ -10,15 +10,18 @@ The compiled core must import: a test run on the reference core alone would
 hide a broken build.  Set FASTGRAD_TEST_PURE_ONLY=1 to run the reference core
 only (a machine without a C compiler).
 """
+import contextlib
 import importlib
 import os
 import sys
+import types
 
 import numpy as np
 import pytest
 
 BACKENDS = ("python", "compiled")
 _loaded = {}
+_imported = {}     # backend -> the modules its copy's import brought in, by name
 
 
 def load_fastgrad(backend):
@@ -37,7 +40,55 @@ def load_fastgrad(backend):
             os.environ["FASTGRAD_BACKEND"] = previous
     assert module.backend() == backend
     _loaded[backend] = module
+    _imported[backend] = {name: m for name, m in sys.modules.items()
+                          if name == "fastgrad" or name.startswith("fastgrad.")}
     return module
+
+
+def _modules_of(package):
+    """The module objects of one loaded copy, by name: the package and its submodules.
+
+    Those its import brought in, plus any imported since: importing a
+    submodule sets it as an attribute of its parent package (unless a name
+    imported into the package hides it, as the function fastgrad.tensor does).
+    """
+    found = dict(_imported.get(package.backend(), {}))
+    todo = [package]
+    while todo:
+        module = todo.pop()
+        found[module.__name__] = module
+        for value in vars(module).values():
+            if (isinstance(value, types.ModuleType)
+                    and value.__name__.startswith(module.__name__ + ".")
+                    and found.get(value.__name__) is not value):
+                todo.append(value)
+    return found
+
+
+@contextlib.contextmanager
+def resolving_to(package):
+    """Make `fastgrad...` module names resolve to this copy while inside.
+
+    pickle (and multiprocessing, joblib) names classes and functions by module
+    path and looks them up in sys.modules, which holds whichever copy was
+    imported last: without this, pickling a tensor of the other copy fails
+    and unpickling builds the other core's tensors.  Use it around pickling,
+    unpickling, and starting or talking to worker processes (a forked worker
+    inherits the modules installed at that moment).
+    """
+    def ours(name):
+        return name == "fastgrad" or name.startswith("fastgrad.")
+
+    saved = {name: module for name, module in sys.modules.items() if ours(name)}
+    for name in saved:
+        del sys.modules[name]
+    sys.modules.update(_modules_of(package))
+    try:
+        yield package
+    finally:
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def _backend_params():
@@ -97,3 +148,15 @@ def pytest_terminal_summary(terminalreporter):
         if "torch" in reason:
             hint = " (python -m pip install torch runs them)"
         terminalreporter.write_line("%5d  %s%s" % (count, reason, hint))
+
+
+@pytest.fixture
+def same_copy(fg):
+    """`with same_copy():` resolves `fastgrad...` names to the fixture's copy (see resolving_to)."""
+    return lambda: resolving_to(fg)
+
+
+@pytest.fixture
+def resolving():
+    """resolving_to, for tests that hold more than one copy (the `both` fixture)."""
+    return resolving_to

@@ -8,6 +8,7 @@ core's primitives (mean, var, softmax, ...), conversions and creation.
 Composites live here once and therefore behave identically on both cores.
 """
 import builtins
+import copy
 import math
 
 import numpy as np
@@ -490,6 +491,27 @@ class Tensor(core.TensorBase):
     def __itruediv__(self, other):
         return self._augmented(other, "div_", Tensor.div_, core.div)
 
+    # -- pickling and copying --------------------------------------------------
+    # PyTorch's rules.  pickle keeps the values, dtype, shape, requires_grad,
+    # the class and the Python attributes, never the graph nor .grad: a
+    # non-leaf comes back as a leaf.  The pickle names only `fastgrad.tensor`
+    # (and the class by its module path), never a core, so it loads on
+    # whichever core the receiving process runs.  The core's C fields are never
+    # pickled directly (raw buffers; the compiled core opts out of Cython's
+    # generated pickling).
+    def __reduce_ex__(self, protocol):
+        return (_rebuild_tensor,
+                (type(self), _own_values(self), self.requires_grad, _attributes(self)))
+
+    def __copy__(self):
+        # A new leaf over the same values and version counter, as torch's
+        # copy.copy; the grad and the graph stay behind, the attributes are shared.
+        return core.alias(_rebuild_tensor(type(self), np.asarray(self.data), self.requires_grad,
+                                          _attributes(self)), self)
+
+    def __deepcopy__(self, memo):
+        return _deepcopy_leaf(self, memo, keep_grad=True)
+
 
 def _values(x):
     return x.data if isinstance(x, core.TensorBase) else x
@@ -900,3 +922,70 @@ def stack(tensors, axis=None, *, dim=None):
             raise ValueError("stack: all tensors must have the same shape, got %s and %s"
                              % (tuple(tensors[0].shape), tuple(t.shape)))
     return core.cat([t.unsqueeze(axis) for t in tensors], axis % (tensors[0].ndim + 1))
+
+
+# ---------------------------------------------------------------------------
+# Pickling and copying (see Tensor.__reduce_ex__)
+# ---------------------------------------------------------------------------
+
+def _own_values(t):
+    """Just t's elements as one C-contiguous ndarray (not any base they live in)."""
+    values = np.asarray(t.data)
+    # numpy pickles a contiguous array's own elements only, so a slice of a
+    # big array does not drag its base along; anything else is copied first
+    # (np.ascontiguousarray would turn a 0-d array into a 1-d one).
+    return values if values.flags.c_contiguous else values.copy(order="C")
+
+
+def _attributes(t):
+    """t's Python attributes (a subclass's or a user's), or None."""
+    attributes = getattr(t, "__dict__", None)
+    return dict(attributes) if attributes else None
+
+
+def _rebuild_tensor(cls, values, requires_grad, attributes=None):
+    """A leaf of class `cls` holding `values`: what an unpickled tensor becomes.
+
+    `__init__` is not called (a subclass may take other arguments), as in
+    PyTorch.  Named in pickles as `fastgrad.tensor._rebuild_tensor`: keep the
+    name and the arguments stable, old pickles call it.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Tensor)):
+        raise TypeError("unpickling a tensor: %r is not a subclass of this fastgrad's Tensor "
+                        "(two copies of fastgrad in one process?)" % (cls,))
+    if not isinstance(values, np.ndarray):
+        raise TypeError("unpickling a tensor: expected its values as an ndarray, got %s"
+                        % type(values).__name__)
+    if type(values) is not np.ndarray or not values.flags.writeable:
+        # joblib hands big arrays to its workers as read-only memory maps, and
+        # out-of-band pickle buffers may be read-only: a tensor needs values
+        # of its own that it can change in place (optimizers do).
+        values = np.array(values, copy=True)
+    _check_requires_grad(values, requires_grad)
+    t = cls.__new__(cls)
+    t._init_leaf(values, requires_grad)
+    if attributes:
+        t.__dict__.update(attributes)
+    return t
+
+
+def _deepcopy_leaf(t, memo, keep_grad):
+    if id(t) in memo:
+        return memo[id(t)]
+    # Only a leaf: a copy of a non-leaf would have to copy its graph too,
+    # which PyTorch refuses in the same words.
+    if not t.is_leaf:
+        raise RuntimeError(
+            "deepcopy: only tensors created explicitly by the user (graph leaves) support the "
+            "deepcopy protocol; this tensor was made by '%s'. Deep-copy t.detach() instead "
+            "(a leaf with the same values)" % t.grad_fn)
+    new = _rebuild_tensor(type(t), np.array(t.data, order="C", copy=True), t.requires_grad)
+    # Registered before the grad and the attributes are copied, so that they
+    # may refer back to t and still get this one copy.
+    memo[id(t)] = new
+    if keep_grad and t.grad is not None:
+        new.grad = copy.deepcopy(t.grad, memo)
+    attributes = _attributes(t)
+    if attributes:
+        new.__dict__.update(copy.deepcopy(attributes, memo))
+    return new

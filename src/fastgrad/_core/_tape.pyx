@@ -293,6 +293,7 @@ cdef inline long _ver(TensorBase t) noexcept:
     return t._version if t._base is None else (<TensorBase>t._base)._version
 
 
+@cython.auto_pickle(False)  # owns a raw pointer: never pickled (an ndarray pickles its values)
 cdef class _Block:
     """Owns a malloc'd block on behalf of the ndarray that views it."""
     cdef void* ptr
@@ -302,6 +303,7 @@ cdef class _Block:
 
 
 @cython.trashcan(True)    # freeing a 10**5-deep chain must not recurse in C
+@cython.auto_pickle(False)  # Cython would pickle the raw buffers as C strings (see Tensor)
 cdef class TensorBase:
     """Values, autograd node and operators; fastgrad.Tensor adds the rest."""
 
@@ -1684,6 +1686,11 @@ def detach(x):
     return _alias(t, <TensorBase>x)
 
 
+def alias(TensorBase t, TensorBase base):
+    """Make t (which shares base's memory) share base's version counter too (copy.copy)."""
+    return _alias(t, base)
+
+
 def linear(x, weight, bias=None):
     x, weight = _operand(x), _operand(weight)
     bias = None if bias is None else _operand(bias)
@@ -2371,6 +2378,7 @@ cdef int _replay_values(TensorBase node, object result) except -1:
     return 0
 
 
+@cython.auto_pickle(False)  # a tape is its graph in memory: not picklable
 cdef class Tape:
     """A recorded graph, replayed: the same functions as reference.Tape.
 

@@ -187,6 +187,12 @@ class TensorBase:
 
     __hash__ = object.__hash__
 
+    # The storage never pickles itself (the compiled core's cannot: raw
+    # buffers); fastgrad.Tensor pickles its values, without the graph.
+    def __reduce_ex__(self, protocol):
+        raise TypeError("cannot pickle '%s.%s' object" % (type(self).__module__,
+                                                          type(self).__qualname__))
+
     # -- operators (NumPy broadcasting) ----------------------------------
     def __add__(self, other):
         return add(self, other)
@@ -1281,6 +1287,12 @@ def clone(x):
 def detach(x):
     """A new leaf sharing x's values and version counter, cut off from the graph."""
     return _alias(from_array(x._value), x)
+
+
+def alias(t, base):
+    """Make t (which shares base's memory) share base's version counter too (copy.copy)."""
+    _alias(t, base)
+    return t
 
 
 FORWARD = (

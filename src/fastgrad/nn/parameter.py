@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._core import core
-from ..tensor import Tensor, _to_array
+from ..tensor import Tensor, _deepcopy_leaf, _to_array
 
 
 class Parameter(Tensor):
@@ -28,3 +28,9 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+    # Pickling and copy.copy are Tensor's (the class is kept, so a Parameter
+    # comes back as a Parameter).  deepcopy leaves .grad behind, as
+    # torch.nn.Parameter's does: a deep-copied model starts without gradients.
+    def __deepcopy__(self, memo):
+        return _deepcopy_leaf(self, memo, keep_grad=False)
