@@ -93,8 +93,7 @@ class _Encoder:
                             "mask would be lost; save a.filled(value), or a.data and "
                             "np.ma.getmaskarray(a) as two arrays" % where)
         arr = np.asarray(arr)          # other subclasses (matrix, memmap): their values
-        if arr.dtype.kind not in _ARRAY_KINDS or arr.dtype.fields is not None \
-                or arr.dtype.itemsize == 0:
+        if arr.dtype.kind not in _ARRAY_KINDS or arr.dtype.fields is not None:
             raise TypeError("save: cannot store an array of dtype %s at %s (numeric, bool and "
                             "fixed-width string arrays only; no pickle)" % (arr.dtype, where))
         if not arr.flags.c_contiguous:
