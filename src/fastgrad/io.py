@@ -32,20 +32,20 @@ inside the data section, size = shape x item size) before the first array is
 made, so a small crafted file cannot make it allocate much.  Every failure is
 a ValueError naming the path.
 
-Saving is atomic, and an interrupted save leaves nothing beside the target:
-the whole file is written and flushed to disk (fsync) before it takes the
-target's name, so a failed, interrupted or killed save leaves any previous
-file intact.  On Linux the file is written without a name (O_TMPFILE) and
-only then linked in under a short temporary name and renamed over the target:
-a process killed while writing (even by SIGKILL) leaves no file at all; the
-only moment a kill leaves one behind is between the link and the rename (two
-system calls), and what it leaves then is complete.  Where unnamed files are
-not available (other systems, some file systems) the file is written under a
-short temporary name in the same folder, removed on any failure including
-KeyboardInterrupt (a SIGKILL there does leave it).  The temporary name is
-short whatever the target's, so any name the file system allows can be saved
-to.  Everything is encoded, and every unsupported value reported (TypeError),
-before the disk is touched.
+Saving is atomic and leaves no temporary file behind: the whole file is
+written and flushed to disk (fsync) before it takes the target's name, so a
+failed, interrupted or killed save leaves any previous file intact. On Linux
+the file is written without a name (O_TMPFILE) and only then linked in under
+a short temporary name and renamed over the target: a process killed while
+writing (even by SIGKILL) leaves no file at all; the only moment a kill
+leaves one behind is between the link and the rename (two system calls), and
+what it leaves then is complete. Where unnamed files are not available (other
+systems, some file systems) the file is written under a short temporary name
+in the same folder, removed on any failure including KeyboardInterrupt (a
+SIGKILL there does leave it). The temporary name is short whatever the
+target's, so any name the file system allows can be saved to. Everything is
+encoded, and every unsupported value reported (TypeError), before the disk is
+touched.
 
 Arrays are stored by value: a np.matrix or np.memmap is saved as its values
 (and loads as a plain ndarray, as tensors do); a masked array is refused
