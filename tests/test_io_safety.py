@@ -355,3 +355,43 @@ def test_crafted_but_valid_files_load(fg, tmp_path):
     assert back[0].shape == (0, 1 << 40)
     assert back[1].tolist() == [b"abc", b"def"] and back[2].tolist() == ["hé"]
     assert back[3] == -5 and back[3].dtype == np.dtype(">i4") and back[4].item() is True
+
+
+# ---------------------------------------------------------------------------
+# Files that are not regular files
+# ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("head, extra", [("file", 0), ("file", 64), ("zeros", 64)],
+                         ids=["exact", "long-tail", "zeros"])
+def test_load_from_a_pipe_reads_only_what_the_header_declares(fg, tmp_path, head, extra):
+    """A pipe (or a device such as /dev/zero) is read only as far as the header says."""
+    import threading
+    fg.save({"w": np.arange(1000.0)}, tmp_path / "a.fg")
+    good = (tmp_path / "a.fg").read_bytes() if head == "file" else b""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    written = []
+
+    def feed():
+        with open(fifo, "wb", buffering=0) as f:
+            try:
+                f.write(good)
+                for _ in range(extra):                    # MB of zeros after it
+                    f.write(b"\0" * (1 << 20))
+                    written.append(1)
+                f.flush()
+            except BrokenPipeError:
+                pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    if extra:
+        why = "unexpected bytes" if head == "file" else "does not start with the fastgrad header"
+        with pytest.raises(ValueError, match="pipe.*" + why):
+            fg.load(fifo)
+    else:
+        np.testing.assert_array_equal(fg.load(fifo)["w"], np.arange(1000.0))
+    writer.join(10)
+    assert not writer.is_alive()
+    assert len(written) < 8              # the reader stopped soon after the declared end

@@ -57,6 +57,7 @@ import math
 import os
 import re
 import secrets
+import stat
 import struct
 import zlib
 
@@ -350,7 +351,7 @@ def load(path):
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        raw = f.read()
+        raw = _read(f)
     try:
         return _decode(raw)
     except _Corrupt as exc:
@@ -358,6 +359,43 @@ def load(path):
     except RecursionError:
         raise ValueError("load: %s is not a readable fastgrad file: its structure is nested too "
                          "deeply" % path) from None
+
+
+def _read(f):
+    """The file's bytes; from a pipe or a device, no more than its header declares, plus one."""
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        return f.read()
+    # Reading to the end would never stop on /dev/zero or an endless pipe.
+    buf = bytearray()
+    want = None
+    while want is None or len(buf) <= want:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        if want is None:
+            want = _declared_size(buf)
+    return bytes(buf)
+
+
+def _declared_size(buf):
+    """The size the header at the start of `buf` declares; None while it is incomplete.
+
+    Whatever cannot be a fastgrad header gives 0: reading stops, and _decode
+    says what is wrong.
+    """
+    if len(buf) < _PREFIX.size:
+        return None
+    magic, header_len = _PREFIX.unpack_from(buf)[:2]
+    if magic[:6] != MAGIC[:6]:
+        return 0
+    if len(buf) < _PREFIX.size + header_len:
+        return None
+    try:
+        data_bytes = json.loads(bytes(buf[_PREFIX.size:_PREFIX.size + header_len]))["data_bytes"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return 0
+    return _aligned(_PREFIX.size + header_len) + data_bytes if _is_count(data_bytes) else 0
 
 
 def _decode(raw):
