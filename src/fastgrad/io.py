@@ -51,6 +51,7 @@ Arrays are stored by value: a np.matrix or np.memmap is saved as its values
 (and loads as a plain ndarray, as tensors do); a masked array is refused
 (TypeError), since its mask would be lost.
 """
+import ctypes
 import errno
 import json
 import math
@@ -272,9 +273,8 @@ def _link_empty_path(fd, tmp):
     # linkat(fd, "", AT_FDCWD, tmp, AT_EMPTY_PATH): no /proc needed, but older
     # kernels ask for CAP_DAC_READ_SEARCH; os.link cannot pass the flag.
     if not _libc:
-        import ctypes
-        _libc.append((ctypes, ctypes.CDLL(None, use_errno=True)))
-    ctypes, libc = _libc[0]
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    libc = _libc[0]
     at_fdcwd, at_empty_path = -100, 0x1000
     if libc.linkat(fd, b"", at_fdcwd, os.fsencode(tmp), at_empty_path) != 0:
         code = ctypes.get_errno()
