@@ -3,6 +3,8 @@
 Switches (environment variables):
   FASTGRAD_NO_EXT=1   skip the extension: a pure-Python install (reference core)
   FASTGRAD_DEBUG=1    Cython bounds/wraparound checks on, -O0 -g
+  FASTGRAD_SANITIZE=1 both extensions built with AddressSanitizer (gcc/clang);
+                      see CONTRIBUTING.md for how to run the tests on that build
 A failed compile does not fail the install: the package then runs on the
 reference core and says so once at import.
 """
@@ -14,6 +16,7 @@ from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("FASTGRAD_DEBUG") == "1"
 NO_EXT = os.environ.get("FASTGRAD_NO_EXT") == "1"
+SANITIZE = os.environ.get("FASTGRAD_SANITIZE") == "1"
 
 # The one place compiler directives live.
 DIRECTIVES = {
@@ -64,6 +67,13 @@ def extensions():
         # -fno-math-errno: sqrt never sets errno, so loops with sqrt can be
         # vectorized; the results are the same (sqrt is exact either way).
         cflags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+    ldflags = []
+    if SANITIZE and sys.platform != "win32":
+        # -O1 keeps reports readable and the run bearable; frame pointers give
+        # whole stacks.  The link flag makes the module ask for the runtime.
+        cflags = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g",
+                  "-O0" if DEBUG else "-O1"]
+        ldflags = ["-fsanitize=address"]
     import Cython
     import sysconfig
     # What `python -m fastgrad` reports about the build, compiled into the module.
@@ -76,6 +86,7 @@ def extensions():
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("FASTGRAD_BUILD", '"%s"' % build.replace('"', "'"))],
         extra_compile_args=cflags,
+        extra_link_args=ldflags,
     )
     # The fused optimizer updates: a module of its own, built with the same options.
     fused = Extension(
@@ -84,6 +95,7 @@ def extensions():
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=cflags,
+        extra_link_args=ldflags,
     )
     return cythonize([ext, fused], compiler_directives=DIRECTIVES, quiet=True)
 

@@ -25,16 +25,40 @@ int, float, str and list; every JSON object is a tagged value:
 {"$": "array", "id": i}, {"$": "scalar", "id": i} (a NumPy scalar) and
 {"$": "complex", "re": x, "im": y}.
 
-Saving is atomic: the file is written under a temporary name in the same
-folder, flushed to disk (fsync) and renamed over the target, so a failed or
-interrupted save leaves any previous file intact; the temporary file is
-removed on failure.  Everything is encoded, and every unsupported value
-reported (TypeError), before the disk is touched.
+Loading checks every array description (a dtype save can write: bool,
+integer, float, complex or fixed-width string, never object, void/structured
+or datetime, never zero-size items; a shape NumPy can hold; offset and size
+inside the data section, size = shape x item size) before the first array is
+made, so a small crafted file cannot make it allocate much.  Every failure is
+a ValueError naming the path.
+
+Saving is atomic and leaves no temporary file behind: the whole file is
+written and flushed to disk (fsync) before it takes the target's name, so a
+failed, interrupted or killed save leaves any previous file intact. On Linux
+the file is written without a name (O_TMPFILE) and only then linked in under
+a short temporary name and renamed over the target: a process killed while
+writing (even by SIGKILL) leaves no file at all; the only moment a kill
+leaves one behind is between the link and the rename (two system calls), and
+what it leaves then is complete. Where unnamed files are not available (other
+systems, some file systems) the file is written under a short temporary name
+in the same folder, removed on any failure including KeyboardInterrupt (a
+SIGKILL there does leave it). The temporary name is short whatever the
+target's, so any name the file system allows can be saved to. Everything is
+encoded, and every unsupported value reported (TypeError), before the disk is
+touched.
+
+Arrays are stored by value: a np.matrix or np.memmap is saved as its values
+(and loads as a plain ndarray, as tensors do); a masked array is refused
+(TypeError), since its mask would be lost.
 """
+import ctypes
+import errno
 import json
 import math
 import os
+import re
 import secrets
+import stat
 import struct
 import zlib
 
@@ -66,6 +90,11 @@ class _Encoder:
         self._active = set()   # ids of the containers being encoded (cycle check)
 
     def array(self, arr, where):
+        if isinstance(arr, np.ma.MaskedArray):
+            raise TypeError("save: cannot store a masked array (numpy.ma.MaskedArray) at %s: its "
+                            "mask would be lost; save a.filled(value), or a.data and "
+                            "np.ma.getmaskarray(a) as two arrays" % where)
+        arr = np.asarray(arr)          # other subclasses (matrix, memmap): their values
         if arr.dtype.kind not in _ARRAY_KINDS or arr.dtype.fields is not None:
             raise TypeError("save: cannot store an array of dtype %s at %s (numeric, bool and "
                             "fixed-width string arrays only; no pickle)" % (arr.dtype, where))
@@ -153,29 +182,141 @@ def _encode(obj):
 def save(obj, path):
     """Write `obj` (nested dicts/lists/tuples of arrays, tensors and plain values) to `path`.
 
-    Atomic: a temporary file in the same folder is written, fsynced and renamed
-    over `path`; on any failure the old file is untouched and the temporary
-    file removed.  Unsupported values raise TypeError before anything is written.
+    Atomic: the file is written in full and fsynced before it takes the name
+    `path`, so a failed or interrupted save leaves the old file intact and
+    nothing beside it (see the module docstring).  Unsupported values raise
+    TypeError before anything is written.
     """
     path = os.fspath(path)
     chunks = _encode(obj)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, ".%s.%s.tmp" % (os.path.basename(path), secrets.token_hex(8)))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    if not _save_unnamed(chunks, directory, path):
+        _save_named(chunks, directory, path)
+    _fsync_directory(directory)
+
+
+# A short temporary name, whatever the length of the target's: a target name
+# at the file system's limit must still be saveable.
+def _temp_name(directory):
+    return os.path.join(directory, ".fg%s.tmp" % secrets.token_hex(4))
+
+
+# open(O_TMPFILE) fails with these where the kernel or the file system does
+# not offer unnamed files; any other error (no such folder, no permission) is
+# the caller's and is raised as it is.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL}
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_cannot_link = set()       # st_dev of file systems where an unnamed file could not be named
+
+
+def _save_unnamed(chunks, directory, path):
+    """Linux: write an unnamed file, then name it.  False when that is not possible here.
+
+    Until it is linked in, the file has no name: a process killed during the
+    write leaves nothing behind (the kernel frees the inode).  The only window
+    with a visible temporary name is between the link and the rename.
+    """
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or os.stat(directory).st_dev in _cannot_link:
+        return False
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(directory, flag | os.O_WRONLY | _CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno in _NO_TMPFILE:
+            return False
+        raise
+    try:
+        _write_all(fd, chunks)
+        os.fsync(fd)
+        tmp = _link_in(fd, directory)
+        if tmp is None:
+            # Remembered, so later saves here do not write everything twice.
+            _cannot_link.add(os.fstat(fd).st_dev)
+            return False
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _link_in(fd, directory):
+    """Give the unnamed file `fd` a short temporary name in `directory`; None if impossible."""
+    for _ in range(100):
+        tmp = _temp_name(directory)
+        for link in (_link_proc, _link_empty_path):
+            try:
+                link(fd, tmp)
+                return tmp
+            except FileExistsError:
+                break                      # name taken: try another name
+            except OSError:
+                continue                   # this way is refused here: try the next
+        else:
+            return None                    # every way was refused
+    raise FileExistsError(errno.EEXIST, "save: no free temporary name in %s" % directory)
+
+
+def _link_proc(fd, tmp):
+    # The documented way for unprivileged processes; needs /proc, and some
+    # kernels refuse it across mounts (EXDEV) where the next way works.
+    os.link("/proc/self/fd/%d" % fd, tmp)
+
+
+_libc = []
+
+
+def _link_empty_path(fd, tmp):
+    # linkat(fd, "", AT_FDCWD, tmp, AT_EMPTY_PATH): no /proc needed, but older
+    # kernels ask for CAP_DAC_READ_SEARCH; os.link cannot pass the flag.
+    if not _libc:
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    libc = _libc[0]
+    at_fdcwd, at_empty_path = -100, 0x1000
+    if libc.linkat(fd, b"", at_fdcwd, os.fsencode(tmp), at_empty_path) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), tmp)
+
+
+def _save_named(chunks, directory, path):
+    """Elsewhere: a named temporary file, removed on any failure (KeyboardInterrupt too)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = _temp_name(directory)
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(errno.EEXIST, "save: no free temporary name in %s" % directory)
+    try:
+        try:
+            _write_all(fd, chunks)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
-    _fsync_directory(directory)
+
+
+def _write_all(fd, chunks):
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        while view.nbytes:
+            view = view[os.write(fd, view):]
+
+
+def _unlink_quietly(name):
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
 
 
 def _fsync_directory(directory):
@@ -210,7 +351,7 @@ def load(path):
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        raw = f.read()
+        raw = _read(f)
     try:
         return _decode(raw)
     except _Corrupt as exc:
@@ -218,6 +359,43 @@ def load(path):
     except RecursionError:
         raise ValueError("load: %s is not a readable fastgrad file: its structure is nested too "
                          "deeply" % path) from None
+
+
+def _read(f):
+    """The file's bytes; from a pipe or a device, no more than its header declares, plus one."""
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        return f.read()
+    # Reading to the end would never stop on /dev/zero or an endless pipe.
+    buf = bytearray()
+    want = None
+    while want is None or len(buf) <= want:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        if want is None:
+            want = _declared_size(buf)
+    return bytes(buf)
+
+
+def _declared_size(buf):
+    """The size the header at the start of `buf` declares; None while it is incomplete.
+
+    Whatever cannot be a fastgrad header gives 0: reading stops, and _decode
+    says what is wrong.
+    """
+    if len(buf) < _PREFIX.size:
+        return None
+    magic, header_len = _PREFIX.unpack_from(buf)[:2]
+    if magic[:6] != MAGIC[:6]:
+        return 0
+    if len(buf) < _PREFIX.size + header_len:
+        return None
+    try:
+        data_bytes = json.loads(bytes(buf[_PREFIX.size:_PREFIX.size + header_len]))["data_bytes"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return 0
+    return _aligned(_PREFIX.size + header_len) + data_bytes if _is_count(data_bytes) else 0
 
 
 def _decode(raw):
@@ -254,7 +432,9 @@ def _decode(raw):
     specs = header["arrays"]
     if not isinstance(specs, list):
         raise _Corrupt("'arrays' is not a list")
-    arrays = [_array(spec, data, data_bytes, i) for i, spec in enumerate(specs)]
+    # Every description is checked before the first array is made.
+    checked = [_check_array(spec, data_bytes, i) for i, spec in enumerate(specs)]
+    arrays = [_array(c, data) for c in checked]
     return _Decoder(arrays).decode(header["root"])
 
 
@@ -262,27 +442,58 @@ def _is_count(x):
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
-def _array(spec, data, data_bytes, i):
+# What save writes for a dtype: byte order, kind, item size.  Anything else
+# (object, void/structured, datetime, sub-arrays, dtype expressions) is refused
+# before NumPy is asked to parse it.
+_DTYPE_STR = re.compile(r"[<>|][%s][0-9]{1,12}\Z" % _ARRAY_KINDS)
+# The running NumPy's limit on dimensions (what save can write, and no more).
+_MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+_MAX_INTP = np.iinfo(np.intp).max
+
+
+def _check_array(spec, data_bytes, i):
+    """The dtype and shape `spec` declares, checked against the data section; allocates nothing."""
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "offset", "nbytes"}:
-        raise _Corrupt("array %d: bad description %r" % (i, spec))
-    try:
-        dtype = np.dtype(spec["dtype"]) if isinstance(spec["dtype"], str) else None
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None:
-        raise _Corrupt("array %d: unsupported dtype %r" % (i, spec["dtype"]))
+        raise _Corrupt("array %d: bad description %r" % (i, str(spec)[:80]))
+    text = spec["dtype"]
+    dtype = None
+    if isinstance(text, str) and _DTYPE_STR.match(text):
+        try:
+            dtype = np.dtype(text)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if dtype is None or dtype.fields is not None:
+        raise _Corrupt("array %d: unsupported dtype %r (numeric, bool and fixed-width string "
+                       "dtypes only)" % (i, str(text)[:40]))
+    if dtype.itemsize == 0:
+        raise _Corrupt("array %d: dtype %r has zero-size items" % (i, text))
     shape = spec["shape"]
-    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
-        raise _Corrupt("array %d: bad shape %r" % (i, shape))
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS \
+            or not all(_is_count(n) for n in shape):
+        raise _Corrupt("array %d: bad shape %r" % (i, str(shape)[:80]))
+    # Even an empty array must be one NumPy can describe: the product of its
+    # non-zero dimensions, in bytes, has to fit an intp.
+    extent = dtype.itemsize
+    for n in shape:
+        extent *= max(n, 1)
+        if extent > _MAX_INTP:
+            raise _Corrupt("array %d: shape %s is too large for dtype %s"
+                           % (i, str(shape)[:80], dtype))
+    count = math.prod(shape)
     offset, nbytes = spec["offset"], spec["nbytes"]
-    if not (_is_count(offset) and _is_count(nbytes)) or offset + nbytes > data_bytes \
-            or nbytes != math.prod(shape) * dtype.itemsize:
+    if not (_is_count(offset) and _is_count(nbytes)) or nbytes != count * dtype.itemsize \
+            or offset + nbytes > data_bytes:
         raise _Corrupt("array %d: its bytes (offset %r, %r bytes for shape %s, dtype %s) do not "
-                       "fit the data section" % (i, offset, nbytes, shape, dtype))
-    if nbytes == 0:
+                       "fit the data section of %d bytes"
+                       % (i, offset, nbytes, shape, dtype, data_bytes))
+    return dtype, tuple(shape), count, offset
+
+
+def _array(checked, data):
+    dtype, shape, count, offset = checked
+    if count == 0:
         return np.zeros(shape, dtype=dtype)
-    flat = np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset)
-    return flat.reshape(shape).copy()
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy()
 
 
 class _Decoder:
@@ -316,7 +527,10 @@ class _Decoder:
             return arr[()]
         if tag == "complex" and isinstance(node.get("re"), (int, float)) \
                 and isinstance(node.get("im"), (int, float)):
-            return complex(node["re"], node["im"])
+            try:
+                return complex(node["re"], node["im"])
+            except OverflowError:          # an int too large for a float
+                raise _Corrupt("complex value %r is out of range" % (str(node)[:80],)) from None
         raise _Corrupt("unknown entry %r in the structure" % (str(node)[:80],))
 
 
