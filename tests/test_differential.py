@@ -33,7 +33,8 @@ LEAF_LAYOUTS = ["copy"] * 6 + ["contiguous", "fortran", "strided", "reversed", "
 # says, the bug).  The test expects each to fail on those cores with that
 # message; once the bug is fixed it passes and the test asks to drop the entry.
 _WHERE_0D = ("compiled", "Cannot convert numpy.bool to numpy.ndarray",
-             "fg.where with a 0-d condition raises TypeError on the compiled core")
+             "comparing a 0-d tensor (the condition of a where) raises TypeError on the "
+             "compiled core")
 KNOWN_BUGS = {seed: _WHERE_0D for seed in (
     7, 12, 79, 94, 139, 160, 163, 173, 186, 199, 246, 258, 284, 300, 311, 372, 384, 395, 404,
     437, 451, 483, 488, 489, 502, 504, 541, 563, 572, 580, 593, 609, 662, 670, 671, 676, 683,
