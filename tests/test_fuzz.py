@@ -878,3 +878,51 @@ def test_bug_complex_scalar_makes_a_complex_tensor(fg, request):
     x = fg.ones(3, dtype=np.float64, requires_grad=True)
     with pytest.raises(TypeError):
         x * 1j
+
+
+@pytest.mark.parametrize("view", ["slice", "int", "T", "transpose", "permute", "reshape",
+                                  "unsqueeze", "detach"])
+def test_bug_views_do_not_share_memory(fg, request, view):
+    if view == "detach":
+        expect_bug(request, fg, "both", "detach() shares memory but not the version counter "
+                   "(API: detach shares both, as PyTorch)")
+    else:
+        expect_bug(request, fg, "both", "in-place changes to a view do not write through and "
+                   "the version counter is not shared: basic slices, T, transpose, permute, "
+                   "reshape and unsqueeze copy (API: they are views, as PyTorch)")
+    x = fg.tensor(np.arange(6.0).reshape(2, 3), dtype=np.float64)
+    v = {"slice": lambda: x[:, 1:], "int": lambda: x[0], "T": lambda: x.T,
+         "transpose": lambda: x.transpose(0, 1), "permute": lambda: x.permute(1, 0),
+         "reshape": lambda: x.reshape(3, 2), "unsqueeze": lambda: x.unsqueeze(0),
+         "detach": lambda: x.detach()}[view]()
+    v.add_(100)
+    assert np.all(x.numpy() >= 100) or view in ("slice", "int")
+    assert x.numpy().max() >= 100, "the change did not reach the base"
+    assert x._version_counter == v._version_counter == 1
+
+
+def test_bug_data_is_an_ndarray(fg, request):
+    expect_bug(request, fg, "both", "t.data is an ndarray (API: a Tensor sharing memory, so "
+                                    "p.data.add_(...) and p.data -= ... work as in PyTorch)")
+    p = fg.nn.Parameter(np.ones(3))
+    assert isinstance(p.data, fg.Tensor)
+    p.data.mul_(2)
+    assert np.array_equal(p.numpy(), np.full(3, 2.0))
+
+
+def test_bug_clamp_in_place_is_missing(fg, request):
+    expect_bug(request, fg, "both", "Tensor.clamp_ does not exist (API lists it among the "
+                                    "in-place ops)")
+    x = fg.tensor(np.arange(4.0), dtype=np.float64)
+    x.clamp_(1, 2)
+    assert np.array_equal(x.numpy(), [1, 1, 2, 2])
+
+
+def test_bug_saved_tensor_changed_through_detach_is_not_caught(fg, request):
+    expect_bug(request, fg, "both", "wrong gradient: changing a saved tensor through detach() "
+               "(shared memory, separate version counter) goes unnoticed at backward")
+    w = fg.tensor(np.arange(1.0, 7.0).reshape(2, 3), dtype=np.float64, requires_grad=True)
+    y = (w * w).sum()
+    w.detach().zero_()
+    with pytest.raises(RuntimeError, match="in place|modified"):
+        y.backward()
