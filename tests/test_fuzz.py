@@ -926,3 +926,36 @@ def test_bug_saved_tensor_changed_through_detach_is_not_caught(fg, request):
     w.detach().zero_()
     with pytest.raises(RuntimeError, match="in place|modified"):
         y.backward()
+
+
+def test_bug_cross_entropy_targets_changed_after_forward_crash_backward(fg, request):
+    expect_bug(request, fg, "compiled", "crash: cross_entropy checks class targets at forward "
+               "but keeps the caller's array; a target changed to 2**40 before backward "
+               "segfaults the compiled core (the reference core raises IndexError)")
+    _run_isolated(fg, """
+        logits = fg.ones(4, 3, requires_grad=True)
+        targets = np.array([0, 1, 1, 0])
+        loss = fg.nn.functional.cross_entropy(logits, fg.from_numpy(targets))
+        targets[0] = 2 ** 40
+        try:
+            loss.backward()
+        except (IndexError, RuntimeError, ValueError):
+            pass
+    """)
+
+
+def test_bug_linear_input_rebound_reads_out_of_bounds(fg, request):
+    expect_bug(request, fg, "compiled", "memory safety: after x.data is rebound to a larger "
+               "array, backward of F.linear reads past the saved buffer (garbage or NaN "
+               "gradients) instead of raising")
+    _run_isolated(fg, """
+        w = fg.ones(2, 3, requires_grad=True)
+        x = fg.ones(4, 3)
+        y = fg.nn.functional.linear(x, w)
+        x.data = fg.ones(400, 3)
+        try:
+            y.sum().backward()
+        except (RuntimeError, ValueError):
+            raise SystemExit(0)
+        assert np.array_equal(w.grad.numpy(), np.full((2, 3), 4.0)), w.grad
+    """)
