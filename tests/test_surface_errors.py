@@ -124,7 +124,7 @@ def test_float16_is_refused_everywhere_with_advice(fg):
         ("from_numpy", lambda: fg.from_numpy(half)),
         ("tensor", lambda: fg.nn.Parameter(half)),
         ("zeros", lambda: fg.zeros(3, dtype=np.float16)),
-        ("operand", lambda: x * half),
+        ("mul", lambda: x * half),
         ("to", lambda: x.to(np.float16)),
     ]
     for name, attempt in attempts:
@@ -150,7 +150,7 @@ def test_unsupported_dtypes_raise_at_creation(fg, bad):
     for name, attempt in [("tensor", lambda: fg.tensor(bad)),
                           ("from_numpy", lambda: fg.from_numpy(bad)),
                           ("tensor", lambda: fg.nn.Parameter(bad)),
-                          ("operand", lambda: x + bad)]:
+                          ("add", lambda: x + bad)]:
         with pytest.raises(TypeError, match=r"^%s: arrays of dtype .* are not supported" % name):
             attempt()
     t = fg.tensor([1.0, 2.0])

@@ -709,7 +709,8 @@ cdef object _compare(ufunc, a, b):
         if not isinstance(x, (TensorBase, bool, int, float, np.ndarray, np.generic, list, tuple)):
             return NotImplemented
     # a ufunc of 0-d operands returns a NumPy scalar, which no tensor may hold
-    return from_array(np.asarray(ufunc(_value(_operand(a)), _value(_operand(b)))))
+    name = ufunc.__name__
+    return from_array(np.asarray(ufunc(_value(_operand(a, name)), _value(_operand(b, name)))))
 
 
 cdef tuple _inputs(TensorBase t):
@@ -1311,7 +1312,7 @@ cdef object _binary(int op, object x, object y):
 
 
 cdef object _binary_generic(int op, a, b):
-    a, b = _operand(a), _operand(b)
+    a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
     return apply(op, (a, b))
 
@@ -1357,7 +1358,7 @@ cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q)
 cdef object _unary(int op, object x, double p, double q):
     cdef TensorBase a, out
     if not isinstance(x, TensorBase) or not _nativeable(<TensorBase>x):
-        x = _operand(x)
+        x = _operand(x, NAMES[op])
         if op == LEAKY_RELU:
             return apply(op, (x,), (p,))
         if op == CLIP:
@@ -1414,7 +1415,7 @@ def pow(a, b):
 
 
 def matmul(a, b):
-    a, b = _operand(a), _operand(b)
+    a, b = _operand(a, "matmul"), _operand(b, "matmul")
     if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
         raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
     check_matmul(a.shape, b.shape, a.dtype, b.dtype)
@@ -1575,7 +1576,7 @@ def clip(x, min=None, max=None):
 
 def sum(x, axis=None, keepdims=False):
     cdef TensorBase a, out
-    x = _operand(x)
+    x = _operand(x, "sum")
     axis = normalize_axes("sum", x.shape, axis)
     if axis is not None or not _nativeable(<TensorBase>x):
         return apply(SUM, (x,), (axis, bool(keepdims)))
@@ -1600,44 +1601,44 @@ def sum(x, axis=None, keepdims=False):
 
 
 def max(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "max")
     check_nonempty("max", x.shape)
     return apply(MAX, (x,), (normalize_axes("max", x.shape, axis), bool(keepdims)))
 
 
 def min(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "min")
     check_nonempty("min", x.shape)
     return apply(MIN, (x,), (normalize_axes("min", x.shape, axis), bool(keepdims)))
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "logsumexp")
     return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
 
 
 def reshape(x, shape):
-    x = _operand(x)
+    x = _operand(x, "reshape")
     return apply(RESHAPE, (x,), (check_reshape(x.shape, shape),))
 
 
 def permute(x, axes):
-    x = _operand(x)
+    x = _operand(x, "permute")
     return apply(PERMUTE, (x,), (check_permute(x.shape, axes),))
 
 
 def expand(x, shape):
-    x = _operand(x)
+    x = _operand(x, "expand")
     return apply(EXPAND, (x,), (check_expand(x.shape, shape),))
 
 
 def index_(x, key):
-    x = _operand(x)
+    x = _operand(x, "index")
     return apply(INDEX, (x,), (check_index(_value(x), key),))
 
 
 def cat(tensors, axis=0):
-    tensors = [_operand(t) for t in tensors]
+    tensors = [_operand(t, "cat") for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     if any(not isinstance(t, TensorBase) for t in tensors):
@@ -1646,9 +1647,9 @@ def cat(tensors, axis=0):
 
 
 def where(cond, a, b):
-    cond = _operand(cond)
+    cond = _operand(cond, "where")
     cond = from_array(np.asarray(_value(cond), dtype=bool))
-    a, b = _operand(a), _operand(b)
+    a, b = _operand(a, "where"), _operand(b, "where")
     check_where(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
     return apply(WHERE, (cond, a, b))
 
@@ -1662,7 +1663,7 @@ def minimum(a, b):
 
 
 def cast(x, dtype):
-    x = _operand(x)
+    x = _operand(x, "cast")
     dtype = np.dtype(dtype)
     if x.dtype == dtype:
         return x
@@ -1677,7 +1678,7 @@ def function(fn, ctx, inputs):
 
 
 def clone(x):
-    return apply(CLONE, (_operand(x),))
+    return apply(CLONE, (_operand(x, "clone"),))
 
 
 def detach(x):
@@ -1692,8 +1693,8 @@ def alias(TensorBase t, TensorBase base):
 
 
 def linear(x, weight, bias=None):
-    x, weight = _operand(x), _operand(weight)
-    bias = None if bias is None else _operand(bias)
+    x, weight = _operand(x, "linear"), _operand(weight, "linear")
+    bias = None if bias is None else _operand(bias, "linear")
     for name, t in (("input", x), ("weight", weight), ("bias", bias)):
         if t is not None and not isinstance(t, TensorBase):
             raise TypeError("linear: %s must be a tensor, got %s" % (name, type(t).__name__))
@@ -1804,7 +1805,7 @@ cdef object _class_targets(logits, target, reduction):
 
 
 def cross_entropy(logits, target, reduction="mean"):
-    logits = _operand(logits)
+    logits = _operand(logits, "cross_entropy")
     target = _class_targets(logits, target, reduction)
     cdef TensorBase z = logits, out
     if not _nativeable(z):

@@ -406,7 +406,8 @@ def _compare(ufunc, a, b):
         if not isinstance(x, (TensorBase, bool, int, float, np.ndarray, np.generic, list, tuple)):
             return NotImplemented
     # a ufunc of 0-d operands returns a NumPy scalar, which no tensor may hold
-    return from_array(np.asarray(ufunc(_value(_operand(a)), _value(_operand(b)))))
+    name = ufunc.__name__
+    return from_array(np.asarray(ufunc(_value(_operand(a, name)), _value(_operand(b, name)))))
 
 
 # Ops whose forward may return a view of its (first) input, as PyTorch's do.
@@ -456,13 +457,13 @@ def broadcast_shape(name, sa, sb):
 
 
 def _binary(op, a, b):
-    a, b = _operand(a), _operand(b)
+    a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
     return apply(op, (a, b))
 
 
 def _unary(op, x, params=()):
-    return apply(op, (_operand(x),), params)
+    return apply(op, (_operand(x, NAMES[op]),), params)
 
 
 # ---------------------------------------------------------------------------
@@ -577,7 +578,7 @@ def matmul_backward(needs, g, out, a, b):
 
 
 def matmul(a, b):
-    a, b = _operand(a), _operand(b)
+    a, b = _operand(a, "matmul"), _operand(b, "matmul")
     if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
         raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
     check_matmul(a.shape, b.shape, a.dtype, b.dtype)
@@ -766,7 +767,7 @@ def sum_backward(needs, g, out, a, axis, keepdims):
 
 
 def sum(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "sum")
     return apply(SUM, (x,), (normalize_axes("sum", x.shape, axis), bool(keepdims)))
 
 
@@ -824,7 +825,7 @@ def max_backward(needs, g, out, a, axis, keepdims):
 
 
 def max(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "max")
     check_nonempty("max", x.shape)
     return apply(MAX, (x,), (normalize_axes("max", x.shape, axis), bool(keepdims)))
 
@@ -838,7 +839,7 @@ def min_backward(needs, g, out, a, axis, keepdims):
 
 
 def min(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "min")
     check_nonempty("min", x.shape)
     return apply(MIN, (x,), (normalize_axes("min", x.shape, axis), bool(keepdims)))
 
@@ -868,7 +869,7 @@ def logsumexp_backward(needs, g, out, a, axis, keepdims):
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    x = _operand(x)
+    x = _operand(x, "logsumexp")
     return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
 
 
@@ -882,7 +883,7 @@ def reshape_backward(needs, g, out, a, shape):
 
 
 def reshape(x, shape):
-    x = _operand(x)
+    x = _operand(x, "reshape")
     return apply(RESHAPE, (x,), (check_reshape(x.shape, shape),))
 
 
@@ -916,7 +917,7 @@ def permute_backward(needs, g, out, a, axes):
 
 
 def permute(x, axes):
-    x = _operand(x)
+    x = _operand(x, "permute")
     return apply(PERMUTE, (x,), (check_permute(x.shape, axes),))
 
 
@@ -940,7 +941,7 @@ def expand_backward(needs, g, out, a, shape):
 
 
 def expand(x, shape):
-    x = _operand(x)
+    x = _operand(x, "expand")
     return apply(EXPAND, (x,), (check_expand(x.shape, shape),))
 
 
@@ -975,7 +976,7 @@ def index_backward(needs, g, out, a, key):
 
 
 def index_(x, key):
-    x = _operand(x)
+    x = _operand(x, "index")
     return apply(INDEX, (x,), (check_index(x.data, key),))
 
 
@@ -1015,7 +1016,7 @@ def cat_backward(needs, g, out, *values_and_axis):
 
 
 def cat(tensors, axis=0):
-    tensors = [_operand(t) for t in tensors]
+    tensors = [_operand(t, "cat") for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
     if any(not isinstance(t, TensorBase) for t in tensors):
@@ -1050,9 +1051,9 @@ def where_backward(needs, g, out, cond, a, b):
 
 
 def where(cond, a, b):
-    cond = _operand(cond)
+    cond = _operand(cond, "where")
     cond = from_array(np.asarray(_value(cond), dtype=bool))
-    a, b = _operand(a), _operand(b)
+    a, b = _operand(a, "where"), _operand(b, "where")
     check_where(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
     return apply(WHERE, (cond, a, b))
 
@@ -1102,7 +1103,7 @@ def cast_backward(needs, g, out, a, dtype):
 
 
 def cast(x, dtype):
-    x = _operand(x)
+    x = _operand(x, "cast")
     dtype = np.dtype(dtype)
     if x.dtype == dtype:
         return x
@@ -1179,8 +1180,8 @@ def linear_backward(needs, g, out, x, w, b=None):
 
 
 def linear(x, weight, bias=None):
-    x, weight = _operand(x), _operand(weight)
-    bias = None if bias is None else _operand(bias)
+    x, weight = _operand(x, "linear"), _operand(weight, "linear")
+    bias = None if bias is None else _operand(bias, "linear")
     _check_linear_operands(x, weight, bias)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return apply(LINEAR, inputs)
@@ -1242,7 +1243,7 @@ def cross_entropy_backward(needs, g, out, z, target, reduction):
 
 
 def cross_entropy(logits, target, reduction="mean"):
-    logits = _operand(logits)
+    logits = _operand(logits, "cross_entropy")
     target = check_cross_entropy(logits.shape, target, reduction)
     return apply(CROSS_ENTROPY, (logits,), (target, reduction))
 
