@@ -201,13 +201,23 @@ class Tensor(core.TensorBase):
         keep = _keep(keepdims, keepdim)
         c = _correction(correction, ddof, unbiased)
         dof = _count(self, axis) - c
-        centred = self - self.mean(axis, keepdims=True)
+        # The mean is held constant: its gradient term sums (x - mean), which
+        # is 0 exactly, so the gradient is PyTorch's 2 (x - mean) / dof, and an
+        # infinite input does not turn every other gradient into NaN.
+        centred = self - self.mean(axis, keepdims=True).detach()
         return (centred * centred).sum(axis, keepdims=keep) * (1.0 / dof if dof > 0 else math.nan)
 
     def std(self, axis=None, keepdims=False, *, dim=None, keepdim=False, correction=None,
             ddof=None, unbiased=None):
-        return self.var(axis, keepdims, dim=dim, keepdim=keepdim, correction=correction,
-                        ddof=ddof, unbiased=unbiased).sqrt()
+        v = self.var(axis, keepdims, dim=dim, keepdim=keepdim, correction=correction,
+                     ddof=ddof, unbiased=unbiased)
+        # Where std is 0 its gradient is 0 (PyTorch's choice), not 0 / 0: sqrt
+        # sees 1 there, and the branch that would need its gradient is not taken.
+        zero = v.data == 0
+        if not zero.any():
+            return v.sqrt()
+        one = np.ones((), v.dtype)
+        return core.where(zero, np.zeros((), v.dtype), core.where(zero, one, v).sqrt())
 
     def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         return core.logsumexp(self, _axis(axis, dim), _keep(keepdims, keepdim))
@@ -244,8 +254,20 @@ class Tensor(core.TensorBase):
         return core.matmul(self, other)
 
     def softplus(self):
-        # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large |x|
-        return self.relu() + (core.exp(-self.abs()) + 1).log()
+        # log(1 + e^x) = max(x, 0) + log1p(e^t), t = -|x| <= 0: e^t never
+        # overflows.  Both pieces are selections (where), not relu and abs,
+        # whose kinks at 0 would each give a gradient of 0 there: this way
+        # the gradient is sigmoid(x) everywhere (0.5 at 0), as in PyTorch.
+        pos = self.data > 0
+        t = core.where(pos, -self, self)
+        e = core.exp(t)
+        w = e + 1
+        # log1p(e) without a log1p op: log(w) * e / (w - 1) corrects the
+        # rounding of w = 1 + e (exact where w - 1 is 0, i.e. e < eps / 2)
+        tiny = (w.data == 1) | ~np.isfinite(w.data)
+        d = core.where(tiny, np.ones((), self.dtype), w - 1)
+        tail = core.where(tiny, e, core.log(w) * (e / d))
+        return core.where(pos, self, np.zeros((), self.dtype)) + tail
 
     # -- shapes ------------------------------------------------------------------
     def reshape(self, *shape):
