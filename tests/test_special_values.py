@@ -81,9 +81,9 @@ def _cases():
         c.append((name, f, t, [PAIR_A, PAIR_B], True))
         for k, s in enumerate(SPECIAL):       # one operand a Python number or a 0-d tensor
             c.append(("%s tensor-number %d" % (name, k), lambda fg, a, s=s: f(fg, a, s),
-                      lambda tc, a, s=s: t(tc, a, s), [v], False))
+                      lambda tc, a, s=s: t(tc, a, s), [v], True))
             c.append(("%s number-tensor %d" % (name, k), lambda fg, b, s=s: f(fg, s, b),
-                      lambda tc, b, s=s: t(tc, s, b), [v], False))
+                      lambda tc, b, s=s: t(tc, s, b), [v], True))
             c.append(("%s tensor-0d %d" % (name, k), f, t, [v, np.array(s)], False))
             c.append(("%s 0d-tensor %d" % (name, k), f, t, [np.array(s), v], False))
 
