@@ -852,22 +852,20 @@ cdef inline void _binary_backward(int op, const floating* g, const floating* a, 
                 av = a[i * sa]
                 _put(&gb[i * sb], <floating>(g[i] * (y[i] * c_log(av)))
                      if (av != 0 or not (b[i * sb] >= 0)) else 0, wb)
-    elif op == MAXIMUM:
-        for i in range(n):
-            av = a[i * sa]
-            bv = b[i * sb]
-            if ga != NULL:
-                _put(&ga[i * sa], <floating>(g[i] * _max_share(av, bv)), wa)
-            if gb != NULL:
-                _put(&gb[i * sb], <floating>(g[i] * _max_share(bv, av)), wb)
+    elif op == MAXIMUM:                  # one loop per input, as above
+        if ga != NULL:
+            for i in range(n):
+                _put(&ga[i * sa], <floating>(g[i] * _max_share(a[i * sa], b[i * sb])), wa)
+        if gb != NULL:
+            for i in range(n):
+                _put(&gb[i * sb], <floating>(g[i] * _max_share(b[i * sb], a[i * sa])), wb)
     elif op == MINIMUM:
-        for i in range(n):
-            av = a[i * sa]
-            bv = b[i * sb]
-            if ga != NULL:
-                _put(&ga[i * sa], <floating>(g[i] * _max_share(bv, av)), wa)
-            if gb != NULL:
-                _put(&gb[i * sb], <floating>(g[i] * _max_share(av, bv)), wb)
+        if ga != NULL:
+            for i in range(n):
+                _put(&ga[i * sa], <floating>(g[i] * _max_share(b[i * sb], a[i * sa])), wa)
+        if gb != NULL:
+            for i in range(n):
+                _put(&gb[i * sb], <floating>(g[i] * _max_share(a[i * sa], b[i * sb])), wb)
 
 
 # The strides are 0 or 1.  Calling the inline bodies with literal strides lets
