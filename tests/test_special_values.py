@@ -118,6 +118,16 @@ def _cases():
     binary("minimum", lambda fg, a, b: fg.minimum(a, b), lambda tc, a, b: tc.minimum(
         *[x if isinstance(x, tc.Tensor) else tc.tensor(x, dtype=_other(a, b).dtype)
           for x in (a, b)]))
+    for loss in ("mse_loss", "l1_loss"):
+        c.append((loss, lambda m, a, b, loss=loss: getattr(m.nn.functional, loss)(
+            a, b, reduction="none"), lambda m, a, b, loss=loss: getattr(m.nn.functional, loss)(
+            a, b, reduction="none"), [PAIR_A, PAIR_B], True))
+    c.append(("binary_cross_entropy_with_logits",
+              lambda m, z: m.nn.functional.binary_cross_entropy_with_logits(
+                  z, np.tile([0.0, 0.25, 1.0], 8)[:len(SPECIAL) * 3], reduction="none"),
+              lambda m, z: m.nn.functional.binary_cross_entropy_with_logits(
+                  z, m.tensor(np.tile([0.0, 0.25, 1.0], 8)[:len(SPECIAL) * 3], dtype=z.dtype),
+                  reduction="none"), [np.repeat(SPECIAL, 3)], False))
     c.append(("where", lambda fg, a, b: fg.where(a.data > 0, a, b),
               lambda tc, a, b: tc.where(a.detach() > 0, a, b), [PAIR_A, PAIR_B], True))
 
@@ -184,6 +194,9 @@ KNOWN = {
     # treats an infinite max as 0; PyTorch's log_softmax subtracts the max itself.
     "softmax": "a row whose max is inf: PyTorch gives NaN for the whole row",
     "log_softmax": "a row whose max is inf: PyTorch gives NaN for the whole row",
+    # nn.functional's formula differs from PyTorch's at infinite logits
+    "binary_cross_entropy_with_logits": "z = inf, y < 1: PyTorch inf, fastgrad NaN; "
+                                        "z = -inf, y > 0: PyTorch NaN, fastgrad inf",
 }
 
 
