@@ -84,8 +84,8 @@ def _cases():
                       lambda tc, a, s=s: t(tc, a, s), [v], True))
             c.append(("%s number-tensor %d" % (name, k), lambda fg, b, s=s: f(fg, s, b),
                       lambda tc, b, s=s: t(tc, s, b), [v], True))
-            c.append(("%s tensor-0d %d" % (name, k), f, t, [v, np.array(s)], False))
-            c.append(("%s 0d-tensor %d" % (name, k), f, t, [np.array(s), v], False))
+            c.append(("%s tensor-0d %d" % (name, k), f, t, [v, np.array(s)], True))
+            c.append(("%s 0d-tensor %d" % (name, k), f, t, [np.array(s), v], True))
 
     for name, fn in [("neg", lambda m, x: -x), ("exp", lambda m, x: m.exp(x)),
                      ("log", lambda m, x: m.log(x)), ("sqrt", lambda m, x: m.sqrt(x)),
@@ -242,8 +242,9 @@ def _table():
 
 def _run(fg, case, dtype, reps=1, temp=False):
     name, f, _, inputs, _ = case
-    xs = [fg.tensor(np.tile(x, reps) if reps > 1 else x, dtype=dtype, requires_grad=True)
-          for x in inputs]
+    # a 0-d input stays 0-d: it broadcasts over the repeated other operand
+    xs = [fg.tensor(np.tile(x, reps) if reps > 1 and np.ndim(x) else x, dtype=dtype,
+                    requires_grad=True) for x in inputs]
     # temp: the op gets a fresh unnamed temporary (x * 1 keeps nan, inf and -0.0)
     y = f(fg, *[x * 1.0 for x in xs]) if temp else f(fg, *xs)
     y.backward(fg.tensor(np.ones(y.shape), dtype=dtype))
@@ -286,7 +287,9 @@ def _check_case(fg, case, dtype, reps=1, temp=False):
     other = _expected(case, DTYPES[1 - DTYPES.index(dtype)])[0]
     signs = np.signbit(want[0]) == np.signbit(other)
     if reps > 1:
-        want = [np.tile(w, reps) for w in want]
+        # a 0-d input's gradient sums over the repeats
+        want = [np.tile(want[0], reps)] + [np.tile(w, reps) if np.ndim(x) else w * reps
+                                           for w, x in zip(want[1:], case[3])]
         signs = np.tile(signs, reps)
     got = _run(fg, case, dtype, reps, temp)
     for i, (g, w) in enumerate(zip(got, want)):
@@ -309,7 +312,7 @@ TILED = [case for case in CASES if case[4]]
 @pytest.mark.parametrize("case", _params(TILED))
 def test_special_values_large(fg, case, dtype):
     """The same values past the size thresholds, from a leaf and from a temporary."""
-    reps = BIG if len(case[3][0]) < 64 else BIG // 8 + 1
+    reps = BIG if max(np.size(x) for x in case[3]) < 64 else BIG // 8 + 1
     _check_case(fg, case, dtype, reps)
     _check_case(fg, case, dtype, reps, temp=True)
 
