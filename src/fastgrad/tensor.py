@@ -287,17 +287,11 @@ class Tensor(core.TensorBase):
 
     def var(self, axis=None, keepdims=False, *, dim=None, keepdim=False, correction=None,
             ddof=None, unbiased=None):
-        axis = _axis(axis, dim)
-        keep = _keep(keepdims, keepdim)
-        c = _correction(correction, ddof, unbiased)
-        dof = _count(self, axis) - c
-        centred = self - self.mean(axis, keepdims=True)
-        return (centred * centred).sum(axis, keepdims=keep) * (1.0 / dof if dof > 0 else math.nan)
+        return _spread(self, "var", axis, keepdims, dim, keepdim, correction, ddof, unbiased)
 
     def std(self, axis=None, keepdims=False, *, dim=None, keepdim=False, correction=None,
             ddof=None, unbiased=None):
-        return self.var(axis, keepdims, dim=dim, keepdim=keepdim, correction=correction,
-                        ddof=ddof, unbiased=unbiased).sqrt()
+        return _spread(self, "std", axis, keepdims, dim, keepdim, correction, ddof, unbiased)
 
     def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         return _logsumexp(self, _axis(axis, dim, "logsumexp"), _keep(keepdims, keepdim),
@@ -337,8 +331,17 @@ class Tensor(core.TensorBase):
         return core.matmul(self, other)
 
     def softplus(self):
-        # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large |x|
-        return self.relu() + (core.exp(-self.abs()) + 1).log()
+        # log(1 + e^x) = max(x, 0) + log1p(e^t) with t = min(x, -x) = -|x|, so
+        # e^t <= 1 never overflows.  maximum and minimum split the gradient at
+        # their tie x = 0 (1/2 + (1/2 - 1/2) * ...), where relu and abs would
+        # each give 0: the gradient is sigmoid(x) everywhere, 0.5 at 0, as in
+        # PyTorch.  No where() on the values: fg.compile replays every step.
+        e = core.exp(core.minimum(self, -self))
+        w = e + 1
+        # log1p(e) without a log1p op: log(w) is off by the rounding of
+        # w = 1 + e, which (w - 1) - e gives exactly; log(w) - that / w is
+        # good to O(eps^2), and exactly e where w rounds to 1
+        return core.maximum(self, 0.0) + (core.log(w) - ((w - 1) - e) / w)
 
     # -- shapes ------------------------------------------------------------------
     def reshape(self, *shape):
@@ -515,6 +518,50 @@ class Tensor(core.TensorBase):
 
 def _values(x):
     return x.data if isinstance(x, core.TensorBase) else x
+
+
+def _spread(x, name, axis, keepdims, dim, keepdim, correction, ddof, unbiased):
+    """var or std as one node, with PyTorch's gradients.
+
+    A composition (x - mean, squared, summed) would send the gradient back
+    through the mean too: that term sums (x - mean), 0 in exact arithmetic,
+    but NaN as soon as one input is infinite, making every gradient NaN.
+    PyTorch's rule is 2 (x - mean) / dof alone, and for std that over
+    2 std, taken as 0 where std is 0 (not 0 / 0).  The rule is a Function
+    node (NumPy forward and backward), so fg.compile replays it.
+    """
+    axis = core.normalize_axes(name, x.shape, _axis(axis, dim, name))
+    keep = _keep(keepdims, keepdim)
+    dof = _count(x, axis, name) - _correction(correction, ddof, unbiased)
+    scale = 1.0 / dof if dof > 0 else math.nan
+    root = name == "std"
+
+    class Spread:
+        @staticmethod
+        def forward(ctx, a):
+            if a.dtype.kind != "f":
+                a = a.astype(np.float64)        # as mean: integers average to float64
+            centred = a - np.mean(a, axis=axis, keepdims=True)
+            v = np.sum(centred * centred, axis=axis, keepdims=True) * a.dtype.type(scale)
+            kept = np.sqrt(v) if root else v
+            ctx.centred, ctx.kept = centred, kept
+            return kept if keep else kept.reshape(np.sum(a, axis=axis).shape)
+
+        @staticmethod
+        def backward(ctx, g):
+            g = np.reshape(g, ctx.kept.shape)
+            if root:
+                s = ctx.kept
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    g = np.where(s == 0, np.zeros((), s.dtype), g / (2 * s))
+            return g * ctx.centred * ctx.centred.dtype.type(2 * scale)
+
+    Spread.__name__ = name
+    return core.function(Spread, _SpreadCtx(), (x,))
+
+
+class _SpreadCtx:
+    needs_input_grad = ()
 
 
 def _count(t, axis, name="mean"):

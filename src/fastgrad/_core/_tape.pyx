@@ -790,8 +790,25 @@ cdef inline double _sign(double x) noexcept nogil:
 
 
 cdef inline double _share(double a, double b) noexcept nogil:
-    # maximum/minimum: ties share the gradient
+    # maximum/minimum: ties share the gradient; a NaN on either side gives
+    # both inputs the whole of it (PyTorch's rule: only a strict loser gets 0)
     return 0.5 if a == b else 1.0
+
+
+cdef inline double _max_share(double a, double b) noexcept nogil:
+    # d maximum(a, b) / da (swap a and b for db; minimum swaps the comparison)
+    return 0.0 if a < b else _share(a, b)
+
+
+cdef inline double _pow_one(double a, double b) noexcept nogil:
+    # One exponent for every element (a number, or a size-1 tensor: the kernel
+    # cannot tell them apart): PyTorch takes a square root for +-0.5, which
+    # differs from pow at -inf (NaN) and -0.0 (sign), so we do too.
+    if b == 0.5:
+        return c_sqrt(a)
+    if b == -0.5:
+        return 1.0 / c_sqrt(a)
+    return c_pow(a, b)
 
 
 cdef inline void _binary_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
@@ -810,14 +827,20 @@ cdef inline void _binary_forward(int op, const floating* a, Py_ssize_t sa, const
         for i in range(n):
             y[i] = a[i * sa] / b[i * sb]
     elif op == POW:                                  # pow: a ** b
+        if sb == 0 and (b[0] == 0.5 or b[0] == -0.5):
+            for i in range(n):
+                y[i] = <floating>_pow_one(a[i * sa], b[0])
+        else:
+            for i in range(n):
+                y[i] = <floating>c_pow(a[i * sa], b[i * sb])
+    elif op == MAXIMUM:                              # NaN on either side propagates
         for i in range(n):
-            y[i] = <floating>c_pow(a[i * sa], b[i * sb])
-    elif op == MAXIMUM:
-        for i in range(n):
-            y[i] = a[i * sa] if a[i * sa] >= b[i * sb] else b[i * sb]
+            y[i] = a[i * sa] if (a[i * sa] > b[i * sb] or a[i * sa] != a[i * sa]) \
+                else b[i * sb]            # a tie gives b: maximum(0.0, -0.0) is -0.0
     elif op == MINIMUM:
         for i in range(n):
-            y[i] = a[i * sa] if a[i * sa] <= b[i * sb] else b[i * sb]
+            y[i] = a[i * sa] if (a[i * sa] < b[i * sb] or a[i * sa] != a[i * sa]) \
+                else b[i * sb]
 
 
 cdef inline void _put(floating* p, floating v, bint write) noexcept nogil:
@@ -869,24 +892,33 @@ cdef inline void _binary_backward(int op, const floating* g, const floating* a, 
             for i in range(n):
                 _put(&gb[i * sb], -(g[i] / b[i * sb]) * a[i * sa] / b[i * sb], wb)
     elif op == POW:
+        # As PyTorch: d/da is 0 where b == 0 (even at a = 0 or NaN), d/db is 0
+        # where a == 0 and b >= 0 (0 * -inf there otherwise).
         if ga != NULL:
             for i in range(n):
-                _put(&ga[i * sa], <floating>(g[i] * b[i * sb] * c_pow(a[i * sa], b[i * sb] - 1)),
-                     wa)
+                bv = b[i * sb]
+                _put(&ga[i * sa], <floating>(g[i] * bv * (_pow_one(a[i * sa], bv - 1) if sb == 0
+                                                          else c_pow(a[i * sa], bv - 1)))
+                     if bv != 0 else 0, wa)
         if gb != NULL:
             for i in range(n):
                 av = a[i * sa]
-                _put(&gb[i * sb], <floating>(g[i] * (y[i] * c_log(av))) if av != 0 else 0, wb)
-    elif op == MAXIMUM or op == MINIMUM:
-        for i in range(n):
-            av = a[i * sa]
-            bv = b[i * sb]
-            if ga != NULL:
-                _put(&ga[i * sa], <floating>(g[i] * _share(av, bv))
-                     if ((av >= bv) if op == MAXIMUM else (av <= bv)) else 0, wa)
-            if gb != NULL:
-                _put(&gb[i * sb], <floating>(g[i] * _share(av, bv))
-                     if ((bv >= av) if op == MAXIMUM else (bv <= av)) else 0, wb)
+                _put(&gb[i * sb], <floating>(g[i] * (y[i] * c_log(av)))
+                     if (av != 0 or not (b[i * sb] >= 0)) else 0, wb)
+    elif op == MAXIMUM:                  # one loop per input, as above
+        if ga != NULL:
+            for i in range(n):
+                _put(&ga[i * sa], <floating>(g[i] * _max_share(a[i * sa], b[i * sb])), wa)
+        if gb != NULL:
+            for i in range(n):
+                _put(&gb[i * sb], <floating>(g[i] * _max_share(b[i * sb], a[i * sa])), wb)
+    elif op == MINIMUM:
+        if ga != NULL:
+            for i in range(n):
+                _put(&ga[i * sa], <floating>(g[i] * _max_share(b[i * sb], a[i * sa])), wa)
+        if gb != NULL:
+            for i in range(n):
+                _put(&gb[i * sb], <floating>(g[i] * _max_share(a[i * sa], b[i * sb])), wb)
 
 
 # The strides are 0 or 1.  Calling the inline bodies with literal strides lets
@@ -939,13 +971,15 @@ cdef inline void _binary_backward_inplace(int op, floating* g, const floating* a
             g[i] = g[i] / b[i * sb]
     elif op == POW:
         for i in range(n):
-            g[i] = <floating>(g[i] * b[i * sb] * c_pow(a[i], b[i * sb] - 1))
-    elif op == MAXIMUM or op == MINIMUM:
-        for i in range(n):
-            av = a[i]
             bv = b[i * sb]
-            g[i] = <floating>(g[i] * _share(av, bv)) \
-                if ((av >= bv) if op == MAXIMUM else (av <= bv)) else 0
+            g[i] = <floating>(g[i] * bv * (_pow_one(a[i], bv - 1) if sb == 0
+                                           else c_pow(a[i], bv - 1))) if bv != 0 else 0
+    elif op == MAXIMUM:
+        for i in range(n):
+            g[i] = <floating>(g[i] * _max_share(a[i], b[i * sb]))
+    elif op == MINIMUM:
+        for i in range(n):
+            g[i] = <floating>(g[i] * _max_share(b[i * sb], a[i]))
 
 
 cdef void binary_backward_inplace(int op, floating* g, const floating* a, const floating* b,
@@ -954,6 +988,11 @@ cdef void binary_backward_inplace(int op, floating* g, const floating* a, const 
         _binary_backward_inplace(op, g, a, b, 1, n)
     else:
         _binary_backward_inplace(op, g, a, b, 0, n)
+
+
+cdef inline double _clip(double x, double p, double q) noexcept nogil:
+    cdef double t = p if (x < p or p != p) else x
+    return q if (t > q or q != q) else t
 
 
 cdef void unary_forward(int op, const floating* x, floating* y, Py_ssize_t n,
@@ -986,15 +1025,16 @@ cdef void unary_forward(int op, const floating* x, floating* y, Py_ssize_t n,
     elif op == SIGMOID:                              # sigmoid
         for i in range(n):
             y[i] = <floating>_sigmoid(x[i])
-    elif op == RELU:                                 # relu
+    elif op == RELU:                                 # relu: NaN and -0.0 pass (as torch)
         for i in range(n):
-            y[i] = x[i] if x[i] > 0 else 0
+            y[i] = 0 if x[i] < 0 else x[i]
     elif op == LEAKY_RELU:                           # leaky_relu(p)
         for i in range(n):
             y[i] = x[i] if x[i] > 0 else <floating>(x[i] * p)
-    elif op == CLIP:                                 # clip(p, q)
+    elif op == CLIP:                                 # clip(p, q) = min(max(x, p), q)
+        # As torch.clamp: a NaN bound gives NaN, p > q gives q, NaN x stays NaN.
         for i in range(n):
-            y[i] = <floating>(p if x[i] < p else (q if x[i] > q else x[i]))
+            y[i] = <floating>_clip(x[i], p, q)
 
 
 cdef void unary_backward(int op, const floating* g, const floating* x, const floating* y,
@@ -1033,9 +1073,9 @@ cdef void unary_backward(int op, const floating* g, const floating* x, const flo
     elif op == SIGMOID:
         for i in range(n):
             gx[i] += g[i] * y[i] * (1 - y[i])
-    elif op == RELU:
+    elif op == RELU:                                 # NaN passes the gradient, as torch
         for i in range(n):
-            gx[i] += g[i] if x[i] > 0 else 0
+            gx[i] += 0 if x[i] <= 0 else g[i]
     elif op == LEAKY_RELU:
         for i in range(n):
             gx[i] += g[i] if x[i] > 0 else <floating>(g[i] * p)
@@ -1082,9 +1122,9 @@ cdef void unary_backward_inplace(int op, floating* g, const floating* x, const f
     elif op == SIGMOID:
         for i in range(n):
             g[i] = g[i] * y[i] * (1 - y[i])
-    elif op == RELU:
+    elif op == RELU:                                 # NaN passes the gradient, as torch
         for i in range(n):
-            g[i] = g[i] if x[i] > 0 else 0
+            g[i] = 0 if x[i] <= 0 else g[i]
     elif op == LEAKY_RELU:
         for i in range(n):
             g[i] = g[i] if x[i] > 0 else <floating>(g[i] * p)
@@ -1094,18 +1134,50 @@ cdef void unary_backward_inplace(int op, floating* g, const floating* x, const f
 
 
 cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
-    # Pairwise blocks keep the rounding error of long sums small (as NumPy).
-    y[0] = <floating>_pairwise(x, n)
+    # NumPy's order in the element type, so a full sum equals np.sum bit for
+    # bit (a float32 sum that overflows is inf, as in NumPy and PyTorch).
+    # The total starts at +0, so a sum of -0.0s is +0.0, as in both.
+    y[0] = 0
+    y[0] += _pairwise(x, n)
 
 
-cdef double _pairwise(const floating* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double s = 0
-    if n <= 128:
+cdef floating _pairwise(const floating* x, Py_ssize_t n) noexcept nogil:
+    """NumPy's pairwise sum: a plain loop below 8 items; up to 128, eight
+    interleaved partial sums (a loop the compiler vectorizes) combined as a
+    tree, then the tail; above, halves cut at a multiple of 8."""
+    cdef Py_ssize_t i, m
+    cdef floating r0, r1, r2, r3, r4, r5, r6, r7, s
+    if n < 8:
+        s = 0
         for i in range(n):
-            s += x[i]
+            s = s + x[i]
         return s
-    return _pairwise(x, n // 2) + _pairwise(x + n // 2, n - n // 2)
+    if n <= 128:
+        r0 = x[0]
+        r1 = x[1]
+        r2 = x[2]
+        r3 = x[3]
+        r4 = x[4]
+        r5 = x[5]
+        r6 = x[6]
+        r7 = x[7]
+        m = n - n % 8
+        for i in range(8, m, 8):
+            r0 = r0 + x[i]
+            r1 = r1 + x[i + 1]
+            r2 = r2 + x[i + 2]
+            r3 = r3 + x[i + 3]
+            r4 = r4 + x[i + 4]
+            r5 = r5 + x[i + 5]
+            r6 = r6 + x[i + 6]
+            r7 = r7 + x[i + 7]
+        s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        for i in range(m, n):
+            s = s + x[i]
+        return s
+    m = n // 2
+    m -= m % 8
+    return _pairwise(x, m) + _pairwise(x + m, n - m)
 
 
 cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write) noexcept nogil:

@@ -538,16 +538,31 @@ def neg(x):
 
 # -- pow: a ** b --------------------------------------------------------
 def pow_forward(a, b):
+    return _pow(a, b)
+
+
+def _pow(a, b):
+    # One exponent for every element of a (a number, or a size-1 tensor that
+    # broadcasts over a: the compiled core cannot tell them apart): PyTorch
+    # takes a square root for +-0.5, which differs from pow at -inf (NaN)
+    # and at -0.0 (sign).
+    one = isinstance(b, (bool, int, float)) or (
+        np.size(b) == 1 and np.ndim(b) <= np.ndim(a) and np.shape(a) != np.shape(b))
+    if one and b in (0.5, -0.5):
+        root = np.sqrt(a)
+        return root if b > 0 else np.true_divide(1, root, dtype=root.dtype)
     return np.power(a, b)
 
 
 def pow_backward(needs, g, out, a, b):
-    ga = g * b * np.power(a, b - 1) if needs[0] else None
-    gb = None
-    if needs[1]:
-        # d(a**b)/db = a**b * log(a); PyTorch defines it as 0 where a == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gb = g * np.where(a == 0, 0.0, out * np.log(np.where(a == 0, 1.0, a)))
+    # As PyTorch: d/da = b * a**(b-1) is 0 where b == 0 (even at a = 0 or NaN);
+    # d/db = a**b * log(a) is 0 where a == 0 and b >= 0 (else 0 * -inf)
+    ga = gb = None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if needs[0]:
+            ga = g * np.where(b == 0, 0.0, b * _pow(a, b - 1))
+        if needs[1]:
+            gb = g * np.where((a == 0) & (b >= 0), 0.0, out * np.log(a))
     return ga, gb
 
 
@@ -650,7 +665,8 @@ def abs_forward(a):
 
 
 def abs_backward(needs, g, out, a):
-    return (g * np.sign(a),)
+    # sign(a) with 0 at 0 and at NaN (PyTorch's subgradient)
+    return (g * ((a > 0).astype(a.dtype) - (a < 0)),)
 
 
 def abs(x):
@@ -712,11 +728,13 @@ def sigmoid(x):
 
 # -- relu ---------------------------------------------------------------
 def relu_forward(a):
-    return np.maximum(a, 0).astype(a.dtype, copy=False)
+    # NaN and -0.0 pass through unchanged, as in PyTorch
+    return np.where(a < 0, np.zeros((), a.dtype), a)
 
 
 def relu_backward(needs, g, out, a):
-    return (g * (a > 0),)
+    # where a <= 0 the gradient is 0; a NaN input passes it on (as PyTorch)
+    return (np.where(a <= 0, np.zeros((), g.dtype), g),)
 
 
 def relu(x):
@@ -738,7 +756,15 @@ def leaky_relu(x, negative_slope=0.01):
 
 # -- clip: gradient passes where lo <= a <= hi (as torch.clamp) ----------
 def clip_forward(a, lo, hi):
-    return np.clip(a, lo, hi).astype(a.dtype, copy=False)
+    # min(max(a, lo), hi), as torch.clamp: a NaN bound gives NaN everywhere,
+    # lo > hi gives hi, a NaN input stays NaN, and a zero keeps its sign
+    # unless a bound replaces it
+    out = a
+    if lo is not None:
+        out = np.where((out < lo) | (lo != lo), np.asarray(lo, a.dtype), out)
+    if hi is not None:
+        out = np.where((out > hi) | (hi != hi), np.asarray(hi, a.dtype), out)
+    return np.array(out, dtype=a.dtype)
 
 
 def clip_backward(needs, g, out, a, lo, hi):
@@ -845,7 +871,10 @@ def min(x, axis=None, keepdims=False):
 
 
 def _extreme_grad(g, out, a, axis, keepdims):
-    hit = a == _keep(out, a.ndim, axis, keepdims)
+    # shared evenly by the elements equal to the result; where the result is
+    # NaN, by the NaN elements (PyTorch's full max() / min())
+    out = _keep(out, a.ndim, axis, keepdims)
+    hit = (a == out) | (np.isnan(a) & np.isnan(out))
     count = np.sum(hit, axis=axis, keepdims=True)
     return hit * (_keep(g, a.ndim, axis, keepdims) / count)
 
@@ -1072,8 +1101,10 @@ def maximum_forward(a, b):
 
 
 def maximum_backward(needs, g, out, a, b):
+    # only a strict loser gets 0, so a NaN on either side gives both the
+    # whole gradient (PyTorch's rule)
     share = np.where(a == b, 0.5, 1.0)
-    return g * share * (a >= b), g * share * (b >= a)
+    return g * share * ~(a < b), g * share * ~(b < a)
 
 
 def maximum(a, b):
@@ -1086,7 +1117,7 @@ def minimum_forward(a, b):
 
 def minimum_backward(needs, g, out, a, b):
     share = np.where(a == b, 0.5, 1.0)
-    return g * share * (a <= b), g * share * (b <= a)
+    return g * share * ~(a > b), g * share * ~(b > a)
 
 
 def minimum(a, b):
