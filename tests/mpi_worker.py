@@ -136,12 +136,70 @@ def train(outdir):
     resumed = dist.DistributedDataParallel(fresh)
     train_ddp(resumed, make_optimizer("plain", resumed.parameters()), dataset, 10, first_step=10)
     assert list(model.state_dict()) == ["module." + k for k in fresh.state_dict()]
+    result_extra = buffers_and_no_sync(dataset)
     metrics = dist.average_metrics({"value": float(dist.rank() + 1)}, weight=dist.rank() + 1)
     if dist.rank() == 0:
         result["resumed"] = params_of(resumed.module)
         result["metrics"] = metrics
+        result.update(result_extra)
         with open(os.path.join(outdir, "result.json"), "w") as f:
             json.dump(result, f)
+
+
+class WithBuffer(nn.Module):
+    """A model with one buffer, listed by named_buffers as nn.Module's buffers are."""
+
+    def __init__(self, inner, value):
+        super().__init__()
+        self.inner = inner
+        self.running = fg.tensor(np.full(3, value, dtype=np.float64))
+
+    def named_buffers(self):
+        yield "running", self.running
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def buffers_and_no_sync(dataset):
+    """Buffers follow rank 0 at wrap time and before each training forward only;
+    gradients accumulated under no_sync are averaged by the next synced backward."""
+    comm = dist._state.comm
+    model = WithBuffer(make_model(100), float(dist.rank()))
+    ddp = dist.DistributedDataParallel(model)
+    at_wrap = model.running.numpy().tolist()
+    if dist.rank() == 0:
+        model.running.data[...] = 7.0
+    x, y = dataset.arrays
+    xb = fg.tensor(x[:4])
+    with fg.no_grad():
+        ddp(xb)
+    after_eval = model.running.numpy().tolist()
+    ddp(xb)
+    after_train = model.running.numpy().tolist()
+    # no_sync: local accumulation over two halves, then one synced backward
+    loss_fn = nn.CrossEntropyLoss()
+    mine = np.arange(dist.rank() * 8, dist.rank() * 8 + 8)
+    ddp.zero_grad()
+    with ddp.no_sync():
+        loss_fn(ddp(fg.tensor(x[mine[:4]])), fg.tensor(y[mine[:4]])).backward()
+    local = [p.grad.numpy().copy() for p in model.parameters()]
+    loss_fn(ddp(fg.tensor(x[mine[4:]])), fg.tensor(y[mine[4:]])).backward()
+    synced = [p.grad.numpy() for p in model.parameters()]
+    reference = make_model(100)
+    for half in (np.arange(0, 4), np.arange(4, 8), np.arange(8, 12), np.arange(12, 16)):
+        (loss_fn(reference(fg.tensor(x[half])), fg.tensor(y[half])) * 0.5).backward()
+    expected = [p.grad.numpy() for p in reference.parameters()]
+    gathered = comm.gather((at_wrap, after_eval, after_train, local, synced), root=0)
+    if dist.rank() != 0:
+        return {}
+    return {
+        "buffer_at_wrap": [g[0] for g in gathered],
+        "buffer_after_eval": [g[1] for g in gathered],
+        "buffer_after_train": [g[2] for g in gathered],
+        "no_sync_local_differs": max_diff(gathered[0][3], gathered[1][3]),
+        "no_sync_vs_expected": max(max_diff(g[4], expected) for g in gathered),
+    }
 
 
 def resume(outdir):

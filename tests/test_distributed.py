@@ -247,6 +247,13 @@ def test_two_ranks_reproduce_one_process_and_checkpoints_resume(fg, tmp_path):
         assert result[name]["between_ranks"] == 0.0
         assert result[name]["moved"] > 1e-2               # the comparison is not vacuous
     assert result["metrics"]["value"] == pytest.approx((1 * 1 + 2 * 2) / 3, abs=1e-15)
+    # buffers: rank 0's at wrap time; then sent before training forwards, not under no_grad
+    assert result["buffer_at_wrap"] == [[0.0] * 3, [0.0] * 3]
+    assert result["buffer_after_eval"] == [[7.0] * 3, [0.0] * 3]
+    assert result["buffer_after_train"] == [[7.0] * 3, [7.0] * 3]
+    # no_sync: local gradients differ between ranks; the next synced backward averages
+    assert result["no_sync_local_differs"] > 1e-3
+    assert result["no_sync_vs_expected"] < 1e-12
     # rank 0's checkpoint, resumed by one process without MPI, continues the same run
     code, out, err = _run([sys.executable, WORKER, "resume", str(tmp_path)], fg.backend())
     assert code == 0, err

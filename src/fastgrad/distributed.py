@@ -260,6 +260,9 @@ class _PostBackward(threading.local):
     def add(self, ddp):
         self.pending[id(ddp)] = ddp
 
+    def discard(self, ddp):
+        self.pending.pop(id(ddp), None)
+
     def run(self):
         pending, self.pending = self.pending, {}
         for ddp in pending.values():
@@ -385,10 +388,15 @@ class DistributedDataParallel(Module):
             _broadcast_values(buffers)
 
     def forward(self, *inputs, **kwargs):
-        if _state.size > 1 and self._sync and is_grad_enabled():
-            if self.broadcast_buffers:
-                self._broadcast_buffers()
-            _post_backward.add(self)
+        if _state.size > 1 and is_grad_enabled():
+            if self._sync:
+                if self.broadcast_buffers:
+                    self._broadcast_buffers()
+                _post_backward.add(self)
+            else:
+                # The latest training forward decides: a forward without a backward
+                # before no_sync() must not make the next backward reduce.
+                _post_backward.discard(self)
         return self.module(*inputs, **kwargs)
 
     def no_sync(self):
