@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
 WORKER = os.path.join(HERE, "mpi_worker.py")
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
 
@@ -110,9 +109,13 @@ def test_sampler_errors_and_defaults(fg):
 # One process, no MPI
 # ---------------------------------------------------------------------------
 
-def _clean_env(**extra):
+def _clean_env(fg, **extra):
+    """This environment without launcher variables; children import the copy of
+    fastgrad under test (a source tree or an installed wheel) on its core."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fg.__file__)))
+    env["PYTHONPATH"] = home + os.pathsep + env.get("PYTHONPATH", "")
+    env["FASTGRAD_BACKEND"] = fg.backend()
     env.update(extra)
     return env
 
@@ -121,13 +124,13 @@ def test_single_process_needs_no_mpi4py(fg):
     code = ("import sys; sys.modules['mpi4py'] = None\n"      # as if not installed
             "import fastgrad.distributed as d\n"
             "print(d.init(), d.rank(), d.world_size(), 'mpi4py.MPI' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=_clean_env(FASTGRAD_BACKEND=
-                         fg.backend()), capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], env=_clean_env(fg),
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["(0,", "1)", "0", "1", "False"]
     # started by a launcher without mpi4py: a clear error, not N lone processes
     out = subprocess.run([sys.executable, "-c", code], env=_clean_env(
-        FASTGRAD_BACKEND=fg.backend(), PMI_SIZE="2", PMI_RANK="0"),
+        fg, PMI_SIZE="2", PMI_RANK="0"),
         capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "mpi4py is not installed: pip install 'fastgrad[mpi]'" in out.stderr
@@ -220,9 +223,9 @@ def fg_mpi_available():
     return importlib.util.find_spec("mpi4py") is not None
 
 
-def _run(command, backend, timeout=90):
+def _run(command, fg, timeout=90):
     """Run `command`; on timeout kill its whole process group (mpiexec and its ranks)."""
-    proc = subprocess.Popen(command, env=_clean_env(FASTGRAD_BACKEND=backend),
+    proc = subprocess.Popen(command, env=_clean_env(fg),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -237,7 +240,7 @@ def _run(command, backend, timeout=90):
 def test_two_ranks_reproduce_one_process_and_checkpoints_resume(fg, tmp_path):
     mpiexec = _mpiexec()
     code, out, err = _run([mpiexec, "-n", "2", sys.executable, WORKER, "train", str(tmp_path)],
-                          fg.backend())
+                          fg)
     assert code == 0, err
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["world_size"] == 2 and result["backend"] == fg.backend()
@@ -255,7 +258,7 @@ def test_two_ranks_reproduce_one_process_and_checkpoints_resume(fg, tmp_path):
     assert result["no_sync_local_differs"] > 1e-3
     assert result["no_sync_vs_expected"] < 1e-12
     # rank 0's checkpoint, resumed by one process without MPI, continues the same run
-    code, out, err = _run([sys.executable, WORKER, "resume", str(tmp_path)], fg.backend())
+    code, out, err = _run([sys.executable, WORKER, "resume", str(tmp_path)], fg)
     assert code == 0, err
     single = json.loads((tmp_path / "resumed_1.json").read_text())
     for a, b in zip(single, result["resumed"]):
@@ -271,7 +274,7 @@ def test_two_ranks_reproduce_one_process_and_checkpoints_resume(fg, tmp_path):
 
 def test_a_failing_rank_fails_the_job(fg):
     mpiexec = _mpiexec()
-    code, out, err = _run([mpiexec, "-n", "2", sys.executable, WORKER, "fail"], fg.backend(),
+    code, out, err = _run([mpiexec, "-n", "2", sys.executable, WORKER, "fail"], fg,
                           timeout=60)
     assert code != 0
     assert "ValueError: rank 1 failed on purpose" in err
@@ -286,7 +289,7 @@ def test_fit_on_a_wrapped_model(fg, tmp_path):
                      "must call distributed.rank() and distributed.average_metrics)")
     mpiexec = _mpiexec()
     code, out, err = _run([mpiexec, "-n", "2", sys.executable, WORKER, "fit", str(tmp_path)],
-                          fg.backend(), timeout=60)
+                          fg, timeout=60)
     assert code == 0, err
     first, second = json.loads((tmp_path / "fit.json").read_text())
     assert first == second                                # identical floats on both ranks
