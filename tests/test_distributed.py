@@ -123,11 +123,12 @@ def _clean_env(fg, **extra):
 def test_single_process_needs_no_mpi4py(fg):
     code = ("import sys; sys.modules['mpi4py'] = None\n"      # as if not installed
             "import fastgrad.distributed as d\n"
-            "print(d.init(), d.rank(), d.world_size(), 'mpi4py.MPI' in sys.modules)\n")
+            "print(d.init(), d.rank(), d.world_size(), 'mpi4py.MPI' in sys.modules, "
+            "d.is_available())\n")
     out = subprocess.run([sys.executable, "-c", code], env=_clean_env(fg),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["(0,", "1)", "0", "1", "False"]
+    assert out.stdout.split() == ["(0,", "1)", "0", "1", "False", "False"]
     # started by a launcher without mpi4py: a clear error, not N lone processes
     out = subprocess.run([sys.executable, "-c", code], env=_clean_env(
         fg, PMI_SIZE="2", PMI_RANK="0"),
@@ -159,6 +160,7 @@ def test_ddp_on_one_process_is_the_model(fg):
     with ddp.no_sync():
         assert ddp(x).shape == (5, 2)
     assert dist.average_metrics({"loss": 1.5}, weight=3) == {"loss": 1.5}
+    assert dist.is_available() == fg_mpi_available()
     t = fg.tensor([1.0, 2.0])
     assert dist.all_reduce(t) is t and dist.broadcast(t) is t
     np.testing.assert_array_equal(t.data, [1.0, 2.0])

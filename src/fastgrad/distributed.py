@@ -98,7 +98,7 @@ _state = _State()
 def is_available():
     """True when mpi4py can be imported (the `mpi` extra is installed)."""
     if "mpi4py" in sys.modules:
-        return True
+        return sys.modules["mpi4py"] is not None     # None: imports of it are blocked
     import importlib.util
     return importlib.util.find_spec("mpi4py") is not None
 
