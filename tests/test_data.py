@@ -148,7 +148,7 @@ def test_loader_errors(fg):
     with pytest.raises(ValueError, match="different shapes"):
         list(fg.data.DataLoader(ragged, batch_size=2))
     with pytest.raises(TypeError, match="cannot batch"):
-        list(fg.data.DataLoader([{"a": 1}], batch_size=1))
+        list(fg.data.DataLoader([object()], batch_size=1))
 
 
 # --- random_split and Subset --------------------------------------------------------
