@@ -286,9 +286,6 @@ def test_a_failing_rank_fails_the_job(fg):
 def test_fit_on_a_wrapped_model(fg, tmp_path):
     """Rank 0 alone shows progress; every rank records the same averaged history and
     stops at the same epoch."""
-    if not hasattr(fg.training, "distributed"):
-        pytest.xfail("fg.fit does not average epoch metrics over ranks yet (training.py "
-                     "must call distributed.rank() and distributed.average_metrics)")
     mpiexec = _mpiexec()
     code, out, err = _run([mpiexec, "-n", "2", sys.executable, WORKER, "fit", str(tmp_path)],
                           fg, timeout=60)

@@ -13,7 +13,7 @@ from .tensor import (
 from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, grad, Function, compile
 
 # Subpackages and helpers (each line added with its module).
-from . import nn, optim, data
+from . import nn, optim, data, utils, distributed
 from .training import fit, History, EarlyStopping, Callback
 from .io import save, load
 from .inspect import explain, draw_graph, gradcheck, GradcheckError, detect_anomaly

@@ -489,10 +489,12 @@ class detect_anomaly:
         original = Tensor.__dict__.get("backward")
         self._saved_backward = original
         checker = self
+        # Whatever backward was in place (fastgrad.distributed's, say) still runs.
+        run = original if original is not None else core.TensorBase.backward
 
         def backward(t, gradient=None, retain_graph=False):
             checker.check(t, gradient)
-            return core.TensorBase.backward(t, gradient, retain_graph)
+            return run(t, gradient, retain_graph)
 
         Tensor.backward = backward
         return self

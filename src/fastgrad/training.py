@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from . import distributed
 from ._core import core
 from .autograd import no_grad
 from .optim.lr_scheduler import ReduceLROnPlateau
@@ -433,7 +434,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, metric
         n_batches = None
 
     history = History()
-    bar = _progress(progress, epochs)
+    # Every rank of a data-parallel job runs this loop; rank 0 alone reports.
+    bar = _progress(progress and distributed.rank() == 0, epochs)
     _call(callbacks, "on_train_begin", model)
     try:
         for epoch in range(epochs):
@@ -454,12 +456,16 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, metric
                 bar.update(total / count)
                 if callbacks:
                     _call(callbacks, "on_batch_end", i, {"loss": value, "size": n})
-            record = {"train_loss": total / count if count else math.nan}
+            # Averaged over the ranks (identical floats on each), so the history,
+            # the scheduler and early stopping agree everywhere.
+            record = distributed.average_metrics(
+                {"train_loss": total / count if count else math.nan}, weight=count)
             if val_loader is not None:
-                record.update(evaluate(model, loss_fn, val_loader, metrics))
+                record.update(distributed.average_metrics(
+                    evaluate(model, loss_fn, val_loader, metrics)))
             history._append(record)
             bar.finish(record)
-            if log is not None:
+            if log is not None and distributed.rank() == 0:
                 log("epoch %d/%d: %s" % (epoch + 1, epochs, ", ".join(
                     "%s %.4f" % (k, v) for k, v in record.items())))
             stop = _call(callbacks, "on_epoch_end", epoch, dict(record))
