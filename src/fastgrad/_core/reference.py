@@ -38,6 +38,7 @@ The design, in five points:
    those recorded at forward time and refuses to use stale values.
 """
 import builtins
+import threading
 
 import numpy as np
 
@@ -51,8 +52,25 @@ from .._ops import (
 BACKEND = "python"
 
 _tensor_class = None       # fastgrad.Tensor, set by tensor.py
-_grad_enabled = True
+# Process-wide, like PyTorch's anomaly mode (fg.detect_anomaly also replaces
+# Tensor.backward for every thread).
 _node_hook = None          # called with every new node (fg.detect_anomaly)
+
+
+class _ThreadMode(threading.local):
+    """Grad mode, per thread as in PyTorch: a thread validating under no_grad
+    must not stop another thread's recording.  The class attribute is what a
+    new thread sees before it sets anything: grad on."""
+    grad_enabled = True
+
+
+_mode = _ThreadMode()
+
+# Every sweep over a graph (backward, fg.grad, a Tape's replay) holds this lock.
+# Two sweeps into shared leaves would otherwise race on their .grad (NumPy
+# releases the GIL inside the arithmetic); PyTorch serialises accumulation
+# too.  Re-entrant: a custom Function's backward may call backward() itself.
+_sweep_lock = threading.RLock()
 
 
 def set_tensor_class(cls):
@@ -70,14 +88,15 @@ def set_node_hook(fn):
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    """Whether this thread records graphs (each thread starts with True)."""
+    return _mode.grad_enabled
 
 
 def set_grad_enabled(mode):
-    """Switch graph recording on or off; returns the previous mode."""
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = bool(mode)
+    """Switch graph recording on or off in this thread; returns the previous mode."""
+    on = bool(mode)
+    previous = _mode.grad_enabled
+    _mode.grad_enabled = on
     return previous
 
 
@@ -340,7 +359,7 @@ def apply(op, inputs, params=()):
     """Run op's forward rule and, if needed, record the node."""
     values = [_value(x) for x in inputs]
     out = _new(np.asarray(FORWARD[op](*values, *params)))
-    if _grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
+    if _mode.grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
         if out._value.dtype.kind != "f":
             return out          # integer results (argmax, ...) carry no gradient
         out._requires_grad = True
@@ -1226,11 +1245,12 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     All checks run before any gradient is computed, and `.grad` is written
     only once the whole sweep succeeded: a failing backward changes nothing.
     """
-    order = topological_order(roots)
-    for node in order:
-        _check_released(node)
-        _check_versions(node)
-    return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
+    with _sweep_lock:
+        order = topological_order(roots)
+        for node in order:
+            _check_released(node)
+            _check_versions(node)
+        return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
 def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
@@ -1347,15 +1367,20 @@ class Tape:
         self._order = topological_order([root])       # consumers first
 
     def forward(self):
-        for node in reversed(self._order):            # inputs before their consumers
-            if node._op != LEAF:
-                _check_released(node)
-                values = [_value(x) for x in node._inputs]
-                node._value[...] = FORWARD[node._op](*values, *node._params)
+        # Under the sweep lock: the replay writes the nodes' values in place,
+        # which another thread's replay or sweep of the same tape reads.
+        with _sweep_lock:
+            for node in reversed(self._order):        # inputs before their consumers
+                if node._op != LEAF:
+                    _check_released(node)
+                    values = [_value(x) for x in node._inputs]
+                    node._value[...] = FORWARD[node._op](*values, *node._params)
         return self.root
 
     def backward(self):
-        _sweep_ordered(self._order, [self.root], [_seed(self.root, None)], True, None)
+        seed = _seed(self.root, None)
+        with _sweep_lock:
+            _sweep_ordered(self._order, [self.root], [seed], True, None)
 
 
 def _check_tape_root(root):
