@@ -161,8 +161,7 @@ cdef Py_ssize_t TEMP_REFS_UNARY = 3
 # block cache for free and stays in cache anyway, and small graphs (the
 # lectures' scalars) keep every value for fg.explain to show.
 cdef Py_ssize_t TAKE_MIN = 1024
-# Written only by topological_order, which runs with the GIL held from start
-# to end and calls no Python code, so two threads never interleave inside it.
+# Written only by the topological walk, always under _sweep_lock (below).
 cdef long _sweep_id = 0
 
 
@@ -171,9 +170,10 @@ cdef long _sweep_id = 0
 # thread's recording, and one thread's recording must not change whether
 # another thread's temporaries are elided.  Both live in C thread-local ints
 # that start at 0 in every new thread, so 0 must mean the default: grad on,
-# values not kept.  Measured (bench perop, n=1 and n=16): the thread-local
-# read is within the run-to-run noise of the plain global it replaced (see
-# docs/threads.md).
+# values not kept.  The read goes through __tls_get_addr in a shared library:
+# measured with callgrind it is under 1% of the instructions of bench's perop
+# workload, no slower than the global it replaced within the noise
+# (docs/threads.md).
 cdef extern from *:
     """
     #if defined(__cplusplus)
@@ -1837,6 +1837,15 @@ def topological_order(roots):
     The algorithm of reference.topological_order, with the visit state kept
     in the nodes (`_mark` = this sweep's id, `_stage`) instead of a dict.
     """
+    # Under the sweep lock: two walks marking the same nodes at once would
+    # overwrite each other's marks.  A walk holds the GIL but can still be
+    # interleaved: a list it grows may start a garbage collection, whose
+    # finalizers run Python code.
+    with _sweep_lock:
+        return _topological_order(roots)
+
+
+cdef list _topological_order(roots):
     global _sweep_id
     _sweep_id += 1
     cdef long mark = _sweep_id
@@ -2091,7 +2100,7 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     cdef list order
     cdef TensorBase node
     with _sweep_lock:
-        order = topological_order(roots)
+        order = _topological_order(roots)
         for node in order:
             _check_released(node)
             _check_versions(node)
@@ -2253,7 +2262,7 @@ cdef class Tape:
     def __init__(self, root):
         _check_tape_root(root)
         with _sweep_lock:
-            order = topological_order([root])
+            order = _topological_order([root])
         for node in order:
             if (<TensorBase>node)._dropped:
                 raise ValueError("compile: the graph was built without keeping every "
