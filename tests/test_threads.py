@@ -9,8 +9,11 @@ The interpreter's switch interval is shortened while these tests run, so that
 threads really interleave inside forward and backward (at the default 5 ms a
 small step often finishes before another thread gets to run).
 """
+import os
+import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -423,3 +426,51 @@ def test_fit_validates_in_one_thread_while_another_trains(fg):
             np.testing.assert_array_equal(got, want)
     finally:
         fg.set_default_dtype(np.float32)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_another_threads_backward_can_run_backward(fg):
+    # The child has only the forking thread: a lock inherited held by the
+    # sweeping thread would never be released there.
+    entered, release = threading.Event(), threading.Event()
+
+    class Wait(fg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            entered.set()                       # inside the sweep, holding its lock
+            assert release.wait(WAIT)
+            return grad_out
+
+    w = fg.tensor([1.0, 2.0], dtype=np.float64, requires_grad=True)
+    sweeping = threading.Thread(target=lambda: Wait.apply(w).sum().backward())
+    sweeping.start()
+    try:
+        assert entered.wait(WAIT)
+        pid = os.fork()
+        if pid == 0:                            # the child: report through the exit code
+            code = 1
+            try:
+                v = fg.tensor([3.0], dtype=np.float64, requires_grad=True)
+                (v * v).sum().backward()
+                code = 0 if v.grad.numpy()[0] == 6.0 else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + WAIT
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child's backward hung")
+            time.sleep(0.01)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        release.set()
+        sweeping.join(WAIT)
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])

@@ -38,6 +38,7 @@ from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
+import os
 import threading
 
 import numpy as np
@@ -204,6 +205,17 @@ cdef extern from *:
 # fg.grad() itself.  threading.RLock waits with the GIL released, so a thread
 # blocked here never stops the holder from running.
 _sweep_lock = threading.RLock()
+
+
+def _new_sweep_lock():
+    # A child forked while another thread of the parent was sweeping would
+    # inherit the lock held by a thread it does not have: it gets a new one.
+    global _sweep_lock
+    _sweep_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_sweep_lock)
 
 
 def set_tensor_class(cls):

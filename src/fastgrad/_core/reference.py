@@ -38,6 +38,7 @@ The design, in five points:
    those recorded at forward time and refuses to use stale values.
 """
 import builtins
+import os
 import threading
 
 import numpy as np
@@ -71,6 +72,17 @@ _mode = _ThreadMode()
 # releases the GIL inside the arithmetic); PyTorch serialises accumulation
 # too.  Re-entrant: a custom Function's backward may call backward() itself.
 _sweep_lock = threading.RLock()
+
+
+def _new_sweep_lock():
+    # A child forked while another thread of the parent was sweeping would
+    # inherit the lock held by a thread it does not have: it gets a new one.
+    global _sweep_lock
+    _sweep_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_sweep_lock)
 
 
 def set_tensor_class(cls):
