@@ -10,7 +10,8 @@ from .tensor import (
     reshape, view, flatten, transpose, permute, squeeze, unsqueeze, expand,
     cat, concatenate, stack, where, maximum, minimum, matmul,
 )
-from .autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled, grad, Function, compile
+from .autograd import (no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode,
+                       grad, Function, compile)
 
 # Subpackages and helpers (each line added with its module).
 from . import nn, optim, data, utils, distributed

@@ -1,26 +1,41 @@
 """Grad mode, functional gradients and user-defined differentiable ops."""
 import functools
+import threading
 
 from ._core import core
 from .tensor import Tensor
 
 
 class _GradMode:
-    """Context manager (and decorator) that sets whether graphs are recorded."""
+    """Context manager (and decorator) that sets whether this thread records graphs.
+
+    Grad mode belongs to a thread, as in PyTorch: a block changes it for the
+    thread that runs it only, and a new thread starts with grad enabled.  The
+    modes to restore are kept per thread as well, so one instance
+    (`ng = fg.no_grad()`) may be entered by several threads at once.
+    """
 
     def __init__(self, mode):
         self._mode = mode
-        self._previous = []
+        self._previous = {}         # thread id -> modes to restore, innermost last
 
     def __enter__(self):
-        self._previous.append(core.set_grad_enabled(self._mode))
+        stack = self._previous.setdefault(threading.get_ident(), [])
+        stack.append(core.set_grad_enabled(self._mode))
         return self
 
     def __exit__(self, *exc):
-        core.set_grad_enabled(self._previous.pop())
+        key = threading.get_ident()
+        stack = self._previous[key]
+        mode = stack.pop()
+        if not stack:
+            del self._previous[key]     # thread ids are reused: leave nothing behind
+        core.set_grad_enabled(mode)
         return False
 
     def __call__(self, fn):
+        # a fresh instance per call: the wrapped function may run in many
+        # threads, and recursively
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             with _GradMode(self._mode):
@@ -28,22 +43,72 @@ class _GradMode:
         return wrapper
 
 
-def no_grad():
-    """`with fg.no_grad():` records no graph inside the block."""
-    return _GradMode(False)
+class _SetGradEnabled(_GradMode):
+    """What fg.set_grad_enabled returns: the mode is set by the call itself (as
+    PyTorch does, so a plain `fg.set_grad_enabled(False)` works); as a context
+    manager it puts the mode of before the call back on exit."""
+
+    def __init__(self, mode):
+        super().__init__(mode)
+        self._before = core.set_grad_enabled(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        core.set_grad_enabled(self._before)
+        return False
+
+    def __call__(self, fn):
+        # Used as a decorator, the call that built this object must not leave
+        # the mode changed; the mode applies while fn runs.
+        core.set_grad_enabled(self._before)
+        return super().__call__(fn)
 
 
-def enable_grad():
-    """`with fg.enable_grad():` records graphs again, even inside no_grad."""
-    return _GradMode(True)
+def _grad_mode(mode, func, name):
+    if func is None:
+        return _GradMode(mode)
+    if not callable(func):
+        raise TypeError("%s: expected no argument or a function to decorate, got %s"
+                        % (name, type(func).__name__))
+    return _GradMode(mode)(func)
+
+
+def no_grad(func=None):
+    """`with fg.no_grad():` records no graph inside the block (in this thread).
+
+    Also a decorator, `@fg.no_grad()` or `@fg.no_grad`.
+    """
+    return _grad_mode(False, func, "no_grad")
+
+
+def enable_grad(func=None):
+    """`with fg.enable_grad():` records graphs again, even inside no_grad (in this thread)."""
+    return _grad_mode(True, func, "enable_grad")
 
 
 def set_grad_enabled(mode):
-    return _GradMode(bool(mode))
+    """Switch recording on or off in this thread: at once, as a plain call; as
+    `with fg.set_grad_enabled(mode):` for a block; or as a decorator."""
+    return _SetGradEnabled(bool(mode))
 
 
 def is_grad_enabled():
+    """Whether this thread records graphs."""
     return core.is_grad_enabled()
+
+
+def inference_mode(mode=True):
+    """PyTorch's inference mode: `with fg.inference_mode():` (or as a decorator,
+    with or without parentheses) records no graph in this thread.
+
+    fastgrad has no separate inference tensors, so this is no_grad under
+    PyTorch's name; `inference_mode(False)` records graphs, as in PyTorch.
+    """
+    if callable(mode):
+        return _GradMode(False)(mode)
+    return _GradMode(not mode)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
@@ -105,8 +170,8 @@ class Function:
         return core.function(cls, FunctionCtx(), inputs)
 
 
-__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "grad",
-           "Function", "FunctionCtx", "Tensor"]
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
+           "grad", "Function", "FunctionCtx", "Tensor"]
 
 
 class CompiledStep:
@@ -115,22 +180,28 @@ class CompiledStep:
     def __init__(self, fn):
         self._fn = fn
         self.tape = None
+        self._lock = threading.RLock()
 
     def __call__(self):
-        if self.tape is None:
-            # record: fn runs once, eagerly, keeping every intermediate's values
-            keep = getattr(core, "_set_keep_values", None)
-            previous = keep(True) if keep is not None else None
-            try:
-                root = self._fn()
-            finally:
-                if keep is not None:
-                    keep(previous)
-            self.tape = core.Tape(root)
-        else:
-            self.tape.forward()                     # replay with the leaves' current values
-        self.tape.backward()
-        return self.tape.root.item()
+        # One call is one unit under this step's own lock: two threads sharing
+        # the step can neither record twice nor interleave a replay with a
+        # sweep.  Its own, not the core's sweep lock: fn is user code, which
+        # may wait for another thread's step (re-entrant: fn may call backward).
+        with self._lock:
+            if self.tape is None:
+                # record: fn runs once, eagerly, keeping every intermediate's values
+                keep = getattr(core, "_set_keep_values", None)
+                previous = keep(True) if keep is not None else None
+                try:
+                    root = self._fn()
+                finally:
+                    if keep is not None:
+                        keep(previous)
+                self.tape = core.Tape(root)
+            else:
+                self.tape.forward()                 # replay with the leaves' current values
+            self.tape.backward()
+            return self.tape.root.item()
 
 
 def compile(fn):

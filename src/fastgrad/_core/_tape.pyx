@@ -38,6 +38,9 @@ from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
+import os
+import threading
+
 import numpy as np
 
 from . import reference as _ref
@@ -147,8 +150,10 @@ def build_info():
 
 cdef tuple _NO_ARGS = ()
 cdef object _tensor_class = None     # fastgrad.Tensor, set by tensor.py
+# Process-wide, like PyTorch's anomaly mode: fg.detect_anomaly also replaces
+# Tensor.backward for every thread, so a per-thread hook would only cover half
+# of it.  Swapping it is one pointer store under the GIL.
 cdef object _node_hook = None        # called with every new node (fg.detect_anomaly)
-cdef bint _keep_values = False       # True: never hand a temporary's values on (fg.compile)
 # The references a temporary (a value no Python name holds) has when it
 # reaches _binary through an operator (the interpreter's, and a's local) and
 # _unary through a method call (one more: the bound call's self).  A tensor a
@@ -159,8 +164,60 @@ cdef Py_ssize_t TEMP_REFS_UNARY = 3
 # block cache for free and stays in cache anyway, and small graphs (the
 # lectures' scalars) keep every value for fg.explain to show.
 cdef Py_ssize_t TAKE_MIN = 1024
-cdef bint _grad_enabled = True
+# Written only by the topological walk, always under _sweep_lock (below).
 cdef long _sweep_id = 0
+
+
+# Grad mode and fg.compile's recording flag are per thread, as PyTorch's grad
+# mode is: a thread validating under no_grad (fit) must not stop another
+# thread's recording, and one thread's recording must not change whether
+# another thread's temporaries are elided.  Both live in C thread-local ints
+# that start at 0 in every new thread, so 0 must mean the default: grad on,
+# values not kept.  The read goes through __tls_get_addr in a shared library:
+# measured with callgrind it is under 1% of the instructions of bench's perop
+# workload, no slower than the global it replaced within the noise
+# (docs/threads.md).
+cdef extern from *:
+    """
+    #if defined(__cplusplus)
+    #define FG_TLS thread_local
+    #elif defined(_MSC_VER)
+    #define FG_TLS __declspec(thread)
+    #else
+    #define FG_TLS _Thread_local
+    #endif
+    static FG_TLS int fg_grad_off = 0;
+    static FG_TLS int fg_keep_values = 0;
+    static inline int fg_grad_enabled(void) { return !fg_grad_off; }
+    static inline void fg_set_grad_enabled(int on) { fg_grad_off = !on; }
+    static inline int fg_keeps_values(void) { return fg_keep_values; }
+    static inline void fg_set_keep_values(int keep) { fg_keep_values = keep != 0; }
+    """
+    bint fg_grad_enabled() noexcept nogil
+    void fg_set_grad_enabled(bint on) noexcept nogil
+    bint fg_keeps_values() noexcept nogil
+    void fg_set_keep_values(bint keep) noexcept nogil
+
+
+# Every sweep over a graph (backward, fg.grad, a Tape's replay) holds this lock.
+# The sweep keeps scratch state in the nodes (`_g` buffers, visit marks) and
+# NumPy calls inside it release the GIL, so two sweeps over shared leaves
+# would interleave; serialising them is what PyTorch does for accumulation
+# too.  Re-entrant: a custom Function's backward may call backward() or
+# fg.grad() itself.  threading.RLock waits with the GIL released, so a thread
+# blocked here never stops the holder from running.
+_sweep_lock = threading.RLock()
+
+
+def _new_sweep_lock():
+    # A child forked while another thread of the parent was sweeping would
+    # inherit the lock held by a thread it does not have: it gets a new one.
+    global _sweep_lock
+    _sweep_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_sweep_lock)
 
 
 def set_tensor_class(cls):
@@ -180,14 +237,15 @@ def set_node_hook(fn):
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    """Whether this thread records graphs (each thread starts with True)."""
+    return fg_grad_enabled()
 
 
 def set_grad_enabled(mode):
-    """Switch graph recording on or off; returns the previous mode."""
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = bool(mode)
+    """Switch graph recording on or off in this thread; returns the previous mode."""
+    cdef bint on = bool(mode)
+    previous = fg_grad_enabled()
+    fg_set_grad_enabled(on)
     return previous
 
 
@@ -523,7 +581,8 @@ cdef inline bint _can_take(TensorBase a, int consumer, Py_ssize_t temp_refs) noe
     instead of three, which keeps long elementwise chains in cache.  The
     node keeps its place in the graph, marked `_dropped`.
     """
-    return (a._size >= TAKE_MIN and _grad_enabled and not _keep_values and a._requires_grad
+    return (a._size >= TAKE_MIN and fg_grad_enabled() and not fg_keeps_values()
+            and a._requires_grad
             and a._native
             and a._buf != NULL and a._arr is None and a._data == a._buf
             and not a._retains_grad and not a._dropped
@@ -549,10 +608,10 @@ cdef TensorBase _take(TensorBase a):
 
 
 def _set_keep_values(bint keep):
-    """Keep every intermediate's values (fg.compile's recording needs them); returns the old."""
-    global _keep_values
-    old = _keep_values
-    _keep_values = keep
+    """Keep every intermediate's values in this thread (fg.compile's recording needs them);
+    returns the old setting."""
+    old = fg_keeps_values()
+    fg_set_keep_values(keep)
     return old
 
 
@@ -749,7 +808,7 @@ def apply(int op, tuple inputs, tuple params=()):
     if (op == RESHAPE or op == PERMUTE or op == EXPAND or op == INDEX) \
             and np.may_share_memory(out._arr, values[0]):
         _alias(out, inputs[0])                    # a view (reference.VIEW_OPS)
-    if not _grad_enabled or out._dt == DT_OTHER:
+    if not fg_grad_enabled() or out._dt == DT_OTHER:
         return out
     for x in inputs:
         if isinstance(x, TensorBase) and (<TensorBase>x)._requires_grad:
@@ -1363,7 +1422,7 @@ cdef object _binary(int op, object x, object y):
         out = _alloc(b._shape if form == FORM_1T or form == FORM_CT else a._shape,
                      b._size if form == FORM_1T or form == FORM_CT else a._size, dt)
         _binary_kernel_forward(op, form, a, b, c, out)
-    if _grad_enabled and ((a is not None and a._requires_grad) or
+    if fg_grad_enabled() and ((a is not None and a._requires_grad) or
                           (b is not None and b._requires_grad)):
         out._requires_grad = True
         out._op = op
@@ -1443,7 +1502,7 @@ cdef object _unary(int op, object x, double p, double q):
     else:
         out = _alloc(a._shape, a._size, a._dt)
         _unary_values(op, a, out, p, q)
-    if _grad_enabled and a._requires_grad:
+    if fg_grad_enabled() and a._requires_grad:
         out._requires_grad = True
         out._op = op
         out._native = True
@@ -1505,7 +1564,7 @@ def matmul(a, b):
             ((tb._shape[1],) if len(tb._shape) == 2 else ())
     out = _alloc(shape, n * m, ta._dt)
     _matmul_values(ta, tb, out)
-    if _grad_enabled and (ta._requires_grad or tb._requires_grad):
+    if fg_grad_enabled() and (ta._requires_grad or tb._requires_grad):
         _record(out, MATMUL, ta, tb, None)
     return out
 
@@ -1658,7 +1717,7 @@ def sum(x, axis=None, keepdims=False):
         sum_forward(<double*>a._data, <double*>out._data, a._size)
     else:
         sum_forward(<float*>a._data, <float*>out._data, a._size)
-    if _grad_enabled and a._requires_grad:
+    if fg_grad_enabled() and a._requires_grad:
         out._requires_grad = True
         out._op = SUM
         out._native = True
@@ -1782,7 +1841,7 @@ def linear(x, weight, bias=None):
     cdef int dt = tx._dt
     out = _alloc(tuple(tx._shape)[:len(tx._shape) - 1] + (m,), n * m, dt)
     _linear_values(tx, tw, tb, out)
-    if _grad_enabled and (tx._requires_grad or tw._requires_grad or
+    if fg_grad_enabled() and (tx._requires_grad or tw._requires_grad or
                           (tb is not None and tb._requires_grad)):
         _record(out, LINEAR, tx, tw, tb)
     return out
@@ -1888,7 +1947,7 @@ def cross_entropy(logits, target, reduction="mean"):
     cdef double total
     out = _alloc((n,) if code == 0 else (), n if code == 0 else 1, z._dt)
     _cross_entropy_values(z, t, out, code)
-    if _grad_enabled and z._requires_grad:
+    if fg_grad_enabled() and z._requires_grad:
         _record(out, CROSS_ENTROPY, z, None, target)
         out._c = code
     return out
@@ -1941,6 +2000,15 @@ def topological_order(roots):
     The algorithm of reference.topological_order, with the visit state kept
     in the nodes (`_mark` = this sweep's id, `_stage`) instead of a dict.
     """
+    # Under the sweep lock: two walks marking the same nodes at once would
+    # overwrite each other's marks.  A walk holds the GIL but can still be
+    # interleaved: a list it grows may start a garbage collection, whose
+    # finalizers run Python code.
+    with _sweep_lock:
+        return _topological_order(roots)
+
+
+cdef list _topological_order(roots):
     global _sweep_id
     _sweep_id += 1
     cdef long mark = _sweep_id
@@ -2269,12 +2337,14 @@ cdef int _replace_grad(TensorBase t, object g) except -1:
 
 def sweep(roots, root_grads, retain_graph=False, capture=None):
     """The reverse sweep; the same contract as reference.sweep."""
-    cdef list order = topological_order(roots)
+    cdef list order
     cdef TensorBase node
-    for node in order:
-        _check_released(node)
-        _check_node(node, "backward")
-    return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
+    with _sweep_lock:
+        order = _topological_order(roots)
+        for node in order:
+            _check_released(node)
+            _check_node(node, "backward")
+        return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
 cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, capture):
@@ -2465,36 +2535,43 @@ cdef class Tape:
 
     def __init__(self, root):
         _check_tape_root(root)
-        self.root = root
-        self._order = topological_order([root])
-        for node in self._order:
+        with _sweep_lock:
+            order = _topological_order([root])
+        for node in order:
             if (<TensorBase>node)._dropped:
                 raise ValueError("compile: the graph was built without keeping every "
                                  "intermediate's values; build it inside fg.compile")
-        self._layouts = [(<TensorBase>node)._layout for node in self._order]
+        self.root = root
+        self._order = order
+        self._layouts = [(<TensorBase>node)._layout for node in order]
 
     def forward(self):
+        # Under the sweep lock: the replay writes the nodes' values in place,
+        # which another thread's replay or sweep of the same tape reads.
         cdef Py_ssize_t i
         cdef TensorBase node
-        for i in range(len(self._order) - 1, -1, -1):
-            node = <TensorBase>self._order[i]
-            if node._op == LEAF:
-                continue
-            _check_released(node)
-            if node._layout != <long>self._layouts[i]:
-                raise RuntimeError("compile: the values of '%s' were rebound through .data to "
-                                   "another shape or dtype; call fg.compile again"
-                                   % _op_name(node))
-            if node._native:
-                _replay_forward(node)
-            else:               # the reference rule; its result becomes the node's values
-                _check_node(node, "compile")
-                values = [_value(x) for x in node._inputs]
-                _replay_values(node, _ref.FORWARD[node._op](*values, *node._params))
+        with _sweep_lock:
+            for i in range(len(self._order) - 1, -1, -1):
+                node = <TensorBase>self._order[i]
+                if node._op == LEAF:
+                    continue
+                _check_released(node)
+                if node._layout != <long>self._layouts[i]:
+                    raise RuntimeError("compile: the values of '%s' were rebound through .data "
+                                       "to another shape or dtype; call fg.compile again"
+                                       % _op_name(node))
+                if node._native:
+                    _replay_forward(node)
+                else:           # the reference rule; its result becomes the node's values
+                    _check_node(node, "compile")
+                    values = [_value(x) for x in node._inputs]
+                    _replay_values(node, _ref.FORWARD[node._op](*values, *node._params))
         return self.root
 
     def backward(self):
-        _sweep_ordered(self._order, [self.root], [_seed(self.root, None)], True, None)
+        seed = _seed(self.root, None)
+        with _sweep_lock:
+            _sweep_ordered(self._order, [self.root], [seed], True, None)
 
 
 cdef int _check_tape_root(root) except -1:

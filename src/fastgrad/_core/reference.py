@@ -48,6 +48,8 @@ The design, in five points:
    the compiled core's C loops inside their buffers.
 """
 import builtins
+import os
+import threading
 
 import numpy as np
 
@@ -61,8 +63,36 @@ from .._ops import (
 BACKEND = "python"
 
 _tensor_class = None       # fastgrad.Tensor, set by tensor.py
-_grad_enabled = True
+# Process-wide, like PyTorch's anomaly mode (fg.detect_anomaly also replaces
+# Tensor.backward for every thread).
 _node_hook = None          # called with every new node (fg.detect_anomaly)
+
+
+class _ThreadMode(threading.local):
+    """Grad mode, per thread as in PyTorch: a thread validating under no_grad
+    must not stop another thread's recording.  The class attribute is what a
+    new thread sees before it sets anything: grad on."""
+    grad_enabled = True
+
+
+_mode = _ThreadMode()
+
+# Every sweep over a graph (backward, fg.grad, a Tape's replay) holds this lock.
+# Two sweeps into shared leaves would otherwise race on their .grad (NumPy
+# releases the GIL inside the arithmetic); PyTorch serialises accumulation
+# too.  Re-entrant: a custom Function's backward may call backward() itself.
+_sweep_lock = threading.RLock()
+
+
+def _new_sweep_lock():
+    # A child forked while another thread of the parent was sweeping would
+    # inherit the lock held by a thread it does not have: it gets a new one.
+    global _sweep_lock
+    _sweep_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_sweep_lock)
 
 
 def set_tensor_class(cls):
@@ -80,14 +110,15 @@ def set_node_hook(fn):
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    """Whether this thread records graphs (each thread starts with True)."""
+    return _mode.grad_enabled
 
 
 def set_grad_enabled(mode):
-    """Switch graph recording on or off; returns the previous mode."""
-    global _grad_enabled
-    previous = _grad_enabled
-    _grad_enabled = bool(mode)
+    """Switch graph recording on or off in this thread; returns the previous mode."""
+    on = bool(mode)
+    previous = _mode.grad_enabled
+    _mode.grad_enabled = on
     return previous
 
 
@@ -420,7 +451,7 @@ def apply(op, inputs, params=()):
     out = _new(np.asarray(FORWARD[op](*values, *params)))
     if op in VIEW_OPS and np.may_share_memory(out._value, values[0]):
         _alias(out, inputs[0])
-    if _grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
+    if _mode.grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
         if out._value.dtype.kind != "f":
             return out          # integer results (argmax, ...) carry no gradient
         out._requires_grad = True
@@ -1431,12 +1462,13 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
     All checks run before any gradient is computed, and `.grad` is written
     only once the whole sweep succeeded: a failing backward changes nothing.
     """
-    order = topological_order(roots)
-    for node in order:
-        _check_released(node)
-        if node._op != LEAF:
-            check_node(node)
-    return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
+    with _sweep_lock:
+        order = topological_order(roots)
+        for node in order:
+            _check_released(node)
+            if node._op != LEAF:
+                check_node(node)
+        return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
 def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
@@ -1604,17 +1636,22 @@ class Tape:
         self._order = topological_order([root])       # consumers first
 
     def forward(self):
-        for node in reversed(self._order):            # inputs before their consumers
-            if node._op != LEAF:
-                _check_released(node)
-                check_layouts(node, "compile")
-                check_targets(node)
-                values = [_value(x) for x in node._inputs]
-                node._value = replay_values(node, FORWARD[node._op](*values, *node._params))
+        # Under the sweep lock: another thread's replay or sweep of the same
+        # tape reads the nodes' values.
+        with _sweep_lock:
+            for node in reversed(self._order):        # inputs before their consumers
+                if node._op != LEAF:
+                    _check_released(node)
+                    check_layouts(node, "compile")
+                    check_targets(node)
+                    values = [_value(x) for x in node._inputs]
+                    node._value = replay_values(node, FORWARD[node._op](*values, *node._params))
         return self.root
 
     def backward(self):
-        _sweep_ordered(self._order, [self.root], [_seed(self.root, None)], True, None)
+        seed = _seed(self.root, None)
+        with _sweep_lock:
+            _sweep_ordered(self._order, [self.root], [seed], True, None)
 
 
 def replay_values(node, result):
