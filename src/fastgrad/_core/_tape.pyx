@@ -885,13 +885,9 @@ cdef inline void _binary_forward(int op, const floating* a, Py_ssize_t sa, const
     elif op == DIV:                                  # div: a / b
         for i in range(n):
             y[i] = a[i * sa] / b[i * sb]
-    elif op == POW:                                  # pow: a ** b
-        if sb == 0 and (b[0] == 0.5 or b[0] == -0.5):
-            for i in range(n):
-                y[i] = <floating>_pow_one(a[i * sa], b[0])
-        else:
-            for i in range(n):
-                y[i] = <floating>c_pow(a[i * sa], b[i * sb])
+    elif op == POW:                                  # pow: a ** b (b = +-0.5: binary_forward)
+        for i in range(n):
+            y[i] = <floating>c_pow(a[i * sa], b[i * sb])
     elif op == MAXIMUM:                              # NaN on either side propagates
         for i in range(n):
             y[i] = a[i * sa] if (a[i * sa] > b[i * sb] or a[i * sa] != a[i * sa]) \
@@ -986,6 +982,14 @@ cdef inline void _binary_backward(int op, const floating* g, const floating* a, 
 # elements (bench/: per-op workload).
 cdef void binary_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
                          Py_ssize_t sb, floating* y, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if op == POW and sb == 0 and (b[0] == 0.5 or b[0] == -0.5):
+        # As torch: a square root for these exponents (it differs from pow at -inf and
+        # -0.0).  Here, not in _binary_forward, whose body must stay small enough for
+        # the compiler to inline it into each stride case below.
+        for i in range(n):
+            y[i] = <floating>_pow_one(a[i * sa], b[0])
+        return
     if sa == 1 and sb == 1:
         _binary_forward(op, a, 1, b, 1, y, n)
     elif sa == 1:
