@@ -44,7 +44,11 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    r"""Adam with decoupled weight decay: p *= 1 - lr*wd before the Adam step (default wd=0.01)."""
+    r"""Adam with decoupled weight decay: p *= 1 - lr*wd before the Adam step (default wd=0.01).
+
+    `error_if_nonfinite=True` refuses a step whose gradients hold NaN or
+    inf (see Optimizer).
+    """
 
     _DECOUPLED = True
 
