@@ -273,3 +273,68 @@ def test_keyboard_interrupt_leaves_a_step_whole_or_untouched_on_the_compiled_cor
         # The reference core's step is a Python loop: documented as interruptible.
         assert "partly applied" in fg.optim.Optimizer.__doc__
         assert "partly applied" in fg._core.fused.__doc__
+
+
+# --- bad state dicts change nothing ------------------------------------------------
+
+def _two_group_sgd(fg):
+    return fg.optim.SGD([{"params": [fg.tensor(np.ones(1), requires_grad=True)]},
+                         {"params": [fg.tensor(np.ones(1), requires_grad=True)]}], lr=0.1)
+
+
+SCHEDULER_CASES = [
+    (lambda s, o: s.StepLR(o, step_size=3, gamma=0.5),
+     [{"last_epoch": "3"}, {"last_epoch": 2.5}, {"last_epoch": True}, {"step_size": 0},
+      {"gamma": None}, {"base_lrs": [0.1]}, {"base_lrs": [0.1, "x"]}, {"_last_lr": 0.1},
+      {"_step_count": -1}, {"optimizer": None}, {"last_epoch": 4, "nonsense": 1}]),
+    (lambda s, o: s.ExponentialLR(o, gamma=0.9), [{"gamma": "0.9"}, {"base_lrs": None}]),
+    (lambda s, o: s.ReduceLROnPlateau(o, patience=1),
+     [{"mode": "sideways"}, {"threshold_mode": "both"}, {"factor": 1.5}, {"patience": -1},
+      {"best": "low"}, {"min_lrs": [0.0]}, {"num_bad_epochs": 1.5},
+      {"default_min_lr": "0"}, {"cooldown_counter": None}]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SCHEDULER_CASES)))
+def test_bad_scheduler_state_dict_changes_nothing(fg, case):
+    make, bad_dicts = SCHEDULER_CASES[case]
+    opt = _two_group_sgd(fg)
+    sched = make(fg.optim.lr_scheduler, opt)
+    for epoch in range(3):
+        sched.step(*([1.0] if hasattr(sched, "is_better") else []))
+    for bad in bad_dicts:
+        good = copy.deepcopy(sched.state_dict())
+        state = dict(good, **bad)
+        before = copy.deepcopy(sched.state_dict())
+        lrs = [g["lr"] for g in opt.param_groups]
+        with pytest.raises((ValueError, TypeError)):
+            sched.load_state_dict(state)
+        assert sched.state_dict() == before
+        assert sched.optimizer is opt
+        assert [g["lr"] for g in opt.param_groups] == lrs
+        sched.load_state_dict(good)                    # a good one still loads
+    other = make(fg.optim.lr_scheduler, _two_group_sgd(fg))
+    other.load_state_dict(sched.state_dict())
+    assert other.state_dict() == sched.state_dict()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda sd: sd["state"][0].update(step=np.array(-1.0)), "'step' of parameter 0"),
+    (lambda sd: sd["state"][0].update(step=np.array(np.nan)), "'step' of parameter 0"),
+    (lambda sd: sd["state"][0].update(step=np.array(2.5)), "'step' of parameter 0"),
+    (lambda sd: sd["state"][1].update(exp_avg=np.ones(9)), "shape"),
+    (lambda sd: sd["state"][1].update(exp_avg=np.ones(4, dtype=bool)), "numeric array"),
+    (lambda sd: sd["param_groups"][1].update(lr="0.1"), "lr"),
+    (lambda sd: sd["param_groups"][1].update(betas=(0.9,)), "betas"),
+])
+def test_bad_optimizer_state_dict_changes_nothing(fg, change, message):
+    opt, params = _setup(fg, "Adam", {}, steps=2)
+    sd = copy.deepcopy(opt.state_dict())
+    change(sd)
+    snap = _snapshot(opt, params)
+    groups = copy.deepcopy([{k: v for k, v in g.items() if k != "params"}
+                            for g in opt.param_groups])
+    with pytest.raises((ValueError, TypeError), match=message):
+        opt.load_state_dict(sd)
+    _assert_unchanged(opt, params, snap)
+    assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == groups

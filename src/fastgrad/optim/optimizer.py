@@ -17,6 +17,7 @@ version counter is bumped, as PyTorch's in-place updates do: a graph recorded
 before the step that saved a parameter refuses to backpropagate through the
 stale value.
 """
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -82,6 +83,9 @@ class Optimizer:
     @staticmethod
     def _nonnegative(group, key, what):
         value = group[key]
+        if isinstance(value, (str, bytes)):
+            # float("0.1") would take it, and the step would quietly parse it each time
+            raise TypeError("Invalid %s: %r (expected a number, %s >= 0)" % (what, value, key))
         if not value >= 0.0:
             raise ValueError("Invalid %s: %s (expected %s >= 0)" % (what, value, key))
 
@@ -258,7 +262,11 @@ class Optimizer:
             if arr.size != 1 or arr.dtype.kind not in "iuf":
                 raise ValueError("%s: 'step' of parameter %d must be a number, got %r"
                                  % (name, index, value))
-            return np.array(float(arr.reshape(())), dtype=np.float64)
+            count = float(arr.reshape(()))
+            if not (math.isfinite(count) and count >= 0 and count == int(count)):
+                raise ValueError("%s: 'step' of parameter %d must be a whole number >= 0, got %r"
+                                 % (name, index, count))
+            return np.array(count, dtype=np.float64)
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
             raise ValueError("%s: state entry %r of parameter %d must be a numeric array, got %s"
                              % (name, key, index, type(value).__name__))
