@@ -152,9 +152,11 @@ def _gather(name, groups, state, check_finite, keys, counted):
                 continue
             if check_finite:
                 _finite(name, gi, pi, g)
-            st = _state_of(name, gi, pi, state, p)
-            arrays = {key: _state_array(name, gi, pi, st, key, v) for key in group_keys}
-            step = _state_step(name, gi, pi, st) if counted else None
+            arrays, step = {}, None
+            if group_keys or counted:     # (plain SGD keeps no state)
+                st = _state_of(name, gi, pi, state, p)
+                arrays = {key: _state_array(name, gi, pi, st, key, v) for key in group_keys}
+                step = _state_step(name, gi, pi, st) if counted else None
             items.append((p, v, g, arrays, step))
         plan.append(items)
     return plan
