@@ -3,6 +3,7 @@ non-finite gradients and KeyboardInterrupt are refused or survived with
 nothing (or everything) changed; bad state dicts change nothing."""
 import _thread
 import copy
+import re
 import signal
 import sys
 import threading
@@ -338,3 +339,18 @@ def test_bad_optimizer_state_dict_changes_nothing(fg, change, message):
         opt.load_state_dict(sd)
     _assert_unchanged(opt, params, snap)
     assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == groups
+
+
+@pytest.mark.parametrize("name, key, value", [
+    ("Adam", "lr", "0.1"), ("Adam", "lr", None), ("Adam", "betas", (0.9,)),
+    ("Adam", "betas", (0.9, "x")), ("SGD", "momentum", [0.9]), ("RMSprop", "alpha", "0.9"),
+    ("Adagrad", "initial_accumulator_value", None),
+])
+def test_bad_hyper_parameter_set_after_construction_changes_nothing(fg, name, key, value):
+    opt, params = _setup(fg, name, {})
+    opt.param_groups[1][key] = value
+    snap = _snapshot(opt, params)
+    with pytest.raises(TypeError, match=r"^%s: hyper-parameter %r of group 1 is %s, expected a "
+                                        % (name, key, re.escape(repr(value)))):
+        opt.step()
+    _assert_unchanged(opt, params, snap)

@@ -105,6 +105,14 @@ cdef inline object _native(int typenum):
     return np.float64 if typenum == cnp.NPY_FLOAT64 else np.float32
 
 
+cdef inline double _num(str name, int gi, dict group, str key) except? -1.0:
+    """Hyper-parameter `key` of the group as a double (checked as fused_reference does)."""
+    value = group[key]
+    if type(value) is float or type(value) is int:
+        return <double>value
+    return _ref._number(name, gi, key, value)
+
+
 cdef Py_ssize_t _first_nonfinite(const floating* g, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
@@ -369,12 +377,15 @@ def sgd_step(str name, list groups, state, bint check_finite=False):
     for gi in range(len(groups)):
         group = groups[gi]
         h = &hy[gi]
-        h.lr = group["lr"]
-        h.momentum = group["momentum"]
-        h.dampening = group["dampening"]
-        h.weight_decay = group["weight_decay"]
+        h.lr = _num(name, gi, group, "lr")
+        h.momentum = _num(name, gi, group, "momentum")
+        h.dampening = _num(name, gi, group, "dampening")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
         h.nesterov = group["nesterov"]
         h.maximize = group["maximize"]
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
         pi = 0
         for p in group["params"]:
             it = plan.add(name, gi, pi, p, check_finite)
@@ -471,15 +482,21 @@ def adam_step(str name, list groups, state, bint check_finite=False, bint decoup
     for gi in range(len(groups)):
         group = groups[gi]
         h = &hy[gi]
-        beta1, beta2 = group["betas"]
-        h.lr = group["lr"]
-        h.beta1 = beta1
-        h.beta2 = beta2
-        h.eps = group["eps"]
-        h.weight_decay = group["weight_decay"]
+        h.lr = _num(name, gi, group, "lr")
+        h.eps = _num(name, gi, group, "eps")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        betas = group["betas"]
+        if not (type(betas) is tuple and len(<tuple>betas) == 2
+                and type(betas[0]) is float and type(betas[1]) is float):
+            betas = _ref._betas(name, gi, group)
+        h.beta1 = betas[0]
+        h.beta2 = betas[1]
         h.amsgrad = group["amsgrad"]
         h.maximize = group["maximize"]
         h.decoupled = decoupled
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
         pi = 0
         for p in group["params"]:
             it = plan.add(name, gi, pi, p, check_finite)
@@ -563,13 +580,16 @@ def rmsprop_step(str name, list groups, state, bint check_finite=False):
     for gi in range(len(groups)):
         group = groups[gi]
         h = &hy[gi]
-        h.lr = group["lr"]
-        h.alpha = group["alpha"]
-        h.eps = group["eps"]
-        h.weight_decay = group["weight_decay"]
-        h.momentum = group["momentum"]
+        h.lr = _num(name, gi, group, "lr")
+        h.alpha = _num(name, gi, group, "alpha")
+        h.eps = _num(name, gi, group, "eps")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        h.momentum = _num(name, gi, group, "momentum")
         h.centered = group["centered"]
         h.maximize = group["maximize"]
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
         pi = 0
         for p in group["params"]:
             it = plan.add(name, gi, pi, p, check_finite)
@@ -615,7 +635,7 @@ cdef void adagrad_kernel(floating* p, const floating* g, floating* s, Py_ssize_t
 
 
 cdef struct AdagradHyper:
-    double lr, lr_decay, weight_decay, eps
+    double lr, lr_decay, weight_decay, eps, initial
     bint maximize
 
 
@@ -641,18 +661,21 @@ def adagrad_step(str name, list groups, state, bint check_finite=False):
     for gi in range(len(groups)):
         group = groups[gi]
         h = &hy[gi]
-        h.lr = group["lr"]
-        h.lr_decay = group["lr_decay"]
-        h.weight_decay = group["weight_decay"]
-        h.eps = group["eps"]
+        h.lr = _num(name, gi, group, "lr")
+        h.lr_decay = _num(name, gi, group, "lr_decay")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        h.eps = _num(name, gi, group, "eps")
+        h.initial = _num(name, gi, group, "initial_accumulator_value")
         h.maximize = group["maximize"]
-        initial = float(group["initial_accumulator_value"])
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
         pi = 0
         for p in group["params"]:
             it = plan.add(name, gi, pi, p, check_finite)
             if it != NULL:
                 st = plan.state_of(name, gi, pi, p)
-                it.a = plan.array(name, gi, pi, st, "sum", it, initial)
+                it.a = plan.array(name, gi, pi, st, "sum", it, h.initial)
                 it.step = plan.step(name, gi, pi, st)
             pi += 1
     # Phase 2: no Python bytecode from here on.

@@ -162,8 +162,36 @@ def _gather(name, groups, state, check_finite, keys, counted):
     return plan
 
 
-def _hyper(group, *keys):
-    return [float(group[k]) for k in keys]
+def _number(name, gi, key, value):
+    """A hyper-parameter as a float (a string is refused: float() would parse it)."""
+    if not isinstance(value, (str, bytes)):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError("%s: hyper-parameter %r of group %d is %r, expected a number"
+                    % (name, key, gi, value))
+
+
+def _hyper(name, gi, group, *keys):
+    return [_number(name, gi, k, group[k]) for k in keys]
+
+
+def _betas(name, gi, group):
+    betas = group["betas"]
+    if isinstance(betas, (tuple, list)) and len(betas) == 2 \
+            and not any(isinstance(b, (str, bytes)) for b in betas):
+        try:
+            return [float(b) for b in betas]
+        except (TypeError, ValueError):
+            pass
+    raise TypeError("%s: hyper-parameter 'betas' of group %d is %r, expected a pair of numbers"
+                    % (name, gi, betas))
+
+
+def _native(v):
+    """The dtype of new state arrays: the parameter's, in native byte order."""
+    return v.dtype.newbyteorder("=")
 
 
 # ---------------------------------------------------------------------------
@@ -190,7 +218,7 @@ def _count(state, p, step):
 def _zeros(state, p, key, arrays, v):
     a = arrays[key]
     if a is None:
-        a = np.zeros(v.shape, dtype=v.dtype)
+        a = np.zeros(v.shape, dtype=_native(v))
         _keep(state, p, key, a)
     return a
 
@@ -206,11 +234,12 @@ def sgd_step(name, groups, state, check_finite=False):
     nesterov, maximize.  The momentum buffer is made on the first step with
     momentum (a copy of the first direction, as PyTorch does).  No 'step'.
     """
+    hypers = [(_hyper(name, gi, group, "lr", "momentum", "dampening", "weight_decay"),
+               bool(group["nesterov"]), bool(group["maximize"]))
+              for gi, group in enumerate(groups)]
     plan = _gather(name, groups, state, check_finite,
-                   lambda group: ("momentum_buffer",) if float(group["momentum"]) != 0 else (),
+                   lambda group: ("momentum_buffer",) if group["momentum"] != 0 else (),
                    False)
-    hypers = [(_hyper(group, "lr", "momentum", "dampening", "weight_decay"),
-               bool(group["nesterov"]), bool(group["maximize"])) for group in groups]
     for items, ((lr, momentum, dampening, weight_decay), nesterov, maximize) in zip(plan, hypers):
         for p, v, g, arrays, _ in items:
             d = -g if maximize else g
@@ -220,7 +249,7 @@ def sgd_step(name, groups, state, check_finite=False):
                 buf = arrays["momentum_buffer"]
                 if buf is None:
                     # PyTorch starts the buffer at the first direction, not at zero.
-                    buf = np.array(d, dtype=v.dtype, copy=True)
+                    buf = np.array(d, dtype=_native(v), copy=True)
                     _keep(state, p, "momentum_buffer", buf)
                 else:
                     buf *= momentum
@@ -235,15 +264,15 @@ def adam_step(name, groups, state, check_finite=False, decoupled=False):
 
     Hyper-parameters per group: lr, betas, eps, weight_decay, amsgrad, maximize.
     """
+    hypers = []
+    for gi, group in enumerate(groups):
+        lr, eps, weight_decay = _hyper(name, gi, group, "lr", "eps", "weight_decay")
+        beta1, beta2 = _betas(name, gi, group)
+        hypers.append((lr, beta1, beta2, eps, weight_decay, bool(group["amsgrad"]),
+                       bool(group["maximize"])))
     plan = _gather(name, groups, state, check_finite,
                    lambda group: ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"]
                    else ("exp_avg", "exp_avg_sq"), True)
-    hypers = []
-    for group in groups:
-        beta1, beta2 = group["betas"]
-        hypers.append((float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
-                       float(group["weight_decay"]), bool(group["amsgrad"]),
-                       bool(group["maximize"])))
     for items, (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize) in zip(plan, hypers):
         for p, v, grad, arrays, step in items:
             g = -grad if maximize else grad
@@ -279,15 +308,16 @@ def rmsprop_step(name, groups, state, check_finite=False):
     """
     def keys(group):
         out = ["square_avg"]
-        if float(group["momentum"]) > 0:
+        if group["momentum"] > 0:
             out.append("momentum_buffer")
         if group["centered"]:
             out.append("grad_avg")
         return tuple(out)
 
+    hypers = [(_hyper(name, gi, group, "lr", "alpha", "eps", "weight_decay", "momentum"),
+               bool(group["centered"]), bool(group["maximize"]))
+              for gi, group in enumerate(groups)]
     plan = _gather(name, groups, state, check_finite, keys, True)
-    hypers = [(_hyper(group, "lr", "alpha", "eps", "weight_decay", "momentum"),
-               bool(group["centered"]), bool(group["maximize"])) for group in groups]
     for items, ((lr, alpha, eps, weight_decay, momentum), centered, maximize) \
             in zip(plan, hypers):
         for p, v, grad, arrays, step in items:
@@ -321,15 +351,16 @@ def adagrad_step(name, groups, state, check_finite=False):
     Hyper-parameters per group: lr, lr_decay, weight_decay, eps,
     initial_accumulator_value (the sum a missing 'sum' starts at), maximize.
     """
+    hypers = [(_hyper(name, gi, group, "lr", "lr_decay", "weight_decay", "eps",
+                      "initial_accumulator_value"), bool(group["maximize"]))
+              for gi, group in enumerate(groups)]
     plan = _gather(name, groups, state, check_finite, lambda group: ("sum",), True)
-    hypers = [(_hyper(group, "lr", "lr_decay", "weight_decay", "eps",
-                      "initial_accumulator_value"), bool(group["maximize"])) for group in groups]
     for items, ((lr, lr_decay, weight_decay, eps, initial), maximize) in zip(plan, hypers):
         for p, v, grad, arrays, step in items:
             g = -grad if maximize else grad
             s = arrays["sum"]
             if s is None:
-                s = np.full(v.shape, initial, dtype=v.dtype)
+                s = np.full(v.shape, initial, dtype=_native(v))
                 _keep(state, p, "sum", s)
             t = _count(state, p, step)
             if weight_decay != 0:
