@@ -223,40 +223,47 @@ def test_maximize_ascends(fg):
 
 # --- fused kernels: compiled against the NumPy twin --------------------------------
 
-def _fused_cases(rng, dtype):
-    shapes = [(3, 4), (5,), (), (2, 3, 2), (0,)]
-    return shapes, lambda: [rng.standard_normal(s).astype(dtype) for s in shapes]
+SHAPES = [[(3, 4), (5,)], [(), (2, 3, 2), (0,)]]     # two parameter groups
 
 
-def _run_fused(module, name, dtype, seed, make_state, args, steps=6):
+def _run_fused(fg, name, dtype, seed, hyper, kwargs, steps=6):
+    """`steps` calls of fused function `name` over two groups (the second at half the rate)."""
     rng = np.random.default_rng(seed)
-    shapes, draw = _fused_cases(rng, dtype)
-    params = draw()
-    state = make_state(params)
+    groups = []
+    for gi, shapes in enumerate(SHAPES):
+        params = [fg.tensor(rng.standard_normal(s).astype(dtype), requires_grad=True)
+                  for s in shapes]
+        group = dict(hyper, params=params)
+        group["lr"] = hyper["lr"] / (1 + gi)
+        groups.append(group)
+    state = {}
     for _ in range(steps):
-        grads = draw()
-        getattr(module, name)(params, grads, *state, *args)
-    return params, state
+        for group in groups:
+            for p in group["params"]:
+                p.grad = fg.tensor(rng.standard_normal(p.shape).astype(dtype))
+        getattr(fg._core.fused, name)("Test", groups, state, False, **kwargs)
+    params = [p for group in groups for p in group["params"]]
+    return ([p.data for p in params], [p._version_counter for p in params],
+            [state.get(p, {}) for p in params])
 
 
 FUSED = [
-    ("sgd_step", lambda ps: [[None] * len(ps)], (0.1, 0.9, 0.2, 0.01, False, False)),
-    ("sgd_step", lambda ps: [[None] * len(ps)], (0.1, 0.9, 0.0, 0.01, True, True)),
-    ("sgd_step", lambda ps: [None], (0.1, 0.0, 0.0, 0.0, False, False)),
-    ("adam_step", lambda ps: [[np.zeros_like(p) for p in ps], [np.zeros_like(p) for p in ps],
-                              [np.zeros_like(p) for p in ps], [np.zeros(()) for p in ps]],
-     (0.01, 0.9, 0.999, 1e-8, 0.1, True, False, False)),
-    ("adam_step", lambda ps: [[np.zeros_like(p) for p in ps], [np.zeros_like(p) for p in ps],
-                              None, [np.zeros(()) for p in ps]],
-     (0.01, 0.8, 0.99, 1e-6, 0.1, False, True, True)),
-    ("rmsprop_step", lambda ps: [[np.zeros_like(p) for p in ps], [np.zeros_like(p) for p in ps],
-                                 [np.zeros_like(p) for p in ps], [np.zeros(()) for p in ps]],
-     (0.01, 0.9, 1e-8, 0.1, 0.5, True, False)),
-    ("rmsprop_step", lambda ps: [[np.zeros_like(p) for p in ps], None, None,
-                                 [np.zeros(()) for p in ps]],
-     (0.01, 0.99, 1e-8, 0.0, 0.0, False, True)),
-    ("adagrad_step", lambda ps: [[np.full_like(p, 0.1) for p in ps], [np.zeros(()) for p in ps]],
-     (0.1, 0.01, 0.1, 1e-10, False)),
+    ("sgd_step", dict(lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.01, nesterov=False,
+                      maximize=False), {}),
+    ("sgd_step", dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True,
+                      maximize=True), {}),
+    ("sgd_step", dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                      maximize=False), {}),
+    ("adam_step", dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, amsgrad=True,
+                       maximize=False), dict(decoupled=False)),
+    ("adam_step", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, amsgrad=False,
+                       maximize=True), dict(decoupled=True)),
+    ("rmsprop_step", dict(lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.1, momentum=0.5,
+                          centered=True, maximize=False), {}),
+    ("rmsprop_step", dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                          centered=False, maximize=True), {}),
+    ("adagrad_step", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, eps=1e-10,
+                          initial_accumulator_value=0.1, maximize=False), {}),
 ]
 
 
@@ -266,36 +273,70 @@ def test_fused_compiled_equals_reference(both, case, dtype):
     py, compiled = both
     assert py._core.fused.__name__.endswith("fused_reference")
     assert compiled._core.fused.__name__.endswith("_fused")
-    name, make_state, args = FUSED[case]
-    p1, s1 = _run_fused(py._core.fused, name, dtype, case, make_state, args)
-    p2, s2 = _run_fused(compiled._core.fused, name, dtype, case, make_state, args)
+    name, hyper, kwargs = FUSED[case]
+    p1, v1, s1 = _run_fused(py, name, dtype, case, hyper, kwargs)
+    p2, v2, s2 = _run_fused(compiled, name, dtype, case, hyper, kwargs)
+    assert v1 == v2 == [6] * len(v1)                   # one version bump per step
     tol = 1e-12 if dtype == np.float64 else 1e-6
     for a, b in zip(p1, p2):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
-    for list1, list2 in zip(s1, s2):
-        for a, b in zip(list1 or [], list2 or []):
-            np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    for st1, st2 in zip(s1, s2):
+        assert sorted(st1) == sorted(st2)
+        for key in st1:
+            assert st1[key].dtype == st2[key].dtype
+            np.testing.assert_allclose(st2[key], st1[key], rtol=tol, atol=tol)
 
 
-def test_fused_handles_strided_and_mixed_arrays(both):
-    # Arrays the C loop cannot take directly (strided, a float32 parameter
-    # with a float64 gradient) go through the NumPy twin: same result.
-    py, compiled = both
+def _odd_layouts(fg, dtype=np.float64):
+    """Parameters the C loop cannot take as raw pointers, and plain twins of them."""
     rng = np.random.default_rng(3)
-    base = rng.standard_normal((4, 6))
-    grads = [rng.standard_normal((4, 3)), rng.standard_normal(5), rng.standard_normal(5)]
+    base = rng.standard_normal((4, 6)).astype(dtype)
+    buf = np.zeros(base[1].nbytes + 1, dtype=np.uint8)
+    unaligned = buf[1:].view(dtype)                    # misaligned by one byte
+    unaligned[...] = base[1]
+    odd = [base.copy()[:, ::2], base.copy()[::-1], unaligned]
+    plain = [np.array(a, order="C", copy=True) for a in odd]
+    grads = [rng.standard_normal(a.shape).astype(dtype) for a in odd]
+    return odd, plain, grads
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("Adam", dict(lr=0.1, amsgrad=True)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
+    ("Adagrad", dict(lr=0.1)),
+])
+def test_strided_and_misaligned_params_are_updated_correctly(fg, name, kwargs):
+    # On the compiled core these take a working copy that is copied back: the
+    # same values as the same update on plain contiguous arrays, in place.
+    odd, plain, grads = _odd_layouts(fg)
     results = []
-    for module in (py._core.fused, compiled._core.fused):
-        params = [base.copy()[:, ::2], np.ones(5), np.ones(5, dtype=np.float32)]
-        bufs = [None, None, None]
-        for _ in range(3):
-            module.sgd_step(params, grads, bufs, 0.1, 0.9, 0.0, 0.0, False, False)
-        assert all(b is not None for b in bufs)
-        results.append(params)
+    for arrays in (odd, plain):
+        params = [fg.from_numpy(a) for a in arrays]
+        for p in params:
+            p.requires_grad = True
+        opt = getattr(fg.optim, name)(params, **kwargs)
+        for k in range(3):
+            for p, g in zip(params, grads):
+                p.grad = fg.tensor(g * (k + 1))
+            opt.step()
+        assert [p._version_counter for p in params] == [3, 3, 3]
+        assert all(p.data is a for p, a in zip(params, arrays))
+        results.append([a.copy() for a in arrays])
     for a, b in zip(*results):
-        np.testing.assert_allclose(b, a, rtol=1e-12)
-    np.testing.assert_allclose(results[1][1], 1.0 - 0.1 * grads[1] * (1 + 1.9 + 2.71), rtol=1e-12)
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][0], _odd_layouts(fg)[0][0])    # it did move
+
+
+def test_strided_and_swapped_gradients_are_read_correctly(fg):
+    rng = np.random.default_rng(4)
+    g = rng.standard_normal((4, 6))
+    for grad in (g[:, ::2], g[:, ::2].astype(g.dtype.newbyteorder())):
+        p = fg.tensor(np.ones((4, 3)), requires_grad=True)
+        p.grad = fg.from_numpy(grad)
+        fg.optim.SGD([p], lr=0.5).step()
+        np.testing.assert_array_equal(p.data, 1.0 - 0.5 * g[:, ::2])
 
 
 def test_fused_module_follows_the_core(fg):

@@ -1,36 +1,53 @@
 # cython: language_level=3
-"""Fused optimizer updates: one call updates every parameter of a group.
+"""Fused optimizer updates: one call performs a whole optimizer step.
 
-The functions of fused_reference.py, in the same order, with the same
-arguments and the same arithmetic.
+The functions of fused_reference.py, with the same arguments, the same checks
+and errors (worded there: this module calls its checks when something is
+wrong) and the same arithmetic.
 
 Design
 ------
 A training step of a small model spends its optimizer time in per-parameter
 Python and NumPy calls (~0.5-1 us per ufunc call, several per parameter),
-not in arithmetic.  Here each function walks the Python lists once, takes the
-raw data pointer of every array through the NumPy C API (PyArray_DATA /
+not in arithmetic.  Here each function walks the groups once, takes the raw
+data pointer of every array through the NumPy C API (PyArray_DATA /
 PyArray_SIZE: a few ns; a typed memoryview costs ~0.35 us per array) and
 runs one `noexcept nogil` C loop per parameter that reads and writes each
 element once.
+
+Two phases, as in fused_reference.py:
+
+1. Gather and check (`_Plan`).  Everything the update will touch is checked,
+   for every group, before anything changes; new state arrays are allocated
+   but not yet stored.  Any error raises here, with nothing changed.
+2. Commit.  The kernels of all groups, the step counts, storing the new state
+   entries, copying back working copies and the version bumps (the core's
+   TensorBase field, cimported) run in this one C call with no Python
+   bytecode in between.  CPython runs signal handlers only between
+   bytecodes, so a KeyboardInterrupt lands before or after the step, never
+   inside it: a step is all-or-nothing.
 
 * float32 and float64 through the `floating` fused type.  The arithmetic is
   done in the array's own type, with the Python-number hyper-parameters
   rounded to it first, in the order fused_reference.py uses, exactly as
   NumPy evaluates `p -= lr * d` on a float32 array; so the two modules agree
   to the last bit on machines without fused multiply-add contraction.
-* An array the kernels cannot take (not C-contiguous, unaligned, byte-swapped,
-  read-only, or a dtype that differs from its parameter's) is rare; such a
-  parameter is handed to the reference function instead, so the result is
-  the same either way.
+* A parameter or state array the kernels cannot take as a raw pointer
+  (strided, unaligned, byte-swapped) is rare; it gets a native C-contiguous
+  working copy in phase 1 that is copied back in phase 2, so the result is
+  the same either way.  Such a gradient is copied once (never written).
+  Read-only memory is refused in phase 1: a raw pointer would write to it.
 * Big arrays run with the GIL released.
 """
 cimport numpy as cnp
-from libc.math cimport pow as c_pow, sqrt as c_sqrt
+from cpython.dict cimport PyDict_SetItem
+from libc.math cimport isfinite, pow as c_pow, sqrt as c_sqrt
+from libc.stdlib cimport free, malloc
 
 import numpy as np
 
 from . import fused_reference as _ref
+from ._tape cimport TensorBase
 
 cnp.import_array()
 
@@ -61,23 +78,233 @@ cdef inline char* _ptr(object a, int typenum, Py_ssize_t n, bint write):
     return <char*>cnp.PyArray_DATA(arr)
 
 
-cdef inline int _typenum(object p):
+cdef inline bint _same_shape(object a, object b):
+    """Both ndarrays (checked by the caller), with equal shapes."""
+    cdef cnp.ndarray x = <cnp.ndarray>a
+    cdef cnp.ndarray y = <cnp.ndarray>b
+    cdef int i, nd = cnp.PyArray_NDIM(x)
+    if cnp.PyArray_NDIM(y) != nd:
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIMS(x)[i] != cnp.PyArray_DIMS(y)[i]:
+            return False
+    return True
+
+
+cdef inline int _typenum(object a):
     """NPY_FLOAT32 / NPY_FLOAT64 for a float ndarray, else -1."""
-    if not cnp.PyArray_Check(p):
+    if not cnp.PyArray_Check(a):
         return -1
-    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>p)
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
     if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64:
         return t
     return -1
 
 
-cdef inline double _next_step(object step):
-    """Increment a 0-d float64 step counter in place; return the new count (-1: not usable)."""
-    cdef double* s = <double*>_ptr(step, cnp.NPY_FLOAT64, 1, True)
-    if s == NULL:
-        return -1
-    s[0] += 1
-    return s[0]
+cdef inline object _native(int typenum):
+    return np.float64 if typenum == cnp.NPY_FLOAT64 else np.float32
+
+
+cdef inline double _num(str name, int gi, dict group, str key) except? -1.0:
+    """Hyper-parameter `key` of the group as a double (checked as fused_reference does)."""
+    value = group[key]
+    if type(value) is float or type(value) is int:
+        return <double>value
+    return _ref._number(name, gi, key, value)
+
+
+cdef Py_ssize_t _first_nonfinite(const floating* g, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(g[i]):
+            return i
+    return -1
+
+
+# ---------------------------------------------------------------------------
+# Phase 1: the plan of a step
+# ---------------------------------------------------------------------------
+
+cdef struct Item:
+    int typenum          # NPY_FLOAT32 or NPY_FLOAT64
+    int group            # index into the plan's hyper-parameters
+    bint fresh           # SGD: the momentum buffer is made by this step
+    Py_ssize_t n
+    char* p              # the values (or their working copy)
+    char* g              # the gradient (or its native C-contiguous copy)
+    char* a              # state arrays; which ones is the optimizer's business
+    char* b
+    char* c
+    double* step         # the step count, or NULL
+
+
+cdef class _Plan:
+    """Everything one step will write, gathered and checked before anything changes."""
+    cdef Item* items
+    cdef Py_ssize_t count, capacity
+    cdef void* hyper        # one hyper-parameter struct per group
+    cdef dict state         # the optimizer's state (a dict, or a subclass such as defaultdict)
+    cdef list bumps         # tensors whose version counters go up
+    cdef list entries       # (state dict, key, array): state made by this step
+    cdef list new_states    # (tensor, dict): state dicts made by this step
+    cdef list copies        # (array, working copy): copied back after the kernels
+    cdef list keep          # gradient copies the pointers point into
+    cdef object cur         # the values of the parameter being added
+
+    def __dealloc__(self):
+        free(self.items)
+        free(self.hyper)
+
+    cdef Item* add(self, str name, int gi, int pi, object p, bint check_finite) except? NULL:
+        """Check parameter `pi` of group `gi` and plan its update; NULL if it has no gradient."""
+        cdef TensorBase t
+        cdef Item* it
+        cdef int typenum
+        cdef Py_ssize_t n, bad
+        cdef char* pv
+        cdef char* pg
+        if not isinstance(p, TensorBase):
+            _ref._values(name, gi, pi, p)      # raises
+        t = <TensorBase>p
+        grad = t._grad
+        if grad is None:
+            return NULL
+        v = t._arr if t._arr is not None else t.data
+        g = (<TensorBase>grad)._arr if isinstance(grad, TensorBase) else None
+        if g is None:
+            g = grad.data
+        typenum = _typenum(v)
+        n = cnp.PyArray_SIZE(<cnp.ndarray>v) if typenum >= 0 else 0
+        pv = _ptr(v, typenum, n, True) if typenum >= 0 else NULL
+        pg = _ptr(g, typenum, n, False) if pv != NULL else NULL
+        if pg == NULL or not _same_shape(v, g):
+            v, g = _ref._values(name, gi, pi, p)   # raises for a real problem
+            typenum = _typenum(v)
+            n = cnp.PyArray_SIZE(<cnp.ndarray>v)
+            pv = _ptr(v, typenum, n, True)
+            if pv == NULL:
+                pv = self._working_copy(v, typenum)
+            pg = _ptr(g, typenum, n, False)
+            if pg == NULL:
+                g = np.array(g, dtype=_native(typenum), order="C")
+                if self.keep is None:
+                    self.keep = []
+                self.keep.append(g)
+                pg = <char*>cnp.PyArray_DATA(<cnp.ndarray>g)
+        if self.count >= self.capacity:
+            raise RuntimeError("%s: the parameter groups changed while the step was gathered"
+                               % name)
+        if check_finite:
+            if typenum == cnp.NPY_FLOAT64:
+                bad = _first_nonfinite(<double*>pg, n)
+            else:
+                bad = _first_nonfinite(<float*>pg, n)
+            if bad >= 0:
+                _ref._finite(name, gi, pi, g)                 # raises
+        it = &self.items[self.count]
+        self.count += 1
+        it.typenum = typenum
+        it.group = gi
+        it.fresh = False
+        it.n = n
+        it.p = pv
+        it.g = pg
+        it.a = it.b = it.c = NULL
+        it.step = NULL
+        self.bumps.append(p)
+        self.cur = v
+        return it
+
+    cdef char* _working_copy(self, object a, int typenum) except? NULL:
+        w = np.array(a, dtype=_native(typenum), order="C")
+        if self.copies is None:
+            self.copies = []
+        self.copies.append((a, w))
+        return <char*>cnp.PyArray_DATA(<cnp.ndarray>w)
+
+    cdef dict state_of(self, str name, int gi, int pi, object p):
+        """The parameter's state dict; a new one (stored at commit) if it has none."""
+        st = self.state.get(p)
+        if st is None:
+            st = {}
+            if self.new_states is None:
+                self.new_states = []
+            self.new_states.append((p, st))
+        elif not isinstance(st, dict):
+            _ref._state_of(name, gi, pi, self.state, p)     # raises
+        return <dict>st
+
+    cdef void _entry(self, dict st, str key, object a):
+        if self.entries is None:
+            self.entries = []
+        self.entries.append((st, key, a))
+
+    cdef char* array(self, str name, int gi, int pi, dict st, str key, Item* it,
+                     object fill) except? NULL:
+        """Pointer to state array `key`; made when missing (zeros, `fill`, or empty if None)."""
+        cdef char* pa
+        a = st.get(key)
+        v = self.cur
+        if a is None:
+            if fill is None:
+                a = np.empty(v.shape, dtype=_native(it.typenum))
+            else:
+                a = np.full(v.shape, fill, dtype=_native(it.typenum))
+            self._entry(st, key, a)
+            return <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
+        pa = _ptr(a, it.typenum, it.n, True)
+        if pa != NULL and _same_shape(a, v):
+            return pa
+        a = _ref._state_array(name, gi, pi, st, key, v)     # raises for a real problem
+        return self._working_copy(a, it.typenum)
+
+    cdef double* step(self, str name, int gi, int pi, dict st) except? NULL:
+        """Pointer to the 'step' count (a new 0-d float64 array when missing)."""
+        cdef char* ps
+        s = st.get("step")
+        if s is None:
+            s = np.zeros((), dtype=np.float64)
+            self._entry(st, "step", s)
+            return <double*>cnp.PyArray_DATA(<cnp.ndarray>s)
+        ps = _ptr(s, cnp.NPY_FLOAT64, 1, True)
+        if ps != NULL and cnp.PyArray_NDIM(<cnp.ndarray>s) == 0:
+            return <double*>ps
+        s = _ref._state_step(name, gi, pi, st)              # raises for a real problem
+        return <double*>self._working_copy(s, cnp.NPY_FLOAT64)
+
+    cdef int commit(self) except -1:
+        """Phase 2 after the kernels: no Python bytecode runs in here."""
+        if self.copies is not None:
+            for a, w in self.copies:
+                cnp.PyArray_CopyInto(<cnp.ndarray>a, <cnp.ndarray>w)
+        if self.entries is not None:
+            for st, key, a in self.entries:
+                PyDict_SetItem(st, key, a)
+        if self.new_states is not None:
+            for p, st in self.new_states:
+                PyDict_SetItem(self.state, p, st)
+        for p in self.bumps:
+            (<TensorBase>p)._version += 1
+        return 0
+
+
+cdef _Plan _new_plan(str name, list groups, object state, size_t hyper_size):
+    cdef dict group
+    cdef _Plan plan = _Plan.__new__(_Plan)
+    cdef Py_ssize_t total = 0
+    if not isinstance(state, dict):
+        raise TypeError("%s: the optimizer's state must be a dict, got %s"
+                        % (name, type(state).__name__))
+    for group in groups:
+        total += len(group["params"])
+    plan.items = <Item*>malloc((total + 1) * sizeof(Item))
+    plan.hyper = malloc((len(groups) + 1) * hyper_size)
+    if plan.items == NULL or plan.hyper == NULL:
+        raise MemoryError()
+    plan.capacity = total
+    plan.state = <dict>state
+    plan.bumps = []
+    return plan
 
 
 # ---------------------------------------------------------------------------
@@ -124,61 +351,58 @@ cdef void sgd_kernel(floating* p, const floating* g, floating* buf, Py_ssize_t n
         p[i] = p[i] - f_lr * d
 
 
-def sgd_step(list params, list grads, momentum_buffers, double lr, double momentum,
-             double dampening, double weight_decay, bint nesterov, bint maximize):
+cdef struct SGDHyper:
+    double lr, momentum, dampening, weight_decay
+    bint nesterov, maximize
+
+
+cdef void _sgd_item(Item* it, SGDHyper* h) noexcept nogil:
+    if it.typenum == cnp.NPY_FLOAT64:
+        sgd_kernel(<double*>it.p, <double*>it.g, <double*>it.a, it.n, h.lr, h.momentum,
+                   h.dampening, h.weight_decay, h.nesterov, h.maximize, it.fresh)
+    else:
+        sgd_kernel(<float*>it.p, <float*>it.g, <float*>it.a, it.n, h.lr, h.momentum,
+                   h.dampening, h.weight_decay, h.nesterov, h.maximize, it.fresh)
+
+
+def sgd_step(str name, list groups, state, bint check_finite=False):
     """SGD with optional momentum, dampening, Nesterov and weight decay (see fused_reference)."""
-    cdef Py_ssize_t i, n, count = len(params)
-    cdef int typenum
-    cdef char* pp
-    cdef char* pg
-    cdef char* pb
-    cdef bint fresh
-    cdef bint use_buf = momentum != 0
-    cdef list bufs = momentum_buffers if use_buf else None
-    cdef list slow = []
-    if len(grads) != count or (use_buf and len(bufs) != count):
-        raise ValueError("sgd_step: params, grads and momentum_buffers differ in length")
-    for i in range(count):
-        p = params[i]
-        typenum = _typenum(p)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>p) if typenum >= 0 else 0
-        pp = _ptr(p, typenum, n, True) if typenum >= 0 else NULL
-        pg = _ptr(grads[i], typenum, n, False) if pp != NULL else NULL
-        pb = NULL
-        fresh = False
-        if pg != NULL and use_buf:
-            if bufs[i] is None:
-                bufs[i] = np.empty_like(p)
-                fresh = True
-            pb = _ptr(bufs[i], typenum, n, True)
-            if pb == NULL and fresh:
-                bufs[i] = None
-        if pg == NULL or (use_buf and pb == NULL):
-            slow.append(i)
-            continue
-        if typenum == cnp.NPY_FLOAT64:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    sgd_kernel(<double*>pp, <double*>pg, <double*>pb, n, lr, momentum, dampening,
-                               weight_decay, nesterov, maximize, fresh)
-            else:
-                sgd_kernel(<double*>pp, <double*>pg, <double*>pb, n, lr, momentum, dampening,
-                           weight_decay, nesterov, maximize, fresh)
+    cdef _Plan plan = _new_plan(name, groups, state, sizeof(SGDHyper))
+    cdef SGDHyper* hy = <SGDHyper*>plan.hyper
+    cdef SGDHyper* h
+    cdef Item* it
+    cdef int gi, pi
+    cdef dict group, st
+    cdef Py_ssize_t k
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        h.lr = _num(name, gi, group, "lr")
+        h.momentum = _num(name, gi, group, "momentum")
+        h.dampening = _num(name, gi, group, "dampening")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        h.nesterov = group["nesterov"]
+        h.maximize = group["maximize"]
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        pi = 0
+        for p in group["params"]:
+            it = plan.add(name, gi, pi, p, check_finite)
+            if it != NULL and h.momentum != 0:
+                st = plan.state_of(name, gi, pi, p)
+                it.fresh = st.get("momentum_buffer") is None
+                it.a = plan.array(name, gi, pi, st, "momentum_buffer", it, None)
+            pi += 1
+    # Phase 2: no Python bytecode from here on.
+    for k in range(plan.count):
+        it = &plan.items[k]
+        if it.n >= NOGIL_MIN:
+            with nogil:
+                _sgd_item(it, &hy[it.group])
         else:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    sgd_kernel(<float*>pp, <float*>pg, <float*>pb, n, lr, momentum, dampening,
-                               weight_decay, nesterov, maximize, fresh)
-            else:
-                sgd_kernel(<float*>pp, <float*>pg, <float*>pb, n, lr, momentum, dampening,
-                           weight_decay, nesterov, maximize, fresh)
-    if slow:
-        sub_bufs = [bufs[i] for i in slow] if use_buf else None
-        _ref.sgd_step([params[i] for i in slow], [grads[i] for i in slow], sub_bufs, lr, momentum,
-                      dampening, weight_decay, nesterov, maximize)
-        if use_buf:
-            for k, i in enumerate(slow):
-                bufs[i] = sub_bufs[k]
+            _sgd_item(it, &hy[it.group])
+    plan.commit()
 
 
 # ---------------------------------------------------------------------------
@@ -229,61 +453,70 @@ cdef void adam_kernel(floating* p, const floating* g, floating* m, floating* v, 
         p[i] = p[i] - f_step * (m[i] / denom)
 
 
-def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, max_exp_avg_sqs,
-              list steps, double lr, double beta1, double beta2, double eps, double weight_decay,
-              bint amsgrad, bint maximize, bint decoupled):
+cdef struct AdamHyper:
+    double lr, beta1, beta2, eps, weight_decay
+    bint amsgrad, maximize, decoupled
+
+
+cdef void _adam_item(Item* it, AdamHyper* h) noexcept nogil:
+    it.step[0] += 1
+    if it.typenum == cnp.NPY_FLOAT64:
+        adam_kernel(<double*>it.p, <double*>it.g, <double*>it.a, <double*>it.b, <double*>it.c,
+                    it.n, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.maximize,
+                    h.decoupled, it.step[0])
+    else:
+        adam_kernel(<float*>it.p, <float*>it.g, <float*>it.a, <float*>it.b, <float*>it.c,
+                    it.n, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.maximize,
+                    h.decoupled, it.step[0])
+
+
+def adam_step(str name, list groups, state, bint check_finite=False, bint decoupled=False):
     """Adam (decoupled=False) and AdamW (decoupled=True), with optional AMSGrad."""
-    cdef Py_ssize_t i, n, count = len(params)
-    cdef int typenum
-    cdef char* pp
-    cdef char* pg
-    cdef char* pm
-    cdef char* pv
-    cdef char* px
-    cdef double t
-    cdef list vmaxes = max_exp_avg_sqs if amsgrad else None
-    cdef list slow = []
-    if len(grads) != count or len(exp_avgs) != count or len(exp_avg_sqs) != count \
-            or len(steps) != count or (amsgrad and len(vmaxes) != count):
-        raise ValueError("adam_step: the parameter and state lists differ in length")
-    for i in range(count):
-        p = params[i]
-        typenum = _typenum(p)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>p) if typenum >= 0 else 0
-        pp = _ptr(p, typenum, n, True) if typenum >= 0 else NULL
-        pg = _ptr(grads[i], typenum, n, False) if pp != NULL else NULL
-        pm = _ptr(exp_avgs[i], typenum, n, True) if pg != NULL else NULL
-        pv = _ptr(exp_avg_sqs[i], typenum, n, True) if pm != NULL else NULL
-        px = NULL
-        if amsgrad and pv != NULL:
-            px = _ptr(vmaxes[i], typenum, n, True)
-        if pv == NULL or (amsgrad and px == NULL) \
-                or _ptr(steps[i], cnp.NPY_FLOAT64, 1, True) == NULL:
-            slow.append(i)
-            continue
-        t = _next_step(steps[i])
-        if typenum == cnp.NPY_FLOAT64:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    adam_kernel(<double*>pp, <double*>pg, <double*>pm, <double*>pv, <double*>px,
-                                n, lr, beta1, beta2, eps, weight_decay, maximize, decoupled, t)
-            else:
-                adam_kernel(<double*>pp, <double*>pg, <double*>pm, <double*>pv, <double*>px,
-                            n, lr, beta1, beta2, eps, weight_decay, maximize, decoupled, t)
+    cdef _Plan plan = _new_plan(name, groups, state, sizeof(AdamHyper))
+    cdef AdamHyper* hy = <AdamHyper*>plan.hyper
+    cdef AdamHyper* h
+    cdef Item* it
+    cdef int gi, pi
+    cdef dict group, st
+    cdef Py_ssize_t k
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        h.lr = _num(name, gi, group, "lr")
+        h.eps = _num(name, gi, group, "eps")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        betas = group["betas"]
+        if not (type(betas) is tuple and len(<tuple>betas) == 2
+                and type(betas[0]) is float and type(betas[1]) is float):
+            betas = _ref._betas(name, gi, group)
+        h.beta1 = betas[0]
+        h.beta2 = betas[1]
+        h.amsgrad = group["amsgrad"]
+        h.maximize = group["maximize"]
+        h.decoupled = decoupled
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        pi = 0
+        for p in group["params"]:
+            it = plan.add(name, gi, pi, p, check_finite)
+            if it != NULL:
+                st = plan.state_of(name, gi, pi, p)
+                it.a = plan.array(name, gi, pi, st, "exp_avg", it, 0.0)
+                it.b = plan.array(name, gi, pi, st, "exp_avg_sq", it, 0.0)
+                if h.amsgrad:
+                    it.c = plan.array(name, gi, pi, st, "max_exp_avg_sq", it, 0.0)
+                it.step = plan.step(name, gi, pi, st)
+            pi += 1
+    # Phase 2: no Python bytecode from here on.
+    for k in range(plan.count):
+        it = &plan.items[k]
+        if it.n >= NOGIL_MIN:
+            with nogil:
+                _adam_item(it, &hy[it.group])
         else:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    adam_kernel(<float*>pp, <float*>pg, <float*>pm, <float*>pv, <float*>px,
-                                n, lr, beta1, beta2, eps, weight_decay, maximize, decoupled, t)
-            else:
-                adam_kernel(<float*>pp, <float*>pg, <float*>pm, <float*>pv, <float*>px,
-                            n, lr, beta1, beta2, eps, weight_decay, maximize, decoupled, t)
-    if slow:
-        _ref.adam_step([params[i] for i in slow], [grads[i] for i in slow],
-                       [exp_avgs[i] for i in slow], [exp_avg_sqs[i] for i in slow],
-                       [vmaxes[i] for i in slow] if amsgrad else None,
-                       [steps[i] for i in slow], lr, beta1, beta2, eps, weight_decay, amsgrad,
-                       maximize, decoupled)
+            _adam_item(it, &hy[it.group])
+    plan.commit()
 
 
 # ---------------------------------------------------------------------------
@@ -319,61 +552,65 @@ cdef void rmsprop_kernel(floating* p, const floating* g, floating* v, floating* 
             p[i] = p[i] - f_lr * (gi / avg)
 
 
-def rmsprop_step(list params, list grads, list square_avgs, grad_avgs, momentum_buffers,
-                 list steps, double lr, double alpha, double eps, double weight_decay,
-                 double momentum, bint centered, bint maximize):
+cdef struct RMSpropHyper:
+    double lr, alpha, eps, weight_decay, momentum
+    bint centered, maximize
+
+
+cdef void _rmsprop_item(Item* it, RMSpropHyper* h) noexcept nogil:
+    it.step[0] += 1
+    if it.typenum == cnp.NPY_FLOAT64:
+        rmsprop_kernel(<double*>it.p, <double*>it.g, <double*>it.a, <double*>it.b,
+                       <double*>it.c, it.n, h.lr, h.alpha, h.eps, h.weight_decay, h.momentum,
+                       h.maximize)
+    else:
+        rmsprop_kernel(<float*>it.p, <float*>it.g, <float*>it.a, <float*>it.b, <float*>it.c,
+                       it.n, h.lr, h.alpha, h.eps, h.weight_decay, h.momentum, h.maximize)
+
+
+def rmsprop_step(str name, list groups, state, bint check_finite=False):
     """RMSprop, optionally centered and with momentum (see fused_reference)."""
-    cdef Py_ssize_t i, n, count = len(params)
-    cdef int typenum
-    cdef char* pp
-    cdef char* pg
-    cdef char* pv
-    cdef char* pa
-    cdef char* pb
-    cdef bint use_buf = momentum > 0
-    cdef list gavgs = grad_avgs if centered else None
-    cdef list bufs = momentum_buffers if use_buf else None
-    cdef list slow = []
-    if len(grads) != count or len(square_avgs) != count or len(steps) != count \
-            or (centered and len(gavgs) != count) or (use_buf and len(bufs) != count):
-        raise ValueError("rmsprop_step: the parameter and state lists differ in length")
-    for i in range(count):
-        p = params[i]
-        typenum = _typenum(p)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>p) if typenum >= 0 else 0
-        pp = _ptr(p, typenum, n, True) if typenum >= 0 else NULL
-        pg = _ptr(grads[i], typenum, n, False) if pp != NULL else NULL
-        pv = _ptr(square_avgs[i], typenum, n, True) if pg != NULL else NULL
-        pa = _ptr(gavgs[i], typenum, n, True) if centered and pv != NULL else NULL
-        pb = _ptr(bufs[i], typenum, n, True) if use_buf and pv != NULL else NULL
-        if pv == NULL or (centered and pa == NULL) or (use_buf and pb == NULL) \
-                or _next_step(steps[i]) < 0:
-            slow.append(i)
-            continue
-        if typenum == cnp.NPY_FLOAT64:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    rmsprop_kernel(<double*>pp, <double*>pg, <double*>pv, <double*>pa,
-                                   <double*>pb, n, lr, alpha, eps, weight_decay, momentum,
-                                   maximize)
-            else:
-                rmsprop_kernel(<double*>pp, <double*>pg, <double*>pv, <double*>pa, <double*>pb,
-                               n, lr, alpha, eps, weight_decay, momentum, maximize)
+    cdef _Plan plan = _new_plan(name, groups, state, sizeof(RMSpropHyper))
+    cdef RMSpropHyper* hy = <RMSpropHyper*>plan.hyper
+    cdef RMSpropHyper* h
+    cdef Item* it
+    cdef int gi, pi
+    cdef dict group, st
+    cdef Py_ssize_t k
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        h.lr = _num(name, gi, group, "lr")
+        h.alpha = _num(name, gi, group, "alpha")
+        h.eps = _num(name, gi, group, "eps")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        h.momentum = _num(name, gi, group, "momentum")
+        h.centered = group["centered"]
+        h.maximize = group["maximize"]
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        pi = 0
+        for p in group["params"]:
+            it = plan.add(name, gi, pi, p, check_finite)
+            if it != NULL:
+                st = plan.state_of(name, gi, pi, p)
+                it.a = plan.array(name, gi, pi, st, "square_avg", it, 0.0)
+                if h.momentum > 0:
+                    it.c = plan.array(name, gi, pi, st, "momentum_buffer", it, 0.0)
+                if h.centered:
+                    it.b = plan.array(name, gi, pi, st, "grad_avg", it, 0.0)
+                it.step = plan.step(name, gi, pi, st)
+            pi += 1
+    # Phase 2: no Python bytecode from here on.
+    for k in range(plan.count):
+        it = &plan.items[k]
+        if it.n >= NOGIL_MIN:
+            with nogil:
+                _rmsprop_item(it, &hy[it.group])
         else:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    rmsprop_kernel(<float*>pp, <float*>pg, <float*>pv, <float*>pa, <float*>pb,
-                                   n, lr, alpha, eps, weight_decay, momentum, maximize)
-            else:
-                rmsprop_kernel(<float*>pp, <float*>pg, <float*>pv, <float*>pa, <float*>pb,
-                               n, lr, alpha, eps, weight_decay, momentum, maximize)
-    if slow:
-        _ref.rmsprop_step([params[i] for i in slow], [grads[i] for i in slow],
-                          [square_avgs[i] for i in slow],
-                          [gavgs[i] for i in slow] if centered else None,
-                          [bufs[i] for i in slow] if use_buf else None,
-                          [steps[i] for i in slow], lr, alpha, eps, weight_decay, momentum,
-                          centered, maximize)
+            _rmsprop_item(it, &hy[it.group])
+    plan.commit()
 
 
 # ---------------------------------------------------------------------------
@@ -397,46 +634,56 @@ cdef void adagrad_kernel(floating* p, const floating* g, floating* s, Py_ssize_t
         p[i] = p[i] - f_clr * (gi / std)
 
 
-def adagrad_step(list params, list grads, list state_sums, list steps, double lr,
-                 double lr_decay, double weight_decay, double eps, bint maximize):
+cdef struct AdagradHyper:
+    double lr, lr_decay, weight_decay, eps, initial
+    bint maximize
+
+
+cdef void _adagrad_item(Item* it, AdagradHyper* h) noexcept nogil:
+    it.step[0] += 1
+    if it.typenum == cnp.NPY_FLOAT64:
+        adagrad_kernel(<double*>it.p, <double*>it.g, <double*>it.a, it.n, h.lr, h.lr_decay,
+                       h.weight_decay, h.eps, h.maximize, it.step[0])
+    else:
+        adagrad_kernel(<float*>it.p, <float*>it.g, <float*>it.a, it.n, h.lr, h.lr_decay,
+                       h.weight_decay, h.eps, h.maximize, it.step[0])
+
+
+def adagrad_step(str name, list groups, state, bint check_finite=False):
     """Adagrad with learning-rate decay (see fused_reference)."""
-    cdef Py_ssize_t i, n, count = len(params)
-    cdef int typenum
-    cdef char* pp
-    cdef char* pg
-    cdef char* ps
-    cdef double t
-    cdef list slow = []
-    if len(grads) != count or len(state_sums) != count or len(steps) != count:
-        raise ValueError("adagrad_step: the parameter and state lists differ in length")
-    for i in range(count):
-        p = params[i]
-        typenum = _typenum(p)
-        n = cnp.PyArray_SIZE(<cnp.ndarray>p) if typenum >= 0 else 0
-        pp = _ptr(p, typenum, n, True) if typenum >= 0 else NULL
-        pg = _ptr(grads[i], typenum, n, False) if pp != NULL else NULL
-        ps = _ptr(state_sums[i], typenum, n, True) if pg != NULL else NULL
-        if ps == NULL or _ptr(steps[i], cnp.NPY_FLOAT64, 1, True) == NULL:
-            slow.append(i)
-            continue
-        t = _next_step(steps[i])
-        if typenum == cnp.NPY_FLOAT64:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    adagrad_kernel(<double*>pp, <double*>pg, <double*>ps, n, lr, lr_decay,
-                                   weight_decay, eps, maximize, t)
-            else:
-                adagrad_kernel(<double*>pp, <double*>pg, <double*>ps, n, lr, lr_decay,
-                               weight_decay, eps, maximize, t)
+    cdef _Plan plan = _new_plan(name, groups, state, sizeof(AdagradHyper))
+    cdef AdagradHyper* hy = <AdagradHyper*>plan.hyper
+    cdef AdagradHyper* h
+    cdef Item* it
+    cdef int gi, pi
+    cdef dict group, st
+    cdef Py_ssize_t k
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        h.lr = _num(name, gi, group, "lr")
+        h.lr_decay = _num(name, gi, group, "lr_decay")
+        h.weight_decay = _num(name, gi, group, "weight_decay")
+        h.eps = _num(name, gi, group, "eps")
+        h.initial = _num(name, gi, group, "initial_accumulator_value")
+        h.maximize = group["maximize"]
+    for gi in range(len(groups)):
+        group = groups[gi]
+        h = &hy[gi]
+        pi = 0
+        for p in group["params"]:
+            it = plan.add(name, gi, pi, p, check_finite)
+            if it != NULL:
+                st = plan.state_of(name, gi, pi, p)
+                it.a = plan.array(name, gi, pi, st, "sum", it, h.initial)
+                it.step = plan.step(name, gi, pi, st)
+            pi += 1
+    # Phase 2: no Python bytecode from here on.
+    for k in range(plan.count):
+        it = &plan.items[k]
+        if it.n >= NOGIL_MIN:
+            with nogil:
+                _adagrad_item(it, &hy[it.group])
         else:
-            if n >= NOGIL_MIN:
-                with nogil:
-                    adagrad_kernel(<float*>pp, <float*>pg, <float*>ps, n, lr, lr_decay,
-                                   weight_decay, eps, maximize, t)
-            else:
-                adagrad_kernel(<float*>pp, <float*>pg, <float*>ps, n, lr, lr_decay,
-                               weight_decay, eps, maximize, t)
-    if slow:
-        _ref.adagrad_step([params[i] for i in slow], [grads[i] for i in slow],
-                          [state_sums[i] for i in slow], [steps[i] for i in slow], lr, lr_decay,
-                          weight_decay, eps, maximize)
+            _adagrad_item(it, &hy[it.group])
+    plan.commit()

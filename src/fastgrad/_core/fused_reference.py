@@ -1,10 +1,14 @@
-"""Optimizer updates, one call per parameter group: the readable twin of _fused.pyx.
+"""Optimizer updates, one call per step: the readable twin of _fused.pyx.
 
-Each function takes parallel lists (one entry per parameter) of NumPy arrays:
-the parameters' values, their gradients and the optimizer's state arrays, and
-updates the parameters and the state IN PLACE.  The formulas are
-torch.optim's single-tensor ("for-loop") updates, written in the same order
-of operations so that both cores and PyTorch agree to rounding:
+Each function takes the optimizer's name (for messages), its `param_groups`
+(dicts with 'params' and the hyper-parameters), its `state` (a dict from
+tensor to a dict of NumPy arrays) and `check_finite`, and performs one whole
+step: every parameter of every group that has a gradient is updated IN
+PLACE, its state arrays too (created on first use), its 'step' count goes up
+and its version counter is bumped.  Parameters without a gradient are left
+alone and get no state.  The formulas are torch.optim's single-tensor
+("for-loop") updates, written in the same order of operations so that both
+cores and PyTorch agree to rounding:
 
     SGD      d = g + wd*p;  buf = mu*buf + (1 - dampening)*d  (buf = d at first)
              d = d + mu*buf (nesterov) or buf;  p -= lr*d
@@ -15,109 +19,354 @@ of operations so that both cores and PyTorch agree to rounding:
              p -= lr * (g/avg)   or, with momentum, buf = mu*buf + g/avg; p -= lr*buf
     Adagrad  s += g*g;  p -= lr/(1 + (t - 1)*lr_decay) * g/(sqrt(s) + eps)
 
-`steps` entries are 0-d float64 arrays (the per-parameter step counts, as
-PyTorch keeps them), incremented in place.  Gradients are never written to.
+Two phases, in both modules:
 
-The compiled module has the same functions, in the same order, with the same
-arguments; it runs the whole group in one C loop and hands any array it cannot
-take raw pointers of (strided, mixed dtypes) back to these functions.
+1. Check everything, for all groups, before anything changes: each
+   gradient has its parameter's float dtype and shape, each parameter and
+   state array the update writes is writeable and has the right dtype and
+   shape, and (check_finite) no gradient holds a NaN or an infinity.  A
+   failed check raises, naming the optimizer, the group and the parameter
+   index, and leaves values, state and version counters as they were.
+2. Update.  Here that is a Python loop of NumPy calls: a KeyboardInterrupt
+   (or any signal handler that raises) can arrive between two of them and
+   leave the step partly applied (some parameters updated, or a parameter
+   updated without its version bump).  The compiled module runs the whole
+   phase 2 of all groups inside one C call, which no signal handler can
+   interrupt: there a step is all-or-nothing.
+
+Gradients are never written to.  Hyper-parameters are read with float() so
+that they act on float32 arrays as Python numbers do (rounded to float32).
 """
 import math
 
 import numpy as np
 
+# The chosen core (set before this module is imported): its TensorBase is
+# what a parameter must be.
+from . import core
 
-def sgd_step(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay, nesterov,
-             maximize):
+_FLOATS = (np.float32, np.float64)
+
+
+# ---------------------------------------------------------------------------
+# Phase 1: the checks (the compiled module calls these to word its errors)
+# ---------------------------------------------------------------------------
+
+def _values(name, gi, pi, p):
+    """(values, gradient values) of parameter `pi` of group `gi`, checked.
+
+    (None, None) when it has no gradient.
+    """
+    if not isinstance(p, core.TensorBase):
+        raise TypeError("%s: parameter %d in group %d is a %s, not a Tensor"
+                        % (name, pi, gi, type(p).__name__))
+    grad = p.grad
+    if grad is None:
+        return None, None
+    v = p.data
+    if v.dtype.type not in _FLOATS:
+        raise TypeError("%s: parameter %d in group %d has dtype %s, expected float32 or float64"
+                        % (name, pi, gi, v.dtype.name))
+    if not v.flags.writeable:
+        raise ValueError("%s: parameter %d in group %d is read-only (its values live in "
+                         "read-only memory), so it cannot be updated in place"
+                         % (name, pi, gi))
+    g = grad.data
+    if g.dtype.type is not v.dtype.type:
+        raise TypeError("%s: gradient of parameter %d in group %d has dtype %s, expected %s"
+                        % (name, pi, gi, g.dtype.name, v.dtype.name))
+    if g.shape != v.shape:
+        raise ValueError("%s: gradient of parameter %d in group %d has shape %s, expected %s"
+                         % (name, pi, gi, g.shape, v.shape))
+    return v, g
+
+
+def _finite(name, gi, pi, g):
+    """Raise if the gradient holds a NaN or an infinity (check_finite)."""
+    bad = np.flatnonzero(~np.isfinite(g))
+    if bad.size:
+        raise ValueError("%s: gradient of parameter %d in group %d has a non-finite value (%r at "
+                         "flat index %d); the step was refused (error_if_nonfinite=True)"
+                         % (name, pi, gi, float(g.reshape(-1)[bad[0]]), bad[0]))
+
+
+def _state_of(name, gi, pi, state, p):
+    """The parameter's state dict, or None if it has none yet."""
+    st = state.get(p)
+    if st is not None and not isinstance(st, dict):
+        raise TypeError("%s: the state of parameter %d in group %d is a %s, expected a dict"
+                        % (name, pi, gi, type(st).__name__))
+    return st
+
+
+def _state_array(name, gi, pi, st, key, v):
+    """State entry `key` of the parameter with values `v`, checked; None if not made yet."""
+    a = st.get(key) if st is not None else None
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        raise TypeError("%s: state %r of parameter %d in group %d is a %s, expected an array"
+                        % (name, key, pi, gi, type(a).__name__))
+    if a.dtype.type is not v.dtype.type:
+        raise TypeError("%s: state %r of parameter %d in group %d has dtype %s, expected %s"
+                        % (name, key, pi, gi, a.dtype.name, v.dtype.name))
+    if a.shape != v.shape:
+        raise ValueError("%s: state %r of parameter %d in group %d has shape %s, expected %s"
+                         % (name, key, pi, gi, a.shape, v.shape))
+    if not a.flags.writeable:
+        raise ValueError("%s: state %r of parameter %d in group %d is read-only"
+                         % (name, key, pi, gi))
+    return a
+
+
+def _state_step(name, gi, pi, st):
+    """The parameter's 'step' count (a 0-d float64 array), checked; None if not made yet."""
+    s = st.get("step") if st is not None else None
+    if s is None:
+        return None
+    if not isinstance(s, np.ndarray) or s.dtype != np.float64 or s.shape != ():
+        raise TypeError("%s: state 'step' of parameter %d in group %d must be a 0-d float64 "
+                        "array, got %r" % (name, pi, gi, s))
+    if not s.flags.writeable:
+        raise ValueError("%s: state 'step' of parameter %d in group %d is read-only"
+                         % (name, pi, gi))
+    return s
+
+
+def _gather(name, groups, state, check_finite, keys, counted):
+    """Phase 1: per group, [(tensor, values, gradient, {key: state array or None}, step)].
+
+    `keys(group)` names the state arrays the group's update uses; `counted`
+    says whether the optimizer keeps a 'step' count.
+    """
+    if not isinstance(state, dict):
+        raise TypeError("%s: the optimizer's state must be a dict, got %s"
+                        % (name, type(state).__name__))
+    plan = []
+    for gi, group in enumerate(groups):
+        items = []
+        group_keys = keys(group)
+        for pi, p in enumerate(group["params"]):
+            v, g = _values(name, gi, pi, p)
+            if v is None:
+                continue
+            if check_finite:
+                _finite(name, gi, pi, g)
+            arrays, step = {}, None
+            if group_keys or counted:     # (plain SGD keeps no state)
+                st = _state_of(name, gi, pi, state, p)
+                arrays = {key: _state_array(name, gi, pi, st, key, v) for key in group_keys}
+                step = _state_step(name, gi, pi, st) if counted else None
+            items.append((p, v, g, arrays, step))
+        plan.append(items)
+    return plan
+
+
+def _number(name, gi, key, value):
+    """A hyper-parameter as a float (a string is refused: float() would parse it)."""
+    if not isinstance(value, (str, bytes)):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError("%s: hyper-parameter %r of group %d is %r, expected a number"
+                    % (name, key, gi, value))
+
+
+def _hyper(name, gi, group, *keys):
+    return [_number(name, gi, k, group[k]) for k in keys]
+
+
+def _betas(name, gi, group):
+    betas = group["betas"]
+    if isinstance(betas, (tuple, list)) and len(betas) == 2 \
+            and not any(isinstance(b, (str, bytes)) for b in betas):
+        try:
+            return [float(b) for b in betas]
+        except (TypeError, ValueError):
+            pass
+    raise TypeError("%s: hyper-parameter 'betas' of group %d is %r, expected a pair of numbers"
+                    % (name, gi, betas))
+
+
+def _native(v):
+    """The dtype of new state arrays: the parameter's, in native byte order."""
+    return v.dtype.newbyteorder("=")
+
+
+# ---------------------------------------------------------------------------
+# Phase 2 helpers
+# ---------------------------------------------------------------------------
+
+def _keep(state, p, key, value):
+    """Store a state entry made by this step."""
+    st = state.get(p)
+    if st is None:
+        st = state[p] = {}
+    st[key] = value
+
+
+def _count(state, p, step):
+    """The parameter's step count, incremented (made at 0 first); returns the new count."""
+    if step is None:
+        step = np.zeros((), dtype=np.float64)
+        _keep(state, p, "step", step)
+    step += 1
+    return float(step)
+
+
+def _zeros(state, p, key, arrays, v):
+    a = arrays[key]
+    if a is None:
+        a = np.zeros(v.shape, dtype=_native(v))
+        _keep(state, p, key, a)
+    return a
+
+
+# ---------------------------------------------------------------------------
+# The updates
+# ---------------------------------------------------------------------------
+
+def sgd_step(name, groups, state, check_finite=False):
     """SGD with optional momentum, dampening, Nesterov and weight decay.
 
-    `momentum_buffers[i]` is None before the first step with momentum; the
-    buffer is then created (a copy of the first direction) and stored in the list.
+    Hyper-parameters per group: lr, momentum, dampening, weight_decay,
+    nesterov, maximize.  The momentum buffer is made on the first step with
+    momentum (a copy of the first direction, as PyTorch does).  No 'step'.
     """
-    for i, p in enumerate(params):
-        d = -grads[i] if maximize else grads[i]
-        if weight_decay != 0:
-            d = d + weight_decay * p
-        if momentum != 0:
-            buf = momentum_buffers[i]
-            if buf is None:
-                # PyTorch starts the buffer at the first direction, not at zero.
-                buf = np.array(d, dtype=p.dtype, copy=True)
-                momentum_buffers[i] = buf
-            else:
-                buf *= momentum
-                buf += (1 - dampening) * d
-            d = d + momentum * buf if nesterov else buf
-        p -= lr * d
+    hypers = [(_hyper(name, gi, group, "lr", "momentum", "dampening", "weight_decay"),
+               bool(group["nesterov"]), bool(group["maximize"]))
+              for gi, group in enumerate(groups)]
+    plan = _gather(name, groups, state, check_finite,
+                   lambda group: ("momentum_buffer",) if group["momentum"] != 0 else (),
+                   False)
+    for items, ((lr, momentum, dampening, weight_decay), nesterov, maximize) in zip(plan, hypers):
+        for p, v, g, arrays, _ in items:
+            d = -g if maximize else g
+            if weight_decay != 0:
+                d = d + weight_decay * v
+            if momentum != 0:
+                buf = arrays["momentum_buffer"]
+                if buf is None:
+                    # PyTorch starts the buffer at the first direction, not at zero.
+                    buf = np.array(d, dtype=_native(v), copy=True)
+                    _keep(state, p, "momentum_buffer", buf)
+                else:
+                    buf *= momentum
+                    buf += (1 - dampening) * d
+                d = d + momentum * buf if nesterov else buf
+            v -= lr * d
+            p._bump_version()
 
 
-def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps,
-              weight_decay, amsgrad, maximize, decoupled):
-    """Adam (decoupled=False) and AdamW (decoupled=True), with optional AMSGrad."""
-    for i, p in enumerate(params):
-        g = -grads[i] if maximize else grads[i]
-        m, v = exp_avgs[i], exp_avg_sqs[i]
-        steps[i] += 1
-        t = float(steps[i])
-        if weight_decay != 0:
-            if decoupled:
-                p *= 1 - lr * weight_decay
-            else:
-                g = g + weight_decay * p
-        # torch's exp_avg.lerp_(g, 1 - beta1): m + w*(g - m) for w < 0.5
-        m += (1 - beta1) * (g - m)
-        v *= beta2
-        v += (1 - beta2) * g * g
-        step_size = lr / (1 - beta1 ** t)
-        bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
-        if amsgrad:
-            np.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
-            v = max_exp_avg_sqs[i]
-        denom = np.sqrt(v) / bias_correction2_sqrt + eps
-        p -= step_size * (m / denom)
+def adam_step(name, groups, state, check_finite=False, decoupled=False):
+    """Adam (decoupled=False) and AdamW (decoupled=True), with optional AMSGrad.
+
+    Hyper-parameters per group: lr, betas, eps, weight_decay, amsgrad, maximize.
+    """
+    hypers = []
+    for gi, group in enumerate(groups):
+        lr, eps, weight_decay = _hyper(name, gi, group, "lr", "eps", "weight_decay")
+        beta1, beta2 = _betas(name, gi, group)
+        hypers.append((lr, beta1, beta2, eps, weight_decay, bool(group["amsgrad"]),
+                       bool(group["maximize"])))
+    plan = _gather(name, groups, state, check_finite,
+                   lambda group: ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"]
+                   else ("exp_avg", "exp_avg_sq"), True)
+    for items, (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize) in zip(plan, hypers):
+        for p, v, grad, arrays, step in items:
+            g = -grad if maximize else grad
+            m = _zeros(state, p, "exp_avg", arrays, v)
+            sq = _zeros(state, p, "exp_avg_sq", arrays, v)
+            t = _count(state, p, step)
+            if weight_decay != 0:
+                if decoupled:
+                    v *= 1 - lr * weight_decay
+                else:
+                    g = g + weight_decay * v
+            # torch's exp_avg.lerp_(g, 1 - beta1): m + w*(g - m) for w < 0.5
+            m += (1 - beta1) * (g - m)
+            sq *= beta2
+            sq += (1 - beta2) * g * g
+            step_size = lr / (1 - beta1 ** t)
+            bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+            if amsgrad:
+                vmax = _zeros(state, p, "max_exp_avg_sq", arrays, v)
+                np.maximum(vmax, sq, out=vmax)
+                sq = vmax
+            denom = np.sqrt(sq) / bias_correction2_sqrt + eps
+            v -= step_size * (m / denom)
+            p._bump_version()
 
 
-def rmsprop_step(params, grads, square_avgs, grad_avgs, momentum_buffers, steps, lr, alpha, eps,
-                 weight_decay, momentum, centered, maximize):
+def rmsprop_step(name, groups, state, check_finite=False):
     """RMSprop, optionally centered and with momentum.
 
-    `grad_avgs` is used only when centered, `momentum_buffers` only when
-    momentum > 0 (either may then be None).
+    Hyper-parameters per group: lr, alpha, eps, weight_decay, momentum,
+    centered, maximize.  'momentum_buffer' is kept only with momentum > 0,
+    'grad_avg' only when centered.
     """
-    for i, p in enumerate(params):
-        g = -grads[i] if maximize else grads[i]
-        steps[i] += 1
-        if weight_decay != 0:
-            g = g + weight_decay * p
-        v = square_avgs[i]
-        v *= alpha
-        v += (1 - alpha) * g * g
-        if centered:
-            gavg = grad_avgs[i]
-            gavg += (1 - alpha) * (g - gavg)
-            avg = np.sqrt(v - gavg * gavg)
-        else:
-            avg = np.sqrt(v)
-        avg += eps
-        if momentum > 0:
-            buf = momentum_buffers[i]
-            buf *= momentum
-            buf += g / avg
-            p -= lr * buf
-        else:
-            p -= lr * (g / avg)
+    def keys(group):
+        out = ["square_avg"]
+        if group["momentum"] > 0:
+            out.append("momentum_buffer")
+        if group["centered"]:
+            out.append("grad_avg")
+        return tuple(out)
+
+    hypers = [(_hyper(name, gi, group, "lr", "alpha", "eps", "weight_decay", "momentum"),
+               bool(group["centered"]), bool(group["maximize"]))
+              for gi, group in enumerate(groups)]
+    plan = _gather(name, groups, state, check_finite, keys, True)
+    for items, ((lr, alpha, eps, weight_decay, momentum), centered, maximize) \
+            in zip(plan, hypers):
+        for p, v, grad, arrays, step in items:
+            g = -grad if maximize else grad
+            sq = _zeros(state, p, "square_avg", arrays, v)
+            _count(state, p, step)
+            if weight_decay != 0:
+                g = g + weight_decay * v
+            sq *= alpha
+            sq += (1 - alpha) * g * g
+            if centered:
+                gavg = _zeros(state, p, "grad_avg", arrays, v)
+                gavg += (1 - alpha) * (g - gavg)
+                avg = np.sqrt(sq - gavg * gavg)
+            else:
+                avg = np.sqrt(sq)
+            avg += eps
+            if momentum > 0:
+                buf = _zeros(state, p, "momentum_buffer", arrays, v)
+                buf *= momentum
+                buf += g / avg
+                v -= lr * buf
+            else:
+                v -= lr * (g / avg)
+            p._bump_version()
 
 
-def adagrad_step(params, grads, state_sums, steps, lr, lr_decay, weight_decay, eps, maximize):
-    """Adagrad with learning-rate decay lr / (1 + (t - 1)*lr_decay)."""
-    for i, p in enumerate(params):
-        g = -grads[i] if maximize else grads[i]
-        steps[i] += 1
-        t = float(steps[i])
-        if weight_decay != 0:
-            g = g + weight_decay * p
-        clr = lr / (1 + (t - 1) * lr_decay)
-        s = state_sums[i]
-        s += g * g
-        std = np.sqrt(s) + eps
-        p -= clr * (g / std)
+def adagrad_step(name, groups, state, check_finite=False):
+    """Adagrad with learning-rate decay lr / (1 + (t - 1)*lr_decay).
+
+    Hyper-parameters per group: lr, lr_decay, weight_decay, eps,
+    initial_accumulator_value (the sum a missing 'sum' starts at), maximize.
+    """
+    hypers = [(_hyper(name, gi, group, "lr", "lr_decay", "weight_decay", "eps",
+                      "initial_accumulator_value"), bool(group["maximize"]))
+              for gi, group in enumerate(groups)]
+    plan = _gather(name, groups, state, check_finite, lambda group: ("sum",), True)
+    for items, ((lr, lr_decay, weight_decay, eps, initial), maximize) in zip(plan, hypers):
+        for p, v, grad, arrays, step in items:
+            g = -grad if maximize else grad
+            s = arrays["sum"]
+            if s is None:
+                s = np.full(v.shape, initial, dtype=_native(v))
+                _keep(state, p, "sum", s)
+            t = _count(state, p, step)
+            if weight_decay != 0:
+                g = g + weight_decay * v
+            clr = lr / (1 + (t - 1) * lr_decay)
+            s += g * g
+            std = np.sqrt(s) + eps
+            v -= clr * (g / std)
+            p._bump_version()

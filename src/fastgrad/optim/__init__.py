@@ -3,8 +3,9 @@
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad(); loss.backward(); opt.step()
 
-Each `step()` updates all parameters of a group in one call of
-`fastgrad._core.fused` (compiled C loop, or the NumPy twin on the reference core).
+Each `step()` is one call of `fastgrad._core.fused` covering every group
+(compiled C loops, or the NumPy twin on the reference core); it checks every
+gradient, parameter and state array before it changes anything.
 """
 from . import lr_scheduler
 from .adagrad import Adagrad

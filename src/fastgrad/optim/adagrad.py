@@ -14,16 +14,18 @@ class Adagrad(Optimizer):
 
     The sums start at `initial_accumulator_value` (state is created for every
     parameter at construction, as PyTorch does).
+    `error_if_nonfinite=True` refuses a step whose gradients hold NaN or
+    inf (see Optimizer).
     """
 
     _STATE_KEYS = ("step", "sum")
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, maximize=False):
+                 eps=1e-10, *, maximize=False, error_if_nonfinite=False):
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps,
                         maximize=maximize)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, error_if_nonfinite)
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, group)
@@ -37,25 +39,9 @@ class Adagrad(Optimizer):
 
     def _init_state(self, p, group):
         st = self.state[p]
-        if "step" not in st:
-            st["step"] = np.zeros((), dtype=np.float64)
-        if "sum" not in st:
-            st["sum"] = np.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype)
-        return st
+        st["step"] = np.zeros((), dtype=np.float64)
+        st["sum"] = np.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype)
 
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure() if given."""
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, values, grads = self._with_grads(group)
-            if not params:
-                continue
-            steps, sums = [], []
-            for p in params:
-                st = self._init_state(p, group)
-                steps.append(st["step"])
-                sums.append(st["sum"])
-            _fused.adagrad_step(values, grads, sums, steps, group["lr"], group["lr_decay"],
-                                group["weight_decay"], group["eps"], group["maximize"])
-            self._changed(params)
-        return loss
+    def _update(self):
+        _fused.adagrad_step(type(self).__name__, self.param_groups, self.state,
+                            self.error_if_nonfinite)

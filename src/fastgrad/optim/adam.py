@@ -13,16 +13,18 @@ class Adam(Optimizer):
 
     `weight_decay` adds wd*p to g (L2); AdamW decays the weights directly
     instead.  `amsgrad=True` uses the running maximum of v.
+    `error_if_nonfinite=True` refuses a step whose gradients hold NaN or
+    inf (see Optimizer).
     """
 
     _STATE_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _DECOUPLED = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False):
+                 amsgrad=False, *, maximize=False, error_if_nonfinite=False):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, error_if_nonfinite)
 
     def _check(self, group):
         self._nonnegative(group, "lr", "learning rate")
@@ -36,31 +38,22 @@ class Adam(Optimizer):
                                  % (i, beta))
         self._nonnegative(group, "weight_decay", "weight_decay value")
 
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure() if given."""
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, values, grads = self._with_grads(group)
-            if not params:
-                continue
-            amsgrad = group["amsgrad"]
-            keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad \
-                else ("exp_avg", "exp_avg_sq")
-            steps, lists = self._steps_and_zeros(params, values, keys)
-            beta1, beta2 = group["betas"]
-            _fused.adam_step(values, grads, lists[0], lists[1], lists[2] if amsgrad else None,
-                             steps, group["lr"], beta1, beta2, group["eps"],
-                             group["weight_decay"], amsgrad, group["maximize"], self._DECOUPLED)
-            self._changed(params)
-        return loss
+    def _update(self):
+        _fused.adam_step(type(self).__name__, self.param_groups, self.state,
+                         self.error_if_nonfinite, self._DECOUPLED)
 
 
 class AdamW(Adam):
-    r"""Adam with decoupled weight decay: p *= 1 - lr*wd before the Adam step (default wd=0.01)."""
+    r"""Adam with decoupled weight decay: p *= 1 - lr*wd before the Adam step (default wd=0.01).
+
+    `error_if_nonfinite=True` refuses a step whose gradients hold NaN or
+    inf (see Optimizer).
+    """
 
     _DECOUPLED = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
+                 amsgrad=False, *, maximize=False, error_if_nonfinite=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+                         amsgrad=amsgrad, maximize=maximize,
+                         error_if_nonfinite=error_if_nonfinite)

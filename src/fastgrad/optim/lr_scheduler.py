@@ -52,6 +52,12 @@ class LRScheduler:
 
     # -- saving and restoring --------------------------------------------------
     _NOT_SAVED = ("optimizer",)
+    # Entries that are whole numbers (with their least value), and lists with
+    # one number per parameter group.
+    _INTEGERS = {"last_epoch": -1, "_step_count": 0, "step_size": 1, "patience": 0,
+                 "cooldown": 0, "cooldown_counter": 0, "num_bad_epochs": 0}
+    _PER_GROUP = ("base_lrs", "_last_lr", "min_lrs")
+    _NUMBER_OR_NONE = ("default_min_lr",)
 
     def state_dict(self):
         """Everything but the optimizer (numbers and lists: fg.save stores it)."""
@@ -59,18 +65,55 @@ class LRScheduler:
                 for k, v in self.__dict__.items() if k not in self._NOT_SAVED}
 
     def load_state_dict(self, state_dict):
-        """Restore what `state_dict()` returned; unknown keys are an error (nothing changes)."""
+        """Restore what `state_dict()` returned.
+
+        Every entry is checked first (known key, and a value of the kind
+        state_dict() gives: an integer, a number, a list of one number per
+        parameter group...); on any error nothing has changed.
+        """
+        name = type(self).__name__ + ".load_state_dict"
         if not isinstance(state_dict, dict):
-            raise TypeError("%s.load_state_dict: expected a dict, got %s"
-                            % (type(self).__name__, type(state_dict).__name__))
+            raise TypeError("%s: expected a dict, got %s" % (name, type(state_dict).__name__))
         mine = self.state_dict()
         unknown = sorted(str(k) for k in state_dict if k not in mine)
         if unknown:
-            raise ValueError("%s.load_state_dict: unexpected key(s) %s (expected some of %s)"
-                             % (type(self).__name__, ", ".join(unknown),
-                                ", ".join(sorted(mine))))
+            raise ValueError("%s: unexpected key(s) %s (expected some of %s)"
+                             % (name, ", ".join(unknown), ", ".join(sorted(mine))))
+        for key, value in state_dict.items():
+            self._check_entry(name, key, mine[key], value)
         self.__dict__.update({k: (list(v) if isinstance(v, (list, tuple)) else v)
                               for k, v in state_dict.items()})
+
+    def _check_entry(self, name, key, current, value):
+        if key in self._INTEGERS:
+            least = self._INTEGERS[key]
+            if not _is_integer(value) or value < least:
+                raise ValueError("%s: %r must be an integer >= %d, got %r"
+                                 % (name, key, least, value))
+        elif isinstance(current, list):
+            n = len(self.optimizer.param_groups)
+            if not isinstance(value, (list, tuple)) or not all(map(_is_number, value)) \
+                    or (key in self._PER_GROUP and len(value) != n):
+                raise ValueError("%s: %r must be a list of %snumbers, got %r"
+                                 % (name, key, "%d " % n if key in self._PER_GROUP else "",
+                                    value))
+        elif isinstance(current, str):
+            if not isinstance(value, str):
+                raise ValueError("%s: %r must be a string, got %r" % (name, key, value))
+        elif key in self._NUMBER_OR_NONE:
+            if not (value is None or _is_number(value)):
+                raise ValueError("%s: %r must be a number or None, got %r" % (name, key, value))
+        elif _is_number(current):
+            if not _is_number(value):
+                raise ValueError("%s: %r must be a number, got %r" % (name, key, value))
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class StepLR(LRScheduler):
@@ -236,4 +279,7 @@ class ReduceLROnPlateau(LRScheduler):
         if isinstance(state_dict, dict):
             self._check_mode(state_dict.get("mode", self.mode),
                              state_dict.get("threshold_mode", self.threshold_mode))
+            factor = state_dict.get("factor", self.factor)
+            if _is_number(factor) and not factor < 1.0:
+                raise ValueError("ReduceLROnPlateau: factor should be < 1.0, got %s" % (factor,))
         super().load_state_dict(state_dict)

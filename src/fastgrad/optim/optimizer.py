@@ -6,15 +6,18 @@ parameter to a dict of NumPy arrays (momentum buffers, running averages,
 step counts as 0-d float64 arrays).  Keeping state as plain arrays makes
 `state_dict()` a copy and lets `fg.save` store it.
 
-`step()` of each subclass gathers, per group, the parameters that have a
-gradient and calls ONE function of `fastgrad._core.fused` with the lists of
-their values, gradients and state arrays: a C loop on the compiled core, a
-readable NumPy loop (fused_reference.py) on the reference core.  Parameter
-values are updated in place (`p.data` shares memory with the tensor), and
-each updated tensor's version counter is bumped, as PyTorch's in-place
-updates do: a graph recorded before the step that saved a parameter refuses
-to backpropagate through the stale value.
+`step()` of each subclass is ONE call of `fastgrad._core.fused` with the
+optimizer's groups and state: C loops on the compiled core, a readable NumPy
+loop (fused_reference.py) on the reference core.  That call first checks
+every parameter of every group that has a gradient (the gradient has the
+parameter's float dtype and shape, the parameter and its state arrays are
+writeable and well formed), then updates.  Parameter values are updated in
+place (`p.data` shares memory with the tensor), and each updated tensor's
+version counter is bumped, as PyTorch's in-place updates do: a graph recorded
+before the step that saved a parameter refuses to backpropagate through the
+stale value.
 """
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -26,15 +29,35 @@ __all__ = ["Optimizer"]
 
 
 class Optimizer:
-    """Base class: subclasses set `_STATE_KEYS` and implement `_check` and `step`."""
+    """Base class: subclasses set `_STATE_KEYS` and implement `_check` and `_update`.
+
+    A step either raises before anything changed (a gradient of the wrong
+    dtype or shape, a read-only parameter, a malformed state entry: the error
+    names the optimizer, the group and the parameter's index in it) or
+    updates every parameter that has a gradient.
+
+    `error_if_nonfinite=True` (a keyword of every optimizer, off by default;
+    the name is PyTorch's, from `clip_grad_norm_`) also refuses a step when
+    any gradient holds a NaN or an infinity: ValueError, nothing updated.
+
+    Interrupts: on the compiled core the whole update of all groups (values,
+    state, step counts, version counters) happens in one C call that no
+    signal handler can interrupt, so a KeyboardInterrupt during `step()`
+    leaves the step either fully applied or not applied at all.  On the
+    reference core the update is a Python loop: a KeyboardInterrupt can leave
+    a step partly applied (some parameters updated, others not).
+    """
 
     # Names of the per-parameter state entries this optimizer keeps.  'step'
     # is a 0-d count; every other entry is an array shaped like its parameter.
     _STATE_KEYS = ()
+    # Saved optimizers from before the option existed still load.
+    error_if_nonfinite = False
 
-    def __init__(self, params, defaults):
+    def __init__(self, params, defaults, error_if_nonfinite=False):
         name = type(self).__name__
         self._check(defaults)
+        self.error_if_nonfinite = bool(error_if_nonfinite)
         self.defaults = dict(defaults)
         self.state = defaultdict(dict)
         self.param_groups = []
@@ -60,6 +83,9 @@ class Optimizer:
     @staticmethod
     def _nonnegative(group, key, what):
         value = group[key]
+        if isinstance(value, (str, bytes)):
+            # float("0.1") would take it, and the step would quietly parse it each time
+            raise TypeError("Invalid %s: %r (expected a number, %s >= 0)" % (what, value, key))
         if not value >= 0.0:
             raise ValueError("Invalid %s: %s (expected %s >= 0)" % (what, value, key))
 
@@ -128,17 +154,6 @@ class Optimizer:
                     g.data[...] = 0
                     g._bump_version()
 
-    def _with_grads(self, group):
-        """The group's parameters that have a gradient, their values and their gradients."""
-        params, values, grads = [], [], []
-        for p in group["params"]:
-            g = p.grad
-            if g is not None:
-                params.append(p)
-                values.append(p.data)
-                grads.append(g.data)
-        return params, values, grads
-
     @staticmethod
     def _closure_loss(closure):
         if closure is None:
@@ -146,13 +161,14 @@ class Optimizer:
         with enable_grad():
             return closure()
 
-    @staticmethod
-    def _changed(params):
-        # The values changed in place: graphs that saved them must notice.
-        for p in params:
-            p._bump_version()
-
     def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns closure() if given."""
+        loss = self._closure_loss(closure)
+        self._update()
+        return loss
+
+    def _update(self):
+        """The whole step: one call of the core's fused update."""
         raise NotImplementedError
 
     # -- saving and restoring ----------------------------------------------------
@@ -246,7 +262,11 @@ class Optimizer:
             if arr.size != 1 or arr.dtype.kind not in "iuf":
                 raise ValueError("%s: 'step' of parameter %d must be a number, got %r"
                                  % (name, index, value))
-            return np.array(float(arr.reshape(())), dtype=np.float64)
+            count = float(arr.reshape(()))
+            if not (math.isfinite(count) and count >= 0 and count == int(count)):
+                raise ValueError("%s: 'step' of parameter %d must be a whole number >= 0, got %r"
+                                 % (name, index, count))
+            return np.array(count, dtype=np.float64)
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
             raise ValueError("%s: state entry %r of parameter %d must be a numeric array, got %s"
                              % (name, key, index, type(value).__name__))
@@ -254,20 +274,3 @@ class Optimizer:
             raise ValueError("%s: state entry %r of parameter %d has shape %s, but the parameter "
                              "has shape %s" % (name, key, index, value.shape, tuple(p.shape)))
         return np.array(value, dtype=p.dtype, copy=True)
-
-    # -- helpers for subclasses -------------------------------------------------
-    def _steps_and_zeros(self, params, values, keys):
-        """Per-parameter state, created on first use: a 'step' list and one list per key."""
-        steps = []
-        lists = [[] for _ in keys]
-        for p, v in zip(params, values):
-            st = self.state[p]
-            if "step" not in st:
-                st["step"] = np.zeros((), dtype=np.float64)
-            steps.append(st["step"])
-            for key, out in zip(keys, lists):
-                arr = st.get(key)
-                if arr is None:
-                    arr = st[key] = np.zeros_like(v)
-                out.append(arr)
-        return steps, lists

@@ -12,15 +12,17 @@ class SGD(Optimizer):
     first step), and d = buf, or d + mu * buf with nesterov=True.
     `weight_decay=wd` is the same as adding (wd / 2) * ||p||^2 to the loss.
     `maximize=True` ascends instead.
+    `error_if_nonfinite=True` refuses a step whose gradients hold NaN or
+    inf (see Optimizer).
     """
 
     _STATE_KEYS = ("momentum_buffer",)
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
-                 *, maximize=False):
+                 *, maximize=False, error_if_nonfinite=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, error_if_nonfinite)
 
     def _check(self, group):
         self._nonnegative(group, "lr", "learning rate")
@@ -30,21 +32,6 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening (SGD got "
                              "momentum=%s, dampening=%s)" % (group["momentum"], group["dampening"]))
 
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure() if given."""
-        loss = self._closure_loss(closure)
-        for group in self.param_groups:
-            params, values, grads = self._with_grads(group)
-            if not params:
-                continue
-            momentum = group["momentum"]
-            buffers = None
-            if momentum != 0:
-                buffers = [self.state[p].get("momentum_buffer") for p in params]
-            _fused.sgd_step(values, grads, buffers, group["lr"], momentum, group["dampening"],
-                            group["weight_decay"], group["nesterov"], group["maximize"])
-            if momentum != 0:
-                for p, buf in zip(params, buffers):
-                    self.state[p]["momentum_buffer"] = buf
-            self._changed(params)
-        return loss
+    def _update(self):
+        _fused.sgd_step(type(self).__name__, self.param_groups, self.state,
+                        self.error_if_nonfinite)
