@@ -2,6 +2,24 @@
 
     fg.save({'model': model.state_dict(), 'optim': opt.state_dict(), 'epoch': 3}, 'ckpt.fg')
     ckpt = fg.load('ckpt.fg')
+    fg.save(model.state_dict(), 'model.safetensors')       # for PyTorch and others
+    with open('ckpt.fg', 'rb') as f:                          # file objects, io.BytesIO too
+        ckpt = fg.load(f)
+
+Two formats: the fastgrad format (below) holds any nesting; the safetensors
+format (the end of this docstring) holds one flat dict name -> array, as
+PyTorch's safetensors files do.  `format=None` picks safetensors for a path
+(or a file object's `name`) ending ".safetensors" in any case, else
+fastgrad; `format="fastgrad"` / `format="safetensors"` choose explicitly.
+
+The target or source is a path (str, bytes, os.PathLike) or a binary file
+object: anything with .write (save) or .read (load; also io.BytesIO).  Text
+files and other objects raise TypeError.  A file object is the caller's:
+save writes at its position, flushes, fsyncs it when it has a file
+descriptor, and neither renames nor closes it; load reads from its position
+to its end, in chunks and never further than the header declares (a stream
+may be endless), with the same checks and limits as for a path, and errors
+name its `name` (else its type).
 
 What can be saved: dicts (keys str or int), lists, tuples, NumPy arrays and
 scalars, tensors (loaded back as arrays), int, float, complex, bool, str and
@@ -50,6 +68,38 @@ touched.
 Arrays are stored by value: a np.matrix or np.memmap is saved as its values
 (and loads as a plain ndarray, as tensors do); a masked array is refused
 (TypeError), since its mask would be lost.
+
+The safetensors format (all integers little-endian):
+
+    header_len   8 bytes   length of the JSON header, at most 100,000,000
+    header       JSON:     {name: {"dtype": "F32", "shape": [2, 3],
+                            "data_offsets": [begin, end]}, ...,
+                            "__metadata__": {str: str}}    (optional)
+                           starting with "{", padded with spaces
+    data         the arrays' bytes (C order, little-endian); data_offsets
+                 count from the start of this section
+
+save writes bool, int8-64, uint8-64, float16/32/64 and complex64 arrays
+(BOOL, I8..I64, U8..U64, F16, F32, F64, C64), in the dict's order in the
+header and by decreasing item size in the data, so each array starts at a
+multiple of its item size; the header is padded so the data starts at a
+multiple of 8.  Anything but a flat dict str -> array/tensor raises
+TypeError (a nested checkpoint belongs in the fastgrad format); arrays that
+share memory are written as separate copies, since the format forbids
+overlapping data.  `metadata=` (str -> str) becomes "__metadata__".
+
+load returns a dict name -> ndarray in the header's order; each array is its
+own writable copy in native byte order (no view of a shared buffer: a
+mutation never reaches another array or the file).  BF16 is widened to
+float32 (exactly); F8/F6/F4 types have no NumPy dtype and are refused.
+Before any array is made the header is checked: its length against the
+limit and the file, valid UTF-8 JSON without duplicate names or NaN
+constants, every entry exactly dtype/shape/data_offsets with a known dtype,
+a shape NumPy can hold and end - begin = shape x item size, and the spans
+covering the data section exactly (no holes, no overlaps, no bytes after
+it).  Every failure is a ValueError naming the path; a file with a known
+size is then read straight into the arrays, so a load never needs much
+more memory than the file's size.
 """
 import ctypes
 import errno
@@ -225,11 +275,10 @@ def _target(f, op):
     """The path `f` names, or None for a file object; TypeError for anything else."""
     if isinstance(f, (str, bytes, os.PathLike)):
         return os.fspath(f)
-    want = "write" if op == "save" else "read"
+    want, doing = ("write", "writing") if op == "save" else ("read", "reading")
     if not callable(getattr(f, want, None)):
         raise TypeError("%s: expected a path (str, bytes or os.PathLike) or a binary file object "
-                        "open for %sing, got %s" % (op, "writ" if op == "save" else "read",
-                                                    type(f).__name__))
+                        "open for %s, got %s" % (op, doing, type(f).__name__))
     name = _describe(f)
     if isinstance(f, io.TextIOBase) or (isinstance(getattr(f, "mode", None), str)
                                         and "b" not in f.mode):
@@ -239,7 +288,7 @@ def _target(f, op):
         raise ValueError("%s: %s is closed" % (op, name))
     able = getattr(f, "writable" if op == "save" else "readable", None)
     if callable(able) and not able():
-        raise TypeError("%s: %s is not open for %sing" % (op, name, want))
+        raise TypeError("%s: %s is not open for %s" % (op, name, doing))
     return None
 
 
@@ -680,7 +729,7 @@ _ST_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2
 _ST_NAMES = {np.dtype(v).newbyteorder("=") if v[0] == "<" else np.dtype(v): k
              for k, v in _ST_DTYPES.items()}
 _ST_WIDENED = {"BF16": 2}                       # read as uint16 and widened to float32
-_ST_NO_NUMPY = {"F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C128"}
+_ST_NO_NUMPY = {"F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4"}
 _ST_HEADER_LIMIT = 100_000_000                  # the format's limit on the JSON header
 _ST_ALIGN = 8
 _ST_ENTRY = {"dtype", "shape", "data_offsets"}
@@ -795,6 +844,9 @@ def _read_upto(f, n, name):
         if not isinstance(chunk, (bytes, bytearray, memoryview)):
             raise TypeError("load: %s returned %s from read(); open it in binary mode"
                             % (name, type(chunk).__name__))
+        if len(chunk) > n - len(buf):
+            raise TypeError("load: %s returned %d bytes from read(%d)"
+                            % (name, len(chunk), n - len(buf)))
         buf += chunk
     return buf
 
