@@ -105,6 +105,30 @@ def test_real_file_objects_are_synced_and_left_open(fg, tmp_path, monkeypatch):
         assert f.read() == b""
 
 
+def test_bytes_paths(fg, tmp_path):
+    for name in ("a.fg", "a.safetensors"):
+        path = os.fsencode(tmp_path / name)
+        fg.save({"w": np.arange(3.0)}, path)
+        assert fg.load(path)["w"].tolist() == [0.0, 1.0, 2.0]
+    assert (tmp_path / "a.safetensors").read_bytes()[8:9] == b"{"
+    assert _folder(tmp_path) == ["a.fg", "a.safetensors"]
+
+
+@pytest.mark.skipif(not hasattr(os, "pipe"), reason="needs os.pipe")
+@pytest.mark.parametrize("fmt", ["fastgrad", "safetensors"])
+def test_pipes_cannot_be_synced_and_need_not_be(fg, fmt):
+    r, w = os.pipe()
+    with open(w, "wb") as f:                          # fsync on a pipe: EINVAL, ignored
+        fg.save({"w": np.arange(5.0)}, f, format=fmt)
+    with open(r, "rb") as f:
+        assert fg.load(f, format=fmt)["w"].tolist() == [0, 1, 2, 3, 4]
+    r, w = os.pipe()
+    with open(w, "wb") as f:
+        f.write(b"\0" * 100)
+    with open(r, "rb") as f, pytest.raises(ValueError, match="BufferedReader object>"):
+        fg.load(f, format=fmt)
+
+
 def test_minimal_file_objects(fg, monkeypatch):
     synced = []
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))

@@ -274,7 +274,8 @@ _FORMATS = ("fastgrad", "safetensors")
 def _target(f, op):
     """The path `f` names, or None for a file object; TypeError for anything else."""
     if isinstance(f, (str, bytes, os.PathLike)):
-        return os.fspath(f)
+        # As str: the temporary names are str, and os.path will not mix the two.
+        return os.fsdecode(os.fspath(f))
     want, doing = ("write", "writing") if op == "save" else ("read", "reading")
     if not callable(getattr(f, want, None)):
         raise TypeError("%s: expected a path (str, bytes or os.PathLike) or a binary file object "
@@ -308,7 +309,7 @@ def _format(format, f, op):
             raise ValueError("%s: unknown format %r (expected 'fastgrad' or 'safetensors')"
                              % (op, format))
         return format
-    name = f if isinstance(f, str) else getattr(f, "name", None)
+    name = f if isinstance(f, (str, bytes)) else getattr(f, "name", None)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     if isinstance(name, str) and name.lower().endswith(".safetensors"):
@@ -824,7 +825,7 @@ def _remaining(f):
     """Bytes left in `f` from its position, when that can be known for sure; else None."""
     if isinstance(f, io.BytesIO):
         return len(f.getbuffer()) - f.tell()
-    if isinstance(f, (io.BufferedReader, io.FileIO)):
+    if isinstance(f, (io.BufferedReader, io.BufferedRandom, io.FileIO)):
         try:
             st = os.fstat(f.fileno())
             if stat.S_ISREG(st.st_mode):
