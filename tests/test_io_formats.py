@@ -129,6 +129,25 @@ def test_pipes_cannot_be_synced_and_need_not_be(fg, fmt):
         fg.load(f, format=fmt)
 
 
+def test_a_full_non_blocking_file_raises_instead_of_spinning(fg):
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            return None                            # would block, nothing taken
+
+    with pytest.raises(BlockingIOError, match="Full object> took no bytes"):
+        fg.save({"a": 1}, Full())
+
+
+def test_safetensors_accepts_any_mapping(fg, tmp_path):
+    import types
+    sd = types.MappingProxyType({"w": np.arange(3, dtype=np.int16)})
+    fg.save(sd, tmp_path / "m.safetensors")
+    _same_arrays(dict(sd), fg.load(tmp_path / "m.safetensors"))
+
+
 def test_minimal_file_objects(fg, monkeypatch):
     synced = []
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
@@ -258,7 +277,8 @@ def test_format_keyword(fg, tmp_path):
         fg.load(tmp_path / "x.safetensors")
     fg.save({"a": np.ones(2)}, tmp_path / "x.bin", format="safetensors")
     assert fg.load(tmp_path / "x.bin", format="safetensors")["a"].tolist() == [1, 1]
-    with pytest.raises(ValueError, match=r"x\.bin is not a readable fastgrad file"):
+    with pytest.raises(ValueError, match=r"x\.bin is not a readable fastgrad file.*a "
+                       r"safetensors file\? name it \.safetensors or pass format='safetensors'"):
         fg.load(tmp_path / "x.bin")
 
 

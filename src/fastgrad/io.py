@@ -17,9 +17,9 @@ object: anything with .write (save) or .read (load; also io.BytesIO).  Text
 files and other objects raise TypeError.  A file object is the caller's:
 save writes at its position, flushes, fsyncs it when it has a file
 descriptor, and neither renames nor closes it; load reads from its position
-to its end, in chunks and never further than the header declares (a stream
-may be endless), with the same checks and limits as for a path, and errors
-name its `name` (else its type).
+to its end, in chunks and not much further than its header declares (a
+stream may be endless), with the same checks and limits as for a path, and
+errors name its `name` (else its type).
 
 What can be saved: dicts (keys str or int), lists, tuples, NumPy arrays and
 scalars, tensors (loaded back as arrays), int, float, complex, bool, str and
@@ -101,6 +101,7 @@ it).  Every failure is a ValueError naming the path; a file with a known
 size is then read straight into the arrays, so a load never needs much
 more memory than the file's size.
 """
+import collections.abc
 import ctypes
 import errno
 import io
@@ -322,8 +323,11 @@ def _write_to_file_object(chunks, f):
         view = memoryview(chunk).cast("B")
         while view.nbytes:
             n = f.write(view)
-            if n is None:                 # a writer that does not count: it took it all
-                break
+            if n is None and not isinstance(f, io.RawIOBase):
+                break                     # a writer that does not count: it took it all
+            if not n:                     # a non-blocking file that is full: never spin
+                raise BlockingIOError(errno.EAGAIN, "save: %s took no bytes (a non-blocking "
+                                      "file?)" % _describe(f))
             view = view[n:]
     flush = getattr(f, "flush", None)
     if callable(flush):
@@ -579,6 +583,9 @@ def _declared_size(buf):
 
 def _decode(raw):
     if len(raw) < _PREFIX.size or raw[:6] != MAGIC[:6]:
+        if raw[8:9] == b"{":
+            raise _Corrupt("it does not start with the fastgrad header (a safetensors file? "
+                           "name it .safetensors or pass format='safetensors')")
         raise _Corrupt("it does not start with the fastgrad header (a different format?)")
     magic, header_len, header_crc, data_crc = _PREFIX.unpack_from(raw)
     if magic != MAGIC:
@@ -750,7 +757,7 @@ def _st_dtype_name(arr, where):
 
 def _encode_safetensors(obj, metadata):
     """The file's bytes, as a list of chunks; raises before anything is written."""
-    if not isinstance(obj, dict):
+    if not isinstance(obj, collections.abc.Mapping):
         raise TypeError("save: the safetensors format holds one flat dict of name -> array or "
                         "tensor, got %s (use the .fg format, or save model.state_dict())"
                         % type(obj).__name__)
