@@ -367,6 +367,23 @@ def test_tensors_views_and_byte_order(fg, tmp_path):
     _same_arrays(want, back)
 
 
+@pytest.mark.parametrize("how", ["path", "file-object"])
+def test_safetensors_load_reads_straight_into_the_arrays(fg, tmp_path, how):
+    sd = {"a": np.ones(1 << 19), "b": np.arange(1 << 18, dtype=np.int32)}     # 5 MB
+    path = tmp_path / "big.safetensors"
+    fg.save(sd, path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        tracemalloc.start()
+        try:
+            back = fg.load(path) if how == "path" else fg.load(f)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    _same_arrays(sd, back)
+    assert peak < size + (1 << 20), (peak, size)          # the arrays, and no copy of the file
+
+
 def test_model_state_dict_round_trip(fg, tmp_path):
     fg.manual_seed(0)
     model = fg.nn.Sequential(fg.nn.Linear(3, 5), fg.nn.Tanh(), fg.nn.Linear(5, 2))

@@ -558,7 +558,7 @@ def _read(f, bounded):
         buf += chunk
         if want is None:
             want = _declared_size(buf)
-    return bytes(buf)
+    return buf                             # a bytearray: no second copy
 
 
 def _declared_size(buf):
