@@ -567,9 +567,9 @@ def _fg_op(fg, op, x, p):
     if op == "mean":
         return fg.mean(a, dim=p[0], keepdim=p[1])
     if op in ("max", "amax"):
-        return a.max(p[0], keepdims=p[1]) if op == "max" else fg.max(a, axis=p[0], keepdim=p[1])
+        return a.amax(p[0], keepdims=p[1]) if op == "max" else fg.amax(a, axis=p[0], keepdim=p[1])
     if op == "min":
-        return fg.min(a, dim=p[0], keepdim=p[1])
+        return fg.amin(a, dim=p[0], keepdim=p[1])
     if op == "var":
         return a.var(p[0], keepdims=p[1], correction=p[2])
     if op == "std":

@@ -152,7 +152,7 @@ def _cases():
         f = (lambda m, x, name=name: getattr(m, name)(x))
         for i, x in enumerate(vectors):
             c.append(("%s all %d" % (name, i), f, f, [x], False))
-        c.append(("%s rows" % name, lambda fg, x, name=name: getattr(fg, name)(x, axis=1),
+        c.append(("%s rows" % name, lambda fg, x, name=name: getattr(fg, "a" + name)(x, axis=1),
                   _rows(lambda tc, r, name=name: getattr(tc, name)(r)), [ROWS], False))
     for name in ("softmax", "log_softmax"):
         c.append((name, lambda fg, x, name=name: getattr(fg.nn.functional, name)(x, dim=1),
