@@ -1624,7 +1624,9 @@ def _zero_grad_unary(name, fn):
 
 floor = _zero_grad_unary("floor", np.floor)
 ceil = _zero_grad_unary("ceil", np.ceil)
-sign = _zero_grad_unary("sign", lambda a: np.sign(a) if a.dtype.kind != "b" else a.copy())
+# sign(NaN) is 0, as torch
+sign = _zero_grad_unary("sign", lambda a: np.nan_to_num(np.sign(a), nan=0.0, posinf=1.0, neginf=-1.0)
+                        if a.dtype.kind != "b" else a.copy())
 
 
 def round(input, decimals=0):
@@ -1650,6 +1652,10 @@ def clamp(x, min=None, max=None):
 
 def _pnorm(t, p, axes, keep, name):
     def forward(ctx, a):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _pnorm_values(ctx, a)
+
+    def _pnorm_values(ctx, a):
         absa = np.abs(a)
         if p == 2:
             s = np.sqrt(np.sum(a * a, axis=axes, keepdims=True))
