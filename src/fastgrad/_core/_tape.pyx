@@ -1445,6 +1445,9 @@ cdef object _binary(int op, object x, object y):
 cdef object _binary_generic(int op, a, b):
     a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
+    if isinstance(a, TensorBase) and isinstance(b, TensorBase) and \
+            (<TensorBase>a)._dt == (<TensorBase>b)._dt and (<TensorBase>a)._dt != DT_OTHER:
+        return apply(op, (a, b))                # one float dtype: nothing to promote
     dtype = _ref.binary_dtype(op, a, b)         # PyTorch's promotion (see reference.py)
     if isinstance(a, TensorBase) and a.dtype != dtype:
         a = cast(a, dtype)

@@ -490,9 +490,11 @@ def broadcast_shape(name, sa, sb):
 def _binary(op, a, b):
     a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
-    dtype = binary_dtype(op, a, b)
-    a, b = (cast(x, dtype) if isinstance(x, TensorBase) and x.dtype != dtype else x
-            for x in (a, b))
+    if not (isinstance(a, TensorBase) and isinstance(b, TensorBase) and a.dtype == b.dtype
+            and (a.dtype.kind == "f" or op != DIV)):      # same dtype: nothing to promote
+        dtype = binary_dtype(op, a, b)
+        a, b = (cast(x, dtype) if isinstance(x, TensorBase) and x.dtype != dtype else x
+                for x in (a, b))
     return apply(op, (a, b))
 
 
