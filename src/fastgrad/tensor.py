@@ -1582,8 +1582,9 @@ def chunk(input, chunks, dim=0):
     if t.ndim == 0:
         raise ValueError("chunk: cannot chunk a 0-d tensor")
     n = t.shape[d]
-    size = -(-n // int(chunks)) if n else 0
-    return split(t, size if size else [0] * 1, d) if n else split(t, [0], d)
+    if n == 0:
+        return split(t, [0], d)
+    return split(t, -(-n // int(chunks)), d)
 
 
 def repeat(input, *sizes):
@@ -1615,7 +1616,7 @@ def _zero_grad_unary(name, fn):
     def op(input, *args):
         t = _t(input)
         if t.dtype.kind != "f" and name != "sign":
-            return t.clone() if not args or args[0] == 0 else t.clone()
+            return t.clone()          # integers are already whole
         return _rule(name, lambda ctx, a: np.asarray(fn(a, *args)),
                      lambda ctx, g: (np.zeros_like(g),), (t,))
     op.__name__ = op.__qualname__ = name
@@ -1666,9 +1667,8 @@ def _pnorm(t, p, axes, keep, name):
         ctx.s = s
         return s if keep else np.squeeze(s, axis=axes) if axes is not None else s.reshape(())
 
-    def backward(ctx, g, a=None):
-        a = ctx.a
-        s = ctx.s
+    def backward(ctx, g):
+        a, s = ctx.a, ctx.s
         g = np.reshape(g, s.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             if p == 1:

@@ -490,8 +490,7 @@ def broadcast_shape(name, sa, sb):
 def _binary(op, a, b):
     a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
-    if not (isinstance(a, TensorBase) and isinstance(b, TensorBase) and a.dtype == b.dtype
-            and (a.dtype.kind == "f" or op != DIV)):      # same dtype: nothing to promote
+    if _promotes(op, a, b):
         dtype = binary_dtype(op, a, b)
         a, b = (cast(x, dtype) if isinstance(x, TensorBase) and x.dtype != dtype else x
                 for x in (a, b))
@@ -550,6 +549,14 @@ def result_dtype(operands):
     if kind == 0:                    # only Python numbers carry the top category
         return (np.dtype(np.bool_), np.dtype(np.int64), _default_float[0])[category]
     return np.result_type(*dtypes)
+
+
+def _promotes(op, a, b):
+    """False when NumPy already gives PyTorch's dtype: one float dtype, or a float tensor and a number."""
+    ta, tb = isinstance(a, TensorBase), isinstance(b, TensorBase)
+    if ta and tb:
+        return a.dtype != b.dtype or (a.dtype.kind != "f" and op == DIV)
+    return (a if ta else b).dtype.kind != "f"
 
 
 def binary_dtype(op, a, b):
