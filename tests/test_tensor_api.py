@@ -683,3 +683,11 @@ def test_no_grad_as_a_decorator(fg):
 
     x = fg.ones(2, requires_grad=True)
     assert not double(x).requires_grad and (x * 2).requires_grad
+
+
+def test_binary_ops_of_two_numbers(fg):
+    # no tensor among the operands: a 0-d tensor, the same on both cores (no stray memory read)
+    for op in (fg.maximum, fg.minimum, fg.pow):
+        out = op(2.0, 3)
+        assert out.shape == () and out.item() == {fg.maximum: 3.0, fg.minimum: 2.0,
+                                                  fg.pow: 8.0}[op]

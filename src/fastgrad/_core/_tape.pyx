@@ -1408,6 +1408,8 @@ cdef object _binary(int op, object x, object y):
         form = FORM_TC
         c = y
     else:
+        if not isinstance(y, TensorBase):        # two numbers (fg.maximum(2.0, 3)): no tensor
+            return _binary_generic(op, x, y)
         b = <TensorBase>y
         if not (_nativeable(b) and type(x) in (float, int, bool)):
             return _binary_generic(op, x, b)

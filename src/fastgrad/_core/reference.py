@@ -556,6 +556,8 @@ def _promotes(op, a, b):
     ta, tb = isinstance(a, TensorBase), isinstance(b, TensorBase)
     if ta and tb:
         return a.dtype != b.dtype or (a.dtype.kind != "f" and op == DIV)
+    if not (ta or tb):
+        return False
     return (a if ta else b).dtype.kind != "f"
 
 
