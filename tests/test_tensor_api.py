@@ -569,6 +569,8 @@ ERRORS = [
     ("gather", lambda fg, x: x.gather(1, fg.tensor([0, 1])), ValueError, "dimensions"),
     ("gather", lambda fg, x: x.gather(1, fg.tensor([[0, 5]])), IndexError, "index values"),
     ("gather", lambda fg, x: x.gather(1, fg.tensor([[0.0]])), TypeError, "integer"),
+    ("gather", lambda fg, x: x.gather(0, fg.tensor([[-1]])), IndexError, "index values"),
+    ("scatter", lambda fg, x: x.scatter(1, fg.tensor([[3]]), 1.0), IndexError, "index values"),
     ("gather", lambda fg, x: x.gather(2, fg.tensor([[0]])), IndexError, "out of range"),
     ("scatter", lambda fg, x: x.scatter(0, fg.tensor([[0, 1]]), 1.0, value=2.0), TypeError,
      "exactly one"),

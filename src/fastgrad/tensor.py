@@ -1220,11 +1220,11 @@ def _gather_index(name, t, dim, index, src_shape=None):
             raise ValueError("%s: index shape %s is larger than src's %s in dimension %d"
                              % (name, index.shape, tuple(src_shape), d))
     n = t.shape[dim] if t.ndim else 1
-    if index.size and (index.min() < -n or index.max() >= n):
-        raise IndexError("%s: index values must be in [%d, %d) for dimension %d of size %d, "
-                         "got values from %d to %d" % (name, -n, n, dim, n, index.min(),
-                                                       index.max()))
-    return _along(index % n if n else index, dim)
+    # as torch: no negative indices (they would silently count from the end in NumPy)
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise IndexError("%s: index values must be in [0, %d) for dimension %d, got values "
+                         "from %d to %d" % (name, n, dim, index.min(), index.max()))
+    return _along(index, dim)
 
 
 def gather(input, dim, index):
