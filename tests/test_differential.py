@@ -448,8 +448,63 @@ def _gen_matmul(rng, prog, i):
     return prog.add("matmul", [a, b], None, np.matmul(prog.values[a], prog.values[b]))
 
 
+def _gen_tensor_op(rng, prog, i):
+    """PyTorch's tensor ops (cumsum, flip, roll, tril, gather, einsum, pad, norm, ...)."""
+    v = prog.values[i]
+    nd = v.ndim
+    if nd == 0:
+        return _gen_unary(rng, prog, i)
+    op = str(rng.choice(["cumsum", "flip", "roll", "tril", "triu", "gather", "index_select",
+                         "repeat", "pad", "einsum", "norm", "masked_fill", "topk", "max_dim"]))
+    d = int(rng.integers(-nd, nd))
+    if op == "cumsum":
+        return prog.add("cumsum", [i], d, np.cumsum(v, axis=d))
+    if op == "flip":
+        return prog.add("flip", [i], (d,), np.flip(v, d))
+    if op == "roll":
+        s = int(rng.integers(-3, 4))
+        return prog.add("roll", [i], (s, d), np.roll(v, s, d))
+    if op in ("tril", "triu") and nd >= 2:
+        k = int(rng.integers(-1, 2))
+        return prog.add(op, [i], k, (np.tril if op == "tril" else np.triu)(v, k))
+    if op == "gather":
+        n = v.shape[d]
+        shape = list(v.shape)
+        shape[d] = int(rng.integers(1, 4))
+        idx = rng.integers(0, n, size=shape) if n else np.zeros(shape, np.int64)
+        if n:
+            return prog.add("gather", [i], (d, idx), np.take_along_axis(v, idx, d))
+    if op == "index_select" and v.shape[d]:
+        idx = rng.integers(0, v.shape[d], size=int(rng.integers(1, 4)))
+        return prog.add("index_select", [i], (d, idx), np.take(v, idx, d))
+    if op == "repeat" and v.size <= 24:
+        reps = tuple(int(rng.integers(1, 3)) for _ in range(nd + int(rng.integers(0, 2))))
+        return prog.add("repeat", [i], reps, np.tile(v, reps))
+    if op == "pad":
+        left, right = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        return prog.add("pad", [i], (left, right),
+                        np.pad(v, [(0, 0)] * (nd - 1) + [(left, right)], constant_values=0.5))
+    if op == "einsum" and nd <= 3:
+        letters = "abc"[:nd]
+        k = int(rng.integers(1, 4))
+        j = _operand(rng, prog, (v.shape[-1], k))
+        eq = "%s,%sz->%sz" % (letters, letters[-1], letters[:-1])
+        return prog.add("einsum", [i, j], eq, np.einsum(eq, v, prog.values[j]))
+    if op == "norm" and v.size and np.all(np.sum(v * v, axis=d) > 1e-3):
+        return prog.add("norm", [i], d, np.sqrt(np.sum(v * v, axis=d)))
+    if op == "masked_fill":
+        mask = v > np.median(v)
+        return prog.add("masked_fill", [i], mask, np.where(mask, -0.75, v))
+    if op == "topk" and v.shape[d] and _unique_along(v, d):
+        k = int(rng.integers(1, v.shape[d] + 1))
+        return prog.add("topk", [i], (k, d), -np.sort(-v, axis=d).take(np.arange(k), axis=d))
+    if op == "max_dim" and v.shape[d] and _unique_along(v, d):
+        return prog.add("max_dim", [i], d, np.max(v, axis=d))
+    return prog.add("cumsum", [i], d, np.cumsum(v, axis=d))
+
+
 _GENERATORS = [(_gen_unary, 3), (_gen_binary, 3), (_gen_reduce, 2), (_gen_shape, 2),
-               (_gen_index, 2), (_gen_join, 1), (_gen_matmul, 1)]
+               (_gen_index, 2), (_gen_join, 1), (_gen_matmul, 1), (_gen_tensor_op, 1)]
 
 
 def make_program(seed):
@@ -567,9 +622,9 @@ def _fg_op(fg, op, x, p):
     if op == "mean":
         return fg.mean(a, dim=p[0], keepdim=p[1])
     if op in ("max", "amax"):
-        return a.max(p[0], keepdims=p[1]) if op == "max" else fg.max(a, axis=p[0], keepdim=p[1])
+        return a.amax(p[0], keepdims=p[1]) if op == "max" else fg.amax(a, axis=p[0], keepdim=p[1])
     if op == "min":
-        return fg.min(a, dim=p[0], keepdim=p[1])
+        return fg.amin(a, dim=p[0], keepdim=p[1])
     if op == "var":
         return a.var(p[0], keepdims=p[1], correction=p[2])
     if op == "std":
@@ -602,6 +657,36 @@ def _fg_op(fg, op, x, p):
         return fg.stack(x, p)
     if op == "matmul":
         return a @ x[1] if len(x[0].shape) != 1 else fg.matmul(a, x[1])
+    return _fg_tensor_op(fg, op, a, x, p)
+
+
+def _fg_tensor_op(fg, op, a, x, p):
+    if op == "cumsum":
+        return a.cumsum(p)
+    if op == "flip":
+        return fg.flip(a, p)
+    if op == "roll":
+        return a.roll(*p)
+    if op in ("tril", "triu"):
+        return getattr(a, op)(p)
+    if op == "gather":
+        return a.gather(p[0], fg.tensor(p[1]))
+    if op == "index_select":
+        return fg.index_select(a, p[0], fg.tensor(p[1]))
+    if op == "repeat":
+        return a.repeat(*p)
+    if op == "pad":
+        return fg.pad(a, p, value=0.5)
+    if op == "einsum":
+        return fg.einsum(p, a, x[1])
+    if op == "norm":
+        return a.norm(dim=p)
+    if op == "masked_fill":
+        return a.masked_fill(fg.tensor(p), -0.75)
+    if op == "topk":
+        return a.topk(*p).values
+    if op == "max_dim":
+        return a.max(p).values
     raise AssertionError(op)
 
 
@@ -714,6 +799,30 @@ def _torch_op(torch, op, x, p):
         return torch.stack(x, dim=p)
     if op == "matmul":
         return torch.matmul(a, x[1])
+    if op == "flip":
+        return torch.flip(a, p)
+    if op in ("gather", "index_select"):
+        return getattr(torch, op)(a, p[0], torch.from_numpy(np.asarray(p[1], dtype=np.int64)))
+    if op == "pad":
+        return torch.nn.functional.pad(a, p, value=0.5)
+    if op == "einsum":
+        return torch.einsum(p, a, x[1])
+    if op == "masked_fill":
+        return a.masked_fill(torch.from_numpy(np.asarray(p)), -0.75)
+    if op == "roll":
+        return a.roll(*p)
+    if op in ("tril", "triu"):
+        return getattr(a, op)(p)
+    if op == "repeat":
+        return a.repeat(*p)
+    if op == "cumsum":
+        return a.cumsum(p)
+    if op == "norm":
+        return a.norm(dim=p)
+    if op == "topk":
+        return a.topk(*p).values
+    if op == "max_dim":
+        return a.max(p).values
     raise AssertionError(op)
 
 
@@ -807,6 +916,8 @@ def test_generator_covers_the_api():
                 "mul_scalar", "div_scalar", "maximum_scalar", "minimum_scalar", "sum", "mean",
                 "max", "min", "amax", "var", "std", "logsumexp", "softmax", "log_softmax",
                 "reshape", "permute", "transpose", "expand", "squeeze", "unsqueeze", "flatten",
-                "T", "index", "cat", "stack", "where", "matmul"}
+                "T", "index", "cat", "stack", "where", "matmul", "cumsum", "flip", "roll", "tril",
+                "triu", "gather", "index_select", "repeat", "pad", "einsum", "norm",
+                "masked_fill", "topk", "max_dim"}
     rare = {op: counts.get(op, 0) for op in expected if counts.get(op, 0) < 5}
     assert not rare, "ops the random graphs almost never use: %s" % rare

@@ -166,7 +166,7 @@ OPS = [
     ("clip", lambda a: a.clip(-10, 10), [(3,)]),
     ("sum", lambda a: a.sum(0), [(2, 3)]),
     ("mean", lambda a: a.mean(1), [(2, 3)]),
-    ("max", lambda a: a.max(1), [(2, 3)]),
+    ("max", lambda a: a.amax(1), [(2, 3)]),
     ("min", lambda a: a.min(), [(2, 3)]),
     ("var", lambda a: a.var(0), [(3, 2)]),
     ("std", lambda a: a.std(), [(3, 2)]),

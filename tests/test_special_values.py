@@ -102,6 +102,11 @@ def _cases():
                    (-INF, INF), (0.0, 0.0), (-0.0, None)]:
         unary("clip %r %r" % (lo, hi), lambda m, x, lo=lo, hi=hi: m.clip(x, lo, hi),
               lambda tc, x, lo=lo, hi=hi: tc.clamp(x, lo, hi))
+    for name in ("round", "floor", "ceil", "sign"):       # zero gradients, as torch
+        unary(name, lambda m, x, name=name: getattr(m, name)(x),
+              lambda m, x, name=name: getattr(m, name)(x))
+    unary("cumsum", lambda m, x: m.cumsum(x, 0), lambda m, x: m.cumsum(x, 0), tiled=False)
+    unary("flip", lambda m, x: m.flip(x, 0), lambda m, x: m.flip(x, (0,)))
     for e in (2.0, 3, 0.5, 0.0, -1.0, -2.0, NAN, INF):
         unary("pow x**%r" % (e,), lambda m, x, e=e: x ** e, lambda m, x, e=e: x ** e)
     for base in (2.0, 0.0, -0.0, 0.5):
@@ -139,6 +144,7 @@ def _cases():
         ("std", lambda m, x, **k: m.std(x, **k), lambda m, x, **k: m.std(x, **k)),
         ("logsumexp", lambda m, x, **k: m.logsumexp(x, **k),
          lambda m, x, **k: m.logsumexp(x, **(k or {"dim": 0}))),
+        ("norm", lambda m, x, **k: m.norm(x, **k), lambda m, x, **k: m.norm(x, **k)),
     ]
     vectors = [v, np.array([1.5, 1.5, -0.5]), np.array([0.0, -0.0]), np.array([NAN, NAN, 1.0]),
                np.array([INF, -INF]), np.array([INF, INF, 1.0]), np.array([-INF, -INF]),
@@ -152,7 +158,7 @@ def _cases():
         f = (lambda m, x, name=name: getattr(m, name)(x))
         for i, x in enumerate(vectors):
             c.append(("%s all %d" % (name, i), f, f, [x], False))
-        c.append(("%s rows" % name, lambda fg, x, name=name: getattr(fg, name)(x, axis=1),
+        c.append(("%s rows" % name, lambda fg, x, name=name: getattr(fg, "a" + name)(x, axis=1),
                   _rows(lambda tc, r, name=name: getattr(tc, name)(r)), [ROWS], False))
     for name in ("softmax", "log_softmax"):
         c.append((name, lambda fg, x, name=name: getattr(fg.nn.functional, name)(x, dim=1),

@@ -1412,6 +1412,8 @@ cdef object _binary(int op, object x, object y):
         form = FORM_TC
         c = y
     else:
+        if not isinstance(y, TensorBase):        # two numbers (fg.maximum(2.0, 3)): no tensor
+            return _binary_generic(op, x, y)
         b = <TensorBase>y
         if not (_nativeable(b) and type(x) in (float, int, bool)):
             return _binary_generic(op, x, b)
@@ -1449,6 +1451,14 @@ cdef object _binary(int op, object x, object y):
 cdef object _binary_generic(int op, a, b):
     a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
+    if isinstance(a, TensorBase) and isinstance(b, TensorBase) and \
+            (<TensorBase>a)._dt == (<TensorBase>b)._dt and (<TensorBase>a)._dt != DT_OTHER:
+        return apply(op, (a, b))                # one float dtype: nothing to promote
+    dtype = _ref.binary_dtype(op, a, b)         # PyTorch's promotion (see reference.py)
+    if isinstance(a, TensorBase) and a.dtype != dtype:
+        a = cast(a, dtype)
+    if isinstance(b, TensorBase) and b.dtype != dtype:
+        b = cast(b, dtype)
     return apply(op, (a, b))
 
 
@@ -1494,6 +1504,8 @@ cdef object _unary(int op, object x, double p, double q):
     cdef TensorBase a, out
     if not isinstance(x, TensorBase) or not _nativeable(<TensorBase>x):
         x = _operand(x, NAMES[op])
+        if op in _ref.FLOAT_UNARY and isinstance(x, TensorBase) and x.dtype.kind != "f":
+            x = cast(x, _ref._default_float[0])
         if op == LEAKY_RELU:
             return apply(op, (x,), (p,))
         if op == CLIP:
@@ -1787,6 +1799,11 @@ def where(cond, a, b):
     a, b = _operand(a, "where"), _operand(b, "where")
     check_where(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
     return apply(WHERE, (cond, a, b))
+
+
+def set_default_float(dtype):
+    """The dtype a Python float or an integer division gives (fg.set_default_dtype)."""
+    _ref.set_default_float(dtype)
 
 
 def maximum(a, b):

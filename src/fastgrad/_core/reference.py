@@ -490,11 +490,82 @@ def broadcast_shape(name, sa, sb):
 def _binary(op, a, b):
     a, b = _operand(a, NAMES[op]), _operand(b, NAMES[op])
     broadcast_shape(NAMES[op], np.shape(_value(a)), np.shape(_value(b)))
+    if _promotes(op, a, b):
+        dtype = binary_dtype(op, a, b)
+        a, b = (cast(x, dtype) if isinstance(x, TensorBase) and x.dtype != dtype else x
+                for x in (a, b))
     return apply(op, (a, b))
 
 
 def _unary(op, x, params=()):
-    return apply(op, (_operand(x, NAMES[op]),), params)
+    x = _operand(x, NAMES[op])
+    if op in FLOAT_UNARY and isinstance(x, TensorBase) and x.dtype.kind != "f":
+        x = cast(x, _default_float[0])
+    return apply(op, (x,), params)
+
+
+# -- dtype promotion, as PyTorch ----------------------------------------
+# NumPy's rule differs in two ways that matter to a float32 model: an integer
+# array with a float32 array gives float64, and an integer array with a Python
+# float gives float64.  PyTorch ranks operands by category (bool < integer <
+# float) and then by kind (tensors with dimensions, then 0-d tensors, then
+# Python numbers): the result takes the highest category present, and its
+# width from the highest-ranked operands of that category only.  A Python
+# float, or an integer division, that makes an integer result a float gives
+# the default float dtype.  Both cores call this for every binary op whose
+# operands differ in dtype.
+_default_float = [np.dtype(np.float32)]
+
+# unary ops that only make sense on floats: integer inputs become the default float
+FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID))
+
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def set_default_float(dtype):
+    """The dtype a Python float or an integer division gives (fg.set_default_dtype)."""
+    _default_float[0] = np.dtype(dtype)
+
+
+def _rank(x):
+    """(category, kind rank, dtype or None for a Python number) of one operand."""
+    # numbers first: a tensor of either core is anything else with a dtype
+    if isinstance(x, (bool, np.bool_)):
+        return 0, 0, None
+    if isinstance(x, (int, np.integer)):
+        return 1, 0, None
+    if isinstance(x, (float, np.floating)):
+        return 2, 0, None
+    return _CATEGORY.get(x.dtype.kind, 2), (2 if x.ndim else 1), x.dtype
+
+
+def result_dtype(operands):
+    """The dtype PyTorch gives an elementwise op of these operands."""
+    ranks = [_rank(x) for x in operands]
+    category = builtins.max(r[0] for r in ranks)
+    top = [r for r in ranks if r[0] == category]
+    kind = builtins.max(r[1] for r in top)
+    dtypes = [r[2] for r in top if r[1] == kind]
+    if kind == 0:                    # only Python numbers carry the top category
+        return (np.dtype(np.bool_), np.dtype(np.int64), _default_float[0])[category]
+    return np.result_type(*dtypes)
+
+
+def _promotes(op, a, b):
+    """False when NumPy already gives PyTorch's dtype: one float dtype, or a float tensor and a number."""
+    ta, tb = isinstance(a, TensorBase), isinstance(b, TensorBase)
+    if ta and tb:
+        return a.dtype != b.dtype or (a.dtype.kind != "f" and op == DIV)
+    if not (ta or tb):
+        return False
+    return (a if ta else b).dtype.kind != "f"
+
+
+def binary_dtype(op, a, b):
+    dtype = result_dtype((a, b))
+    if op == DIV and dtype.kind != "f":
+        return _default_float[0]     # true division of integers, as torch.div
+    return dtype
 
 
 # ---------------------------------------------------------------------------
