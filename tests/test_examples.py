@@ -62,3 +62,12 @@ def test_digits_reaches_95_percent(tmp_path):
     assert epochs < 60                                      # early stopping ended it
     if _has("matplotlib"):
         assert png.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not _has("sklearn"), reason="scikit-learn provides the digits data")
+def test_digits_cnn_learns_quickly(tmp_path):
+    # --quick: 3 of the 10 epochs (the full run reaches about 99%, at least 98%)
+    out = run_example("digits_cnn.py", "--quick", tmp_path=tmp_path)
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
+    assert accuracy >= 0.95, out
+    assert re.search(r"epochs: 3,", out), out
