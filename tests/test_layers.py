@@ -586,3 +586,16 @@ def test_module_dict_parameter_list_and_dict(fg):
     model.requires_grad_(False)
     assert not any(p.requires_grad for p in model.parameters())
     assert model.get_submodule("1.0").__class__.__name__ == "ReLU"
+
+
+@pytest.mark.parametrize("kernel", [2, (2, 3), (4, 1)], ids=str)
+def test_pooling_windows_that_tile_the_input_match_torch(fg, kernel):
+    # stride = kernel and sizes divisible by it: the reshape path, no gather
+    torch = _torch()
+    x = RNG.standard_normal((2, 3, 8, 6))
+    against_torch(fg, torch.nn.MaxPool2d(kernel), fg.nn.MaxPool2d(kernel), x)
+    against_torch(fg, torch.nn.AvgPool2d(kernel), fg.nn.AvgPool2d(kernel), x)
+    against_torch(fg, torch.nn.MaxPool1d(2), fg.nn.MaxPool1d(2), x[0])
+    against_torch(fg, torch.nn.AvgPool1d(3), fg.nn.AvgPool1d(3), x[:, 0])
+    xt = fg.tensor(x[:, :, :4, :4], requires_grad=True)
+    assert fg.gradcheck(lambda t: fg.nn.functional.max_pool2d(t, kernel), (xt,))

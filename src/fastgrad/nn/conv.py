@@ -1,4 +1,4 @@
-"""Conv1d and Conv2d by im2col: one integer-array gather and one matmul.
+"""Conv1d and Conv2d by im2col: one gather of the patches and one matmul.
 
 For an input of shape (N, C, *spatial) the patches are gathered from the
 input flattened to (N, C * prod(spatial)) with one integer-array index of
@@ -10,9 +10,11 @@ configuration, so it is built once with NumPy and cached.
 Padding costs no padded copy of the input: the flattened rows get one extra
 column holding the padding value and every patch position that falls outside
 the input points at it.  The other padding modes (reflect, replicate,
-circular) only change where those positions point.  Integer-array indexing is
-differentiable and its backward is a scatter-add, which is exactly col2im, so
-convolution has no backward rule of its own and runs on both cores.
+circular) only change where those positions point.  The gather is
+rows[:, index] and its backward the scatter-add of integer-array indexing,
+which is exactly col2im; it is one small fg.Function (`_Patches`, NumPy
+forward and backward) rather than the index op only for speed (see there),
+so convolution has no rule in either core and runs on both.
 
 The same index serves the pooling layers (nn/pooling.py), with the channels
 folded into the batch and -inf (max) or 0 (average) as the padding value.
@@ -23,7 +25,8 @@ import math
 import numpy as np
 
 from .._core import core
-from ..tensor import cat, get_default_dtype, tensor as _new_tensor
+from ..autograd import Function
+from ..tensor import get_default_dtype, tensor as _new_tensor
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -111,12 +114,48 @@ def patch_index(channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, mod
     return index, out, needs_pad
 
 
-def gather_patches(rows, index, needs_pad, fill):
-    """rows (B, R) -> (B, K, L) patches: rows[:, index], padded positions reading `fill`."""
-    if needs_pad:
-        pad = _new_tensor(np.full((rows.shape[0], 1), fill, dtype=rows.dtype))
-        rows = cat([rows, pad], axis=1)
-    return rows[:, index]
+@functools.lru_cache(maxsize=256)
+def batched_index(batch, width, index_key):
+    """The patch index over a whole batch, shape (batch, K, L), into the batch's rows
+    flattened to one vector (each row `width` long)."""
+    index = patch_index(*index_key)[0]
+    flat = index[None, :, :] + (np.arange(batch, dtype=np.int64) * width)[:, None, None]
+    flat.setflags(write=False)
+    return flat
+
+
+class _Patches(Function):
+    """rows (B, R) -> patches (B, K, L): rows[b, index[k, l]], where index R reads `fill`.
+
+    The values of integer-array indexing of the padded rows, and its gradient
+    (col2im: each patch entry's gradient added back where it was read).  A
+    Function, not the index op, for speed (bench/workloads/cnn.py): the op
+    checks its key by indexing once more, pads through a cat node, and scatters
+    with np.add.at, ~4x slower here than np.bincount over the flattened
+    positions.
+    """
+
+    @staticmethod
+    def forward(ctx, rows, flat, width, fill):
+        batch, size = rows.shape
+        if width > size:
+            rows = np.concatenate([rows, np.full((batch, width - size), fill, rows.dtype)], 1)
+        ctx.save_for_backward(flat, batch, width, size)
+        return np.take(rows.reshape(-1), flat)
+
+    @staticmethod
+    def backward(ctx, g):
+        flat, batch, width, size = ctx.saved_tensors
+        total = np.bincount(flat.reshape(-1), weights=g.reshape(-1), minlength=batch * width)
+        return total.reshape(batch, width)[:, :size].astype(g.dtype), None, None, None
+
+
+def gather_patches(rows, index_key, fill):
+    """rows (B, R) -> (B, K, L) patches for patch_index(*index_key), padding reading `fill`."""
+    index, out, needs_pad = patch_index(*index_key)
+    width = rows.shape[1] + (1 if needs_pad else 0)
+    flat = batched_index(rows.shape[0], width, index_key)
+    return _Patches.apply(rows, flat, width, float(fill)), index, out
 
 
 def resolve_padding(name, padding, nd, kernel, dilation, stride):
@@ -203,20 +242,21 @@ def convolution(name, nd, input, weight, bias, stride, padding, dilation, groups
         raise ValueError("%s: padding_mode='circular' needs padding at most the input size in "
                          "every dimension, got padding %s for input size %s"
                          % (name, lo if lo == hi else (lo, hi), spatial))
-    index, out, needs_pad = patch_index(channels, spatial, kernel, stride, dilation, lo, hi,
-                                        padding_mode)
-    x = input.reshape(batch, -1)
-    cols = gather_patches(x, index, needs_pad, 0.0)           # (N, C*K, L)
+    key = (channels, spatial, kernel, stride, dilation, lo, hi, padding_mode)
+    cols, _, out = gather_patches(input.reshape(batch, -1), key, 0.0)    # (N, C*K, L)
+    # One matmul batched over the samples, (O, C*K) @ (N, C*K, L), rather than one GEMM
+    # (O, C*K) @ (C*K, N*L): on this 2-core machine under load the big GEMM goes
+    # multi-threaded and measured 2-5x slower than the per-sample products.
     if groups == 1:
-        y = weight.reshape(out_channels, -1) @ cols            # (N, O, L)
+        y = weight.reshape(out_channels, -1) @ cols                     # (N, O, L)
     else:
         taps = cols.shape[1] // groups
         w = weight.reshape(groups, out_channels // groups, taps)
-        y = w @ cols.reshape(batch, groups, taps, cols.shape[2])   # (N, g, O/g, L)
+        y = w @ cols.reshape(batch, groups, taps, cols.shape[2])       # (N, g, O/g, L)
     y = y.reshape((batch, out_channels) + out)
     if bias is not None:
         y = y + bias.reshape((out_channels,) + (1,) * nd)
-    return y.reshape((out_channels,) + out) if unbatched else y
+    return y[0] if unbatched else y
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
