@@ -599,3 +599,11 @@ def test_pooling_windows_that_tile_the_input_match_torch(fg, kernel):
     against_torch(fg, torch.nn.AvgPool1d(3), fg.nn.AvgPool1d(3), x[:, 0])
     xt = fg.tensor(x[:, :, :4, :4], requires_grad=True)
     assert fg.gradcheck(lambda t: fg.nn.functional.max_pool2d(t, kernel), (xt,))
+
+
+def test_tiled_max_pool_sends_a_tied_gradient_to_the_first_maximum_as_torch(fg):
+    torch = _torch()
+    x = RNG.integers(0, 3, (2, 3, 4, 6)).astype(np.float64)      # many ties
+    x[0, 0, 0, 1] = np.nan
+    against_torch(fg, torch.nn.MaxPool2d(2), fg.nn.MaxPool2d(2), x)
+    against_torch(fg, torch.nn.MaxPool2d((2, 3)), fg.nn.MaxPool2d((2, 3)), x)

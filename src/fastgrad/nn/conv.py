@@ -115,13 +115,33 @@ def patch_index(channels, spatial, kernel, stride, dilation, pad_lo, pad_hi, mod
 
 
 @functools.lru_cache(maxsize=256)
-def batched_index(batch, width, index_key):
-    """The patch index over a whole batch, shape (batch, K, L), into the batch's rows
-    flattened to one vector (each row `width` long)."""
+def batched_index(batch, width, size, index_key):
+    """The patch index over a whole batch and its inverse, for rows `width` long of which
+    the first `size` are the input (the rest the padding value).
+
+    flat (batch, K, L): where each patch entry is read from, in the rows flattened to
+    one vector.  inverse (batch * size, m): for each input position, the patch entries
+    that read it (m at most K), padded with the index one past the last entry; col2im is
+    then one gather and one sum, g_padded[inverse].sum(axis=1), measured ~4x faster
+    here than np.bincount over flat and ~15x faster than np.add.at.
+    """
     index = patch_index(*index_key)[0]
     flat = index[None, :, :] + (np.arange(batch, dtype=np.int64) * width)[:, None, None]
+    positions = flat.reshape(-1)
+    row, col = np.divmod(positions, width)
+    real = np.flatnonzero(col < size)                  # entries that read the input itself
+    target = row[real] * size + col[real]
+    order = np.argsort(target, kind="stable")
+    counts = np.bincount(target, minlength=batch * size)
+    starts = np.cumsum(counts) - counts
+    sorted_target = target[order]
+    rank = np.arange(len(order)) - starts[sorted_target]
+    inverse = np.full((batch * size, max(int(counts.max(initial=0)), 1)), positions.size,
+                      dtype=np.int64)
+    inverse[sorted_target, rank] = real[order]
     flat.setflags(write=False)
-    return flat
+    inverse.setflags(write=False)
+    return flat, inverse
 
 
 class _Patches(Function):
@@ -131,31 +151,32 @@ class _Patches(Function):
     (col2im: each patch entry's gradient added back where it was read).  A
     Function, not the index op, for speed (bench/workloads/cnn.py): the op
     checks its key by indexing once more, pads through a cat node, and scatters
-    with np.add.at, ~4x slower here than np.bincount over the flattened
-    positions.
+    with np.add.at; here the scatter is a gather through the cached inverse
+    index (see batched_index).
     """
 
     @staticmethod
-    def forward(ctx, rows, flat, width, fill):
+    def forward(ctx, rows, flat, inverse, width, fill):
         batch, size = rows.shape
         if width > size:
             rows = np.concatenate([rows, np.full((batch, width - size), fill, rows.dtype)], 1)
-        ctx.save_for_backward(flat, batch, width, size)
+        ctx.save_for_backward(inverse, batch, size)
         return np.take(rows.reshape(-1), flat)
 
     @staticmethod
     def backward(ctx, g):
-        flat, batch, width, size = ctx.saved_tensors
-        total = np.bincount(flat.reshape(-1), weights=g.reshape(-1), minlength=batch * width)
-        return total.reshape(batch, width)[:, :size].astype(g.dtype), None, None, None
+        inverse, batch, size = ctx.saved_tensors
+        padded = np.concatenate([g.reshape(-1), np.zeros(1, dtype=g.dtype)])
+        return np.take(padded, inverse).sum(axis=1).reshape(batch, size), None, None, None, None
 
 
 def gather_patches(rows, index_key, fill):
     """rows (B, R) -> (B, K, L) patches for patch_index(*index_key), padding reading `fill`."""
     index, out, needs_pad = patch_index(*index_key)
-    width = rows.shape[1] + (1 if needs_pad else 0)
-    flat = batched_index(rows.shape[0], width, index_key)
-    return _Patches.apply(rows, flat, width, float(fill)), index, out
+    size = rows.shape[1]
+    width = size + (1 if needs_pad else 0)
+    flat, inverse = batched_index(rows.shape[0], width, size, index_key)
+    return _Patches.apply(rows, flat, inverse, width, float(fill)), index, out
 
 
 def resolve_padding(name, padding, nd, kernel, dilation, stride):
