@@ -607,3 +607,31 @@ def test_tiled_max_pool_sends_a_tied_gradient_to_the_first_maximum_as_torch(fg):
     x[0, 0, 0, 1] = np.nan
     against_torch(fg, torch.nn.MaxPool2d(2), fg.nn.MaxPool2d(2), x)
     against_torch(fg, torch.nn.MaxPool2d((2, 3)), fg.nn.MaxPool2d((2, 3)), x)
+
+
+def test_conv_net_under_compile_replays_like_eager(f64):
+    # every layer recomputes from the current parameters on replay (no value-dependent
+    # index or mask is frozen into the recording).  The input stays fixed: a data tensor is
+    # a constant of the recording when its first op has no input that requires grad, as
+    # the conv's patch gather here.
+    fg, nn = f64, f64.nn
+    fg.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.GELU(),
+                          nn.MaxPool2d(2), nn.Conv2d(3, 2, 2), nn.ELU(), nn.Flatten(),
+                          nn.Linear(2, 2))
+    x = fg.tensor(RNG.standard_normal((4, 1, 4, 4)))
+    y = fg.tensor(np.array([0, 1, 1, 0]))
+    step = fg.compile(lambda: nn.functional.cross_entropy(model(x), y))
+    for _ in range(3):
+        model.zero_grad()
+        loss = step()
+        grads = [p.grad.numpy().copy() for p in model.parameters()]
+        model.zero_grad()
+        eager = nn.functional.cross_entropy(model(x), y)
+        eager.backward()
+        assert abs(loss - eager.item()) < 1e-12
+        for g, p in zip(grads, model.parameters()):
+            np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-10, atol=1e-12)
+        with fg.no_grad():
+            for p in model.parameters():
+                p.data -= 0.5 * p.grad.data
