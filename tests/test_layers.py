@@ -359,8 +359,8 @@ def test_smooth_l1_and_huber_match_torch(fg, reduction):
     torch = _torch()
     x, t = RNG.standard_normal((4, 3)) * 2, RNG.standard_normal((4, 3))
     x[0, 0] = t[0, 0] + 1.0                  # exactly at the switch
-    cases = [("SmoothL1Loss", {}), ("SmoothL1Loss", dict(beta=0.5)), ("SmoothL1Loss", dict(beta=0.0)),
-             ("HuberLoss", {}), ("HuberLoss", dict(delta=2.0))]
+    cases = [("SmoothL1Loss", {}), ("SmoothL1Loss", dict(beta=0.5)),
+             ("SmoothL1Loss", dict(beta=0.0)), ("HuberLoss", {}), ("HuberLoss", dict(delta=2.0))]
     for name, kw in cases:
         tx, fx = torch.tensor(x, requires_grad=True), fg.tensor(x, requires_grad=True)
         ty = getattr(torch.nn, name)(reduction=reduction, **kw)(tx, torch.tensor(t))
