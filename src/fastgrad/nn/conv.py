@@ -120,9 +120,9 @@ def batched_index(batch, width, size, index_key):
     the first `size` are the input (the rest the padding value).
 
     flat (batch, K, L): where each patch entry is read from, in the rows flattened to
-    one vector.  inverse (batch * size, m): for each input position, the patch entries
+    one vector.  inverse (m, batch * size): for each input position, the patch entries
     that read it (m at most K), padded with the index one past the last entry; col2im is
-    then one gather and one sum, g_padded[inverse].sum(axis=1), measured ~4x faster
+    then one gather and one sum, g_padded[inverse].sum(axis=0), measured ~4x faster
     here than np.bincount over flat and ~15x faster than np.add.at.
     """
     index = patch_index(*index_key)[0]
@@ -139,6 +139,7 @@ def batched_index(batch, width, size, index_key):
     inverse = np.full((batch * size, max(int(counts.max(initial=0)), 1)), positions.size,
                       dtype=np.int64)
     inverse[sorted_target, rank] = real[order]
+    inverse = np.ascontiguousarray(inverse.T)         # summing whole rows is the fast way
     flat.setflags(write=False)
     inverse.setflags(write=False)
     return flat, inverse
@@ -167,7 +168,7 @@ class _Patches(Function):
     def backward(ctx, g):
         inverse, batch, size = ctx.saved_tensors
         padded = np.concatenate([g.reshape(-1), np.zeros(1, dtype=g.dtype)])
-        return np.take(padded, inverse).sum(axis=1).reshape(batch, size), None, None, None, None
+        return np.take(padded, inverse).sum(axis=0).reshape(batch, size), None, None, None, None
 
 
 def gather_patches(rows, index_key, fill):
