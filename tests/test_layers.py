@@ -635,3 +635,20 @@ def test_conv_net_under_compile_replays_like_eager(f64):
         with fg.no_grad():
             for p in model.parameters():
                 p.data -= 0.5 * p.grad.data
+
+
+def test_models_with_buffers_copy_and_pickle(fg, same_copy):
+    import copy
+    import pickle
+    nn = fg.nn
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.PReLU(2))
+    model(fg.randn(3, 1, 5, 5))
+    for clone in (copy.deepcopy(model), None):
+        if clone is None:
+            with same_copy():
+                clone = pickle.loads(pickle.dumps(model))
+        for key, value in model.state_dict().items():
+            np.testing.assert_array_equal(clone.state_dict()[key], value)
+        assert [n for n, _ in clone.named_buffers()] == [n for n, _ in model.named_buffers()]
+        clone[1].running_mean.numpy()[...] = 5.0          # its own storage
+        assert not np.any(model[1].running_mean.numpy() == 5.0)
