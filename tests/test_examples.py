@@ -62,3 +62,11 @@ def test_digits_reaches_95_percent(tmp_path):
     assert epochs < 60                                      # early stopping ended it
     if _has("matplotlib"):
         assert png.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not _has("sklearn"), reason="scikit-learn provides the digits data")
+def test_digits_cnn_reaches_98_percent(tmp_path):
+    out = run_example("digits_cnn.py", tmp_path=tmp_path)
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
+    assert accuracy >= 0.98, out
+    assert re.search(r"epochs: 10,", out), out

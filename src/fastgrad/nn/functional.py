@@ -404,6 +404,135 @@ def _soft_cross_entropy(input, target, weight, reduction, smoothing):
     return _reduce(losses, reduction)
 
 
+# ===========================================================================
+# convolution, pooling, batch norm, more activations and losses, distances.
+# Everything below composes public tensor ops (or, where a formula needs a
+# function NumPy has and the op set lacks, is a small fg.Function with its
+# exact derivative), so it runs unchanged on both cores.
+# ===========================================================================
+from .conv import conv1d, conv2d  # noqa: E402
+from .pooling import (max_pool1d, max_pool2d, avg_pool1d, avg_pool2d,  # noqa: E402
+                      adaptive_avg_pool1d, adaptive_avg_pool2d)
+from .normalization import batch_norm  # noqa: E402
+from .activation import gelu, silu, elu, softplus, hardtanh, prelu  # noqa: E402
+from ..tensor import where as _where  # noqa: E402
+
+def _check_loss_reduction(name, reduction, extra=()):
+    if reduction not in _REDUCTIONS + tuple(extra):
+        raise ValueError("%s: reduction must be %s, got %r"
+                         % (name, ", ".join(repr(r) for r in _REDUCTIONS + tuple(extra)),
+                            reduction))
+
+
+def _huber_terms(diff, delta):
+    # with a = |d| and m = min(a, delta): 0.5 m^2 + delta (a - m) is 0.5 d^2 inside and
+    # delta (a - delta / 2) outside, with no where() on the values; clip passes the
+    # gradient at a == delta, where both pieces have slope delta
+    a = diff.abs()
+    m = a.clip(max=delta)
+    return m * m * 0.5 + (a - m) * delta
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta = 0 is the L1 loss)."""
+    name = "smooth_l1_loss"
+    _check_reduction(name, reduction)
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
+        raise ValueError("%s: beta must be a non-negative number, got %r" % (name, beta))
+    input = _tensor(input)
+    target = _float_target(name, input, target)
+    _check_broadcast(name, input, target)
+    diff = input - target
+    if beta == 0:
+        return _reduce(diff.abs(), reduction)
+    return _reduce(_huber_terms(diff, float(beta)) * (1.0 / beta), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2)."""
+    name = "huber_loss"
+    _check_reduction(name, reduction)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+        raise ValueError("%s: delta must be a positive number, got %r" % (name, delta))
+    input = _tensor(input)
+    target = _float_target(name, input, target)
+    _check_broadcast(name, input, target)
+    return _reduce(_huber_terms(input - target, float(delta)), reduction)
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """KL(target || exp(input)) pointwise: target (log target - input); input holds log-probs.
+
+    reduction='batchmean' divides the sum by the batch size (the KL divergence
+    per sample); 'mean' divides by the number of elements, as torch does.
+    """
+    name = "kl_div"
+    _check_loss_reduction(name, reduction, ("batchmean",))
+    input = _tensor(input)
+    target = _float_target(name, input, target)
+    _check_broadcast(name, input, target)
+    if log_target:
+        terms = target.exp() * (target - input)
+    elif not target.requires_grad:
+        t = target.numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # x log x is 0 at x = 0 (its limit), as torch's xlogy
+            tlogt = np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), np.where(t == 0, 0, np.nan))
+        terms = _new_tensor(tlogt.astype(input.dtype)) - target * input
+    else:
+        safe = _where(target.numpy() > 0, target, 1.0)
+        terms = target * safe.log() - target * input
+    if reduction == "mean":
+        warnings.warn("kl_div: reduction='mean' divides the total by the number of elements, "
+                      "not the batch size; 'batchmean' gives the KL divergence per sample",
+                      UserWarning, stacklevel=2)
+    if reduction == "batchmean":
+        return terms.sum() * (1.0 / input.shape[0]) if input.ndim else terms.sum()
+    return _reduce(terms, reduction)
+
+
+def _clamped_norm(x, dim, eps, p=2.0):
+    # the norm clamped below at eps; for p = 2 the clamp acts on the squared norm, so at a
+    # zero vector the clamp stops the norm's gradient (which would be 0 * inf = nan) and
+    # x / eps is differentiated alone, as torch does
+    if p == 2.0:
+        return (x * x).sum(axis=dim, keepdims=True).clip(min=eps * eps).sqrt()
+    if p == math.inf:
+        return x.abs().max(axis=dim, keepdims=True).clip(min=eps)
+    return (x.abs() ** p).sum(axis=dim, keepdims=True).clip(min=eps ** p) ** (1.0 / p)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """input / max(||input||_p, eps) along dim."""
+    input = _tensor(input)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+        raise ValueError("normalize: p must be a positive number, got %r" % (p,))
+    return input / _clamped_norm(input, dim, eps, float(p))
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps)) along dim (broadcasting x1, x2)."""
+    x1, x2 = _tensor(x1), _tensor(x2)
+    try:
+        shape = np.broadcast_shapes(tuple(x1.shape), tuple(x2.shape))
+    except ValueError:
+        raise ValueError("cosine_similarity: x1 of shape %s and x2 of shape %s do not broadcast"
+                         % (tuple(x1.shape), tuple(x2.shape))) from None
+    if not -len(shape) <= dim < max(len(shape), 1):
+        raise ValueError("cosine_similarity: dim %d is out of range for shape %s" % (dim, shape))
+    # torch broadcasts first: a norm along a broadcast axis counts every repeat
+    x1 = x1 if tuple(x1.shape) == shape else x1.expand(*shape)
+    x2 = x2 if tuple(x2.shape) == shape else x2.expand(*shape)
+    return ((x1 / _clamped_norm(x1, dim, eps)) * (x2 / _clamped_norm(x2, dim, eps))).sum(axis=dim)
+
+_LAYERS_ALL = ["conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "batch_norm", "gelu", "silu", "elu",
+               "softplus", "hardtanh", "prelu", "smooth_l1_loss", "huber_loss", "kl_div",
+               "cosine_similarity", "normalize"]
+# ===========================================================================
+
+
 __all__ = ["linear", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax",
            "dropout", "mse_loss", "l1_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy"]
+__all__ += _LAYERS_ALL

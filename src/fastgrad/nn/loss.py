@@ -75,3 +75,45 @@ class CrossEntropyLoss(_Loss):
     def forward(self, input, target):
         return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
                                self.label_smoothing)
+
+
+# -- robust regression and divergence losses ------------------------------------
+class SmoothL1Loss(_Loss):
+    _name = "SmoothL1Loss"
+
+    def __init__(self, reduction="mean", beta=1.0):
+        super().__init__(reduction)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
+            raise ValueError("SmoothL1Loss: beta must be a non-negative number, got %r" % (beta,))
+        self.beta = beta
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, self.reduction, self.beta)
+
+
+class HuberLoss(_Loss):
+    _name = "HuberLoss"
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+            raise ValueError("HuberLoss: delta must be a positive number, got %r" % (delta,))
+        self.delta = delta
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, self.reduction, self.delta)
+
+
+class KLDivLoss(Module):
+    """KL divergence of log-probabilities `input` from `target` (see F.kl_div)."""
+
+    def __init__(self, reduction="mean", log_target=False):
+        super().__init__()
+        F._check_loss_reduction("KLDivLoss", reduction, ("batchmean",))
+        self.reduction, self.log_target = reduction, bool(log_target)
+
+    def forward(self, input, target):
+        return F.kl_div(input, target, self.reduction, self.log_target)
+
+    def extra_repr(self):
+        return "reduction=%r, log_target=%s" % (self.reduction, self.log_target)
