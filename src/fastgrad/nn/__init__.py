@@ -10,3 +10,12 @@ __all__ = ["functional", "init", "Parameter", "Module", "Sequential", "ModuleLis
            "Identity", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "Softmax", "LogSoftmax",
            "Flatten", "Dropout", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "NLLLoss",
            "CrossEntropyLoss"]
+
+# -- sequence layers: embeddings, layer normalisation, recurrent layers, attention --
+from .embedding import Embedding  # noqa: E402
+from .layernorm import LayerNorm  # noqa: E402
+from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell  # noqa: E402
+from .attention import MultiheadAttention  # noqa: E402
+
+__all__ += ["Embedding", "LayerNorm", "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell",
+            "LSTMCell", "GRUCell", "MultiheadAttention"]

@@ -407,3 +407,7 @@ def _soft_cross_entropy(input, target, weight, reduction, smoothing):
 __all__ = ["linear", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax",
            "dropout", "mse_loss", "l1_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy"]
+
+
+# -- sequence layers (embedding, layer_norm, attention): see functional_seq.py --
+from .functional_seq import embedding, layer_norm, scaled_dot_product_attention  # noqa: E402,F401
