@@ -74,11 +74,11 @@ def embedding(input, weight, padding_idx=None):
 def _normalized_shape(name, normalized_shape):
     if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
-    try:
-        shape = tuple(int(n) for n in normalized_shape)
-    except TypeError:
+    if not isinstance(normalized_shape, (tuple, list)) or not all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in normalized_shape):
         raise TypeError("%s: normalized_shape must be an int or a tuple of ints, got %r"
-                        % (name, normalized_shape)) from None
+                        % (name, normalized_shape))
+    shape = tuple(int(n) for n in normalized_shape)
     if any(n < 0 for n in shape):
         raise ValueError("%s: normalized_shape must hold non-negative sizes, got %s"
                          % (name, shape))
