@@ -10,3 +10,5 @@ from . import digits  # noqa: F401
 from . import moons_scalar  # noqa: F401
 from . import moons_vec  # noqa: F401
 from . import bigbatch  # noqa: F401
+from . import charlm  # noqa: F401
+from . import lstm  # noqa: F401
