@@ -452,7 +452,7 @@ def _mha_pair(fg, torch, **kwargs):
     return m, tm
 
 
-MHA_CASES = ["self", "self-causal-padding", "cross", "batch-first", "unbatched",
+MHA_CASES = ["self", "self-causal-padding", "self-batch-first", "self-unbatched", "cross", "batch-first", "unbatched",
              "per-head-weights", "float-masks", "3d-mask", "kdim-vdim", "no-bias", "no-weights"]
 
 
@@ -460,7 +460,8 @@ MHA_CASES = ["self", "self-causal-padding", "cross", "batch-first", "unbatched",
 def test_multihead_attention_matches_torch(fg, case):
     torch = _torch()
     kwargs = {}
-    if case == "batch-first":
+    bf = case.endswith("batch-first")
+    if bf:
         kwargs["batch_first"] = True
     if case == "kdim-vdim":
         kwargs.update(kdim=5, vdim=3)
@@ -469,10 +470,10 @@ def test_multihead_attention_matches_torch(fg, case):
     m, tm = _mha_pair(fg, torch, **kwargs)
     rng = np.random.default_rng(15)
     L, S, N = 4, 4 if case.startswith("self") else 6, 3
-    q = rng.standard_normal((N, L, 8) if case == "batch-first" else
-                            (L, 8) if case == "unbatched" else (L, N, 8))
+    q = rng.standard_normal((N, L, 8) if bf else (L, 8) if case.endswith("unbatched")
+                            else (L, N, 8))
     kv_shape = list(q.shape)
-    kv_shape[1 if case == "batch-first" else 0] = S
+    kv_shape[1 if bf else 0] = S
     k = rng.standard_normal(kv_shape[:-1] + [kwargs.get("kdim", 8)])
     v = rng.standard_normal(kv_shape[:-1] + [kwargs.get("vdim", 8)])
     tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))

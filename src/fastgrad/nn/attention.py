@@ -5,7 +5,7 @@ from .._core import core
 from ..tensor import get_default_dtype
 from . import init
 from .functional import _check_probability
-from .functional_seq import _attention, _float_mask
+from .functional_seq import _attention, _float_mask, _linear
 from .layers import Linear, _count
 from .module import Module
 from .parameter import Parameter
@@ -137,21 +137,17 @@ class MultiheadAttention(Module):
             raise ValueError("MultiheadAttention: is_causal=True is a hint that attn_mask is "
                              "the causal mask; pass that mask too")
         unbatched = query.ndim == 2
-        # inside: batch first, (N, L, E)
         if unbatched:
-            q_in, k_in, v_in = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
-        elif self.batch_first:
-            q_in, k_in, v_in = query, key, value
-        else:
-            q_in, k_in, v_in = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-        N, L, E = q_in.shape
-        S = k_in.shape[1]
-        H, D = self.num_heads, self.head_dim
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        # the projections run in the input's own layout (contiguous: one 2-D product
+        # each); heads are split afterwards, batch first: (N, H, length, head_dim)
+        bf = self.batch_first and not unbatched
+        E = self.embed_dim
         b = self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
         if self._qkv_same_embed_dim and query is key and key is value:
             # self-attention: one product for q, k and v together
-            qkv = core.linear(q_in, self.in_proj_weight, b)
+            qkv = _linear(query, self.in_proj_weight, b)
             q, k, v = qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
         else:
             if self._qkv_same_embed_dim:
@@ -159,19 +155,32 @@ class MultiheadAttention(Module):
                 wq, wk, wv = w[:E], w[E:2 * E], w[2 * E:]
             else:
                 wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-            q = core.linear(q_in, wq, bq)
-            k = core.linear(k_in, wk, bk)
-            v = core.linear(v_in, wv, bv)
-        q = q.reshape(N, L, H, D).permute(0, 2, 1, 3)
-        k = k.reshape(N, S, H, D).permute(0, 2, 1, 3)
-        v = v.reshape(N, S, H, D).permute(0, 2, 1, 3)
+            q, k, v = _linear(query, wq, bq), _linear(key, wk, bk), _linear(value, wv, bv)
+        if bf:
+            N, L = query.shape[0], query.shape[1]
+            S = key.shape[1]
+        else:
+            L, N = query.shape[0], query.shape[1]
+            S = key.shape[0]
+        H, D = self.num_heads, self.head_dim
+        if bf:
+            q = q.reshape(N, L, H, D).permute(0, 2, 1, 3)
+            k = k.reshape(N, S, H, D).permute(0, 2, 1, 3)
+            v = v.reshape(N, S, H, D).permute(0, 2, 1, 3)
+        else:
+            q = q.reshape(L, N, H, D).permute(1, 2, 0, 3)
+            k = k.reshape(S, N, H, D).permute(1, 2, 0, 3)
+            v = v.reshape(S, N, H, D).permute(1, 2, 0, 3)
         mask = self._masks(N, L, S, q.dtype, attn_mask, key_padding_mask, unbatched)
         attended, weights = _attention(q, k, v, mask, self.dropout, self.training)
-        out = self.out_proj(attended.permute(0, 2, 1, 3).reshape(N, L, E))
+        # heads joined back in the output's layout, so the projection is one 2-D product
+        if bf:
+            joined = attended.permute(0, 2, 1, 3).reshape(N, L, E)
+        else:
+            joined = attended.permute(2, 0, 1, 3).reshape(L, N, E)
+        out = _linear(joined, self.out_proj.weight, self.out_proj.bias)
         if unbatched:
-            out = out.squeeze(0)
-        elif not self.batch_first:
-            out = out.transpose(0, 1)
+            out = out.squeeze(1)
         if not need_weights:
             return out, None
         if average_attn_weights:

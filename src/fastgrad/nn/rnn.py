@@ -17,6 +17,7 @@ from .._core import core
 from ..tensor import get_default_dtype, stack, cat
 from . import init
 from .functional import dropout, _check_probability
+from .functional_seq import _linear
 from .layers import _count
 from .module import Module
 from .parameter import Parameter
@@ -172,10 +173,11 @@ class RNNBase(Module):
         if not lstm and isinstance(hx, (tuple, list)):
             raise TypeError("%s: hx must be a tensor h_0, not a %s"
                             % (self._name, type(hx).__name__))
-        # time-major inside: x (T, N, features)
-        x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first
-                                                    else input)
-        batch = x.shape[1]
+        # time-major inside: x (T, N, features); a batch-first input is projected in its
+        # own (contiguous) layout and only the projection is viewed time-major
+        x = input.unsqueeze(1) if unbatched else input
+        batch_major = self.batch_first and not unbatched
+        batch = x.shape[0] if batch_major else x.shape[1]
         if hx is None:
             h0 = self._zeros(batch, x.dtype)
             c0 = self._zeros(batch, x.dtype) if lstm else None
@@ -190,13 +192,16 @@ class RNNBase(Module):
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
+                # (only from the second layer on, where x is time-major)
                 x = dropout(x, self.dropout, True)
             outputs = []
             for d in range(directions):
                 w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, d)
                 k = layer * directions + d
                 state = (h0[k], c0[k]) if lstm else h0[k]
-                xproj = core.linear(x, w_ih, b_ih)
+                xproj = _linear(x, w_ih, b_ih)
+                if batch_major:
+                    xproj = xproj.transpose(0, 1)
                 outs, state = _run_direction(self.mode, xproj, state, w_hh, b_hh, H, d == 1)
                 outputs.append(stack(outs, 0))
                 if lstm:
@@ -205,6 +210,7 @@ class RNNBase(Module):
                 else:
                     h_n.append(state)
             x = outputs[0] if directions == 1 else cat(outputs, -1)
+            batch_major = False
         output = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
         h_n = stack(h_n, 0)
         if unbatched:
