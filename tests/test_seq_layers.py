@@ -346,7 +346,8 @@ def test_recurrent_dropout_only_between_layers_in_training(fg):
     np.testing.assert_array_equal(c, m(x)[0].data)           # reproducible under the seed
     assert not np.allclose(a, c)
     # one layer: nothing lies between layers, so training changes nothing
-    one = fg.nn.GRU(3, 4, dropout=0.5, dtype=np.float64)
+    with pytest.warns(UserWarning, match="dropout is applied between stacked layers only"):
+        one = fg.nn.GRU(3, 4, dropout=0.5, dtype=np.float64)
     y1 = one(x)[0].data
     one.eval()
     np.testing.assert_array_equal(y1, one(x)[0].data)
@@ -367,6 +368,8 @@ def test_recurrent_argument_errors(fg):
         lstm(fg.zeros(2, 1, 3), fg.zeros(2, 1, 4))
     with pytest.raises(TypeError, match="GRU: hx must be a tensor"):
         nn.GRU(3, 4)(fg.zeros(2, 1, 3), (fg.zeros(1, 1, 4),))
+    with pytest.raises(ValueError, match="LSTM: the input sequence is empty"):
+        lstm(fg.zeros(0, 2, 3))
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
         nn.RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="hidden_size must be positive"):

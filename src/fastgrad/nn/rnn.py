@@ -10,6 +10,7 @@ then each step adds one product with W_hh and takes the gates as views
 (slices) of that sum.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -104,6 +105,10 @@ class RNNBase(Module):
         self.batch_first = bool(batch_first)
         self.dropout = _check_probability(name, dropout)
         self.bidirectional = bool(bidirectional)
+        if self.dropout and self.num_layers == 1:
+            warnings.warn("%s: dropout is applied between stacked layers only, so dropout=%r "
+                          "does nothing with num_layers=1" % (name, self.dropout), UserWarning,
+                          stacklevel=3)
         if proj_size:
             raise NotImplementedError("%s: proj_size is not supported (got %r)"
                                       % (name, proj_size))
@@ -167,6 +172,9 @@ class RNNBase(Module):
 
     def forward(self, input, hx=None):
         unbatched = self._check_input(input)
+        if input.shape[0 if unbatched or not self.batch_first else 1] == 0:
+            raise ValueError("%s: the input sequence is empty (input of shape %s)"
+                             % (self._name, _shape(input)))
         lstm = self.mode == "LSTM"
         if lstm and hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
             raise TypeError("LSTM: hx must be a tuple (h_0, c_0), got %s" % type(hx).__name__)
