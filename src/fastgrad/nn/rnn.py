@@ -211,7 +211,8 @@ class RNNBase(Module):
                 if batch_major:
                     xproj = xproj.transpose(0, 1)
                 outs, state = _run_direction(self.mode, xproj, state, w_hh, b_hh, H, d == 1)
-                outputs.append(stack(outs, 0))
+                # one cat of the (N, H) steps and a view: stack would add an unsqueeze per step
+                outputs.append(cat(outs, 0).reshape(len(outs), *outs[0].shape))
                 if lstm:
                     h_n.append(state[0])
                     c_n.append(state[1])
