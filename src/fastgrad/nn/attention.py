@@ -145,10 +145,17 @@ class MultiheadAttention(Module):
         E = self.embed_dim
         b = self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E:2 * E], b[2 * E:])
+        H, D = self.num_heads, self.head_dim
+        heads = None
         if self._qkv_same_embed_dim and query is key and key is value:
-            # self-attention: one product for q, k and v together
+            # self-attention: one product for q, k and v together, split into heads by
+            # views alone: (.., 3E) -> (.., 3, H, D) -> (3, N, H, length, D)
             qkv = _linear(query, self.in_proj_weight, b)
-            q, k, v = qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+            a, c = query.shape[0], query.shape[1]
+            if bf:
+                heads = qkv.reshape(a, c, 3, H, D).permute(2, 0, 3, 1, 4)
+            else:
+                heads = qkv.reshape(a, c, 3, H, D).permute(2, 1, 3, 0, 4)
         else:
             if self._qkv_same_embed_dim:
                 w = self.in_proj_weight
@@ -162,8 +169,9 @@ class MultiheadAttention(Module):
         else:
             L, N = query.shape[0], query.shape[1]
             S = key.shape[0]
-        H, D = self.num_heads, self.head_dim
-        if bf:
+        if heads is not None:
+            q, k, v = heads[0], heads[1], heads[2]
+        elif bf:
             q = q.reshape(N, L, H, D).permute(0, 2, 1, 3)
             k = k.reshape(N, S, H, D).permute(0, 2, 1, 3)
             v = v.reshape(N, S, H, D).permute(0, 2, 1, 3)
