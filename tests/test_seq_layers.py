@@ -455,7 +455,8 @@ def _mha_pair(fg, torch, **kwargs):
     return m, tm
 
 
-MHA_CASES = ["self", "self-causal-padding", "self-batch-first", "self-unbatched", "cross", "batch-first", "unbatched",
+MHA_CASES = ["self", "self-causal-padding", "self-batch-first", "self-unbatched", "cross",
+             "batch-first", "unbatched",
              "per-head-weights", "float-masks", "3d-mask", "kdim-vdim", "no-bias", "no-weights"]
 
 
@@ -584,3 +585,47 @@ def test_multihead_attention_errors(fg):
         m(x, x, x, is_causal=True)
     with pytest.raises(NotImplementedError, match="add_bias_kv"):
         nn.MultiheadAttention(8, 2, add_bias_kv=True)
+
+
+# ---------------------------------------------------------------------------
+# the layers as modules: copies, pickles, fg.compile
+# ---------------------------------------------------------------------------
+def test_sequence_layers_copy_pickle_and_replay(fg, same_copy):
+    import copy
+    import pickle
+    nn, F = fg.nn, fg.nn.functional
+    fg.manual_seed(0)
+
+    model = nn.ModuleList([nn.Embedding(7, 8, padding_idx=0, dtype=np.float64),
+                           nn.LayerNorm(8, dtype=np.float64),
+                           nn.MultiheadAttention(8, 2, batch_first=True, dtype=np.float64),
+                           nn.GRU(8, 8, batch_first=True, dtype=np.float64),
+                           nn.Linear(8, 7, dtype=np.float64)])
+
+    def run(layers, idx):
+        emb, ln, attn, gru, head = layers
+        h = ln(emb(idx))
+        mask = np.triu(np.ones((idx.shape[1], idx.shape[1]), bool), 1)
+        h = h + attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return head(gru(h)[0])
+
+    x = np.random.default_rng(22).integers(0, 7, (3, 5))
+    y = np.random.default_rng(23).integers(0, 7, 15)
+    with same_copy():
+        clones = [copy.deepcopy(model), pickle.loads(pickle.dumps(model))]
+    for clone in clones:
+        np.testing.assert_array_equal(run(clone, x).data, run(model, x).data)
+    eager = clones[0]
+    opt = fg.optim.SGD(model.parameters(), lr=0.1)
+    opt_eager = fg.optim.SGD(eager.parameters(), lr=0.1)
+    step = fg.compile(lambda: F.cross_entropy(run(model, x).reshape(-1, 7), y))
+    for _ in range(3):
+        opt.zero_grad()
+        replayed = step()
+        opt.step()
+        opt_eager.zero_grad()
+        loss = F.cross_entropy(run(eager, x).reshape(-1, 7), y)
+        loss.backward()
+        opt_eager.step()
+        assert abs(replayed - loss.item()) < 1e-12
+    assert np.all(model[0].weight.data[0] == 0)              # the padding row never moved

@@ -25,7 +25,8 @@ def data():
 def weights():
     rng = np.random.default_rng(16)
     bound = 1.0 / np.sqrt(HIDDEN)
-    shapes = [("lstm.weight_ih_l0", (4 * HIDDEN, INPUT)), ("lstm.weight_hh_l0", (4 * HIDDEN, HIDDEN)),
+    shapes = [("lstm.weight_ih_l0", (4 * HIDDEN, INPUT)),
+              ("lstm.weight_hh_l0", (4 * HIDDEN, HIDDEN)),
               ("lstm.bias_ih_l0", (4 * HIDDEN,)), ("lstm.bias_hh_l0", (4 * HIDDEN,)),
               ("head.weight", (1, HIDDEN)), ("head.bias", (1,))]
     return {name: rng.uniform(-bound, bound, shape).astype(np.float32) for name, shape in shapes}

@@ -27,7 +27,7 @@ class MultiheadAttention(Module):
     """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False,
-                 add_zero_attn=False, kdim=None, vdim=None, batch_first=False, dtype=None):
+                 add_zero_attn=False, kdim=None, vdim=None, batch_first=False, *, dtype=None):
         super().__init__()
         name = "MultiheadAttention"
         self.embed_dim = _count(name, "embed_dim", embed_dim)

@@ -16,7 +16,7 @@ class Embedding(Module):
     set to zero; that row never receives a gradient.
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=None,
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, dtype=None,
                  _weight=None):
         super().__init__()
         self.num_embeddings = _count("Embedding", "num_embeddings", num_embeddings)

@@ -10,7 +10,6 @@ import math
 import numpy as np
 
 from .._core import core
-from ..tensor import tensor as _new_tensor
 from .functional import dropout, _tensor, _check_probability
 
 
@@ -88,8 +87,9 @@ def embedding(input, weight, padding_idx=None):
 def _normalized_shape(name, normalized_shape):
     if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
+    whole = (int, np.integer)
     if not isinstance(normalized_shape, (tuple, list)) or not all(
-            isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in normalized_shape):
+            isinstance(n, whole) and not isinstance(n, bool) for n in normalized_shape):
         raise TypeError("%s: normalized_shape must be an int or a tuple of ints, got %r"
                         % (name, normalized_shape))
     shape = tuple(int(n) for n in normalized_shape)
@@ -100,7 +100,7 @@ def _normalized_shape(name, normalized_shape):
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """(x - mean) / sqrt(var + eps) over the trailing `normalized_shape` dims, then * weight + bias.
+    """(x - mean) / sqrt(var + eps) over the trailing `normalized_shape` dims, * weight + bias.
 
     The variance is the biased one (divide by the count), as PyTorch, and is
     taken of the centred values (not E[x^2] - E[x]^2, which cancels

@@ -11,7 +11,7 @@ from .parameter import Parameter
 class LayerNorm(Module):
     """layer_norm over the last len(normalized_shape) dims; weight ones, bias zeros."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *,
                  dtype=None):
         super().__init__()
         self.normalized_shape = _normalized_shape("LayerNorm", normalized_shape)

@@ -94,7 +94,7 @@ class RNNBase(Module):
     """What RNN, LSTM and GRU share: the parameters, the checks, the layer loop."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0, dtype=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0, *, dtype=None):
         super().__init__()
         name = self._name = {"RNN_TANH": "RNN", "RNN_RELU": "RNN"}.get(mode, mode)
         self.mode = mode
@@ -121,7 +121,8 @@ class RNNBase(Module):
             layer_input = self.input_size if layer == 0 else self.hidden_size * directions
             for d in range(directions):
                 suffix = "_l%d%s" % (layer, "_reverse" if d else "")
-                shapes = [("weight_ih", (gates, layer_input)), ("weight_hh", (gates, self.hidden_size))]
+                shapes = [("weight_ih", (gates, layer_input)),
+                          ("weight_hh", (gates, self.hidden_size))]
                 if self.bias:
                     shapes += [("bias_ih", (gates,)), ("bias_hh", (gates,))]
                 for base, shape in shapes:
@@ -250,7 +251,7 @@ class RNN(RNNBase):
     """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError("RNN: nonlinearity must be 'tanh' or 'relu', got %r"
                              % (nonlinearity,))
@@ -264,16 +265,16 @@ class LSTM(RNNBase):
     """Long short-term memory; forward returns (output, (h_n, c_n))."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, dtype)
+                         dropout, bidirectional, proj_size, dtype=dtype)
 
 
 class GRU(RNNBase):
     """Gated recurrent unit, PyTorch's formula (the reset gate applied after W_hn h + b_hn)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=None):
+                 dropout=0.0, bidirectional=False, *, dtype=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, dtype=dtype)
 
@@ -343,7 +344,7 @@ class RNNCellBase(Module):
 
 
 class RNNCell(RNNCellBase):
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError("RNNCell: nonlinearity must be 'tanh' or 'relu', got %r"
                              % (nonlinearity,))
@@ -359,7 +360,7 @@ class RNNCell(RNNCellBase):
 
 
 class LSTMCell(RNNCellBase):
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, bias, dtype)
 
     def forward(self, input, hx=None):
@@ -373,7 +374,7 @@ class LSTMCell(RNNCellBase):
 
 
 class GRUCell(RNNCellBase):
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype=None):
         super().__init__("GRU", input_size, hidden_size, bias, dtype)
 
     def forward(self, input, hx=None):
