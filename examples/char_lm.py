@@ -29,7 +29,7 @@ ENDINGS = ["today", "again", "at night", "in the park", "every day", "with care"
 
 
 def sentences(rng, n):
-    """n sentences from the grammar, joined by spaces (27 symbols: a-z and space)."""
+    """n sentences from the grammar, joined by spaces (lowercase letters and space)."""
     out = []
     for _ in range(n):
         s = [SUBJECTS[rng.integers(len(SUBJECTS))], VERBS[rng.integers(len(VERBS))],
