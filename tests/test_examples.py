@@ -70,3 +70,23 @@ def test_digits_cnn_reaches_98_percent(tmp_path):
     accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
     assert accuracy >= 0.98, out
     assert re.search(r"epochs: 10,", out), out
+def test_char_lm_beats_the_unigram_entropy_and_samples(tmp_path):
+    out = run_example("char_lm.py", "--quick", tmp_path=tmp_path)
+    unigram = float(re.search(r"unigram entropy: ([\d.]+)", out).group(1))
+    before = float(re.search(r"held-out loss before training: ([\d.]+)", out).group(1))
+    after = float(re.search(r"held-out loss after training: ([\d.]+)", out).group(1))
+    assert before > unigram                     # an untrained model knows nothing
+    assert after < unigram - 0.3, out           # context helps, well past character counts
+    samples = re.findall(r"^sample: '(.*)'$", out, re.M)
+    assert len(samples) == 3 and all(len(s) > 48 for s in samples), out
+    assert all(set(s) <= set("abcdefghijklmnopqrstuvwxyz ") for s in samples), out
+
+
+def test_lstm_sine_predicts_the_next_value(tmp_path):
+    out = run_example("lstm_sine.py", "--quick", tmp_path=tmp_path)
+    mse, naive = map(float, re.search(r"one-step mse: ([\d.]+) \(naive last-value forecast: "
+                                      r"([\d.]+)\)", out).groups())
+    assert mse < 0.01 and mse < naive / 3, out
+    pairs = re.findall(r"^  ([+-][\d.]+)  ([+-][\d.]+)$", out, re.M)
+    assert len(pairs) == 10
+    assert max(abs(float(a) - float(b)) for a, b in pairs[:5]) < 0.2, out

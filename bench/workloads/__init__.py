@@ -11,3 +11,5 @@ from . import moons_scalar  # noqa: F401
 from . import moons_vec  # noqa: F401
 from . import bigbatch  # noqa: F401
 from . import cnn  # noqa: F401
+from . import charlm  # noqa: F401
+from . import lstm  # noqa: F401

@@ -25,3 +25,12 @@ __all__ += ["ModuleDict", "ParameterList", "ParameterDict", "Conv1d", "Conv2d", 
             "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
             "BatchNorm1d", "BatchNorm2d", "GELU", "SiLU", "ELU", "Softplus", "Hardtanh", "PReLU",
             "SmoothL1Loss", "HuberLoss", "KLDivLoss", "utils"]
+
+# -- sequence layers: embeddings, layer normalisation, recurrent layers, attention --
+from .embedding import Embedding  # noqa: E402
+from .layernorm import LayerNorm  # noqa: E402
+from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell  # noqa: E402
+from .attention import MultiheadAttention  # noqa: E402
+
+__all__ += ["Embedding", "LayerNorm", "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell",
+            "LSTMCell", "GRUCell", "MultiheadAttention"]

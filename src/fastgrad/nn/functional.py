@@ -536,3 +536,12 @@ __all__ = ["linear", "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_so
            "dropout", "mse_loss", "l1_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "nll_loss", "cross_entropy"]
 __all__ += _LAYERS_ALL
+
+
+# -- sequence layers (embedding, layer_norm, attention): see functional_seq.py --
+from .functional_seq import embedding, layer_norm, scaled_dot_product_attention  # noqa: E402,F401
+__all__ += ["embedding", "layer_norm", "scaled_dot_product_attention"]
+
+# one_hot and pad are tensor functions (fastgrad.tensor), spelled F.one_hot / F.pad as in torch
+from ..tensor import one_hot, pad  # noqa: E402,F401
+__all__ += ["one_hot", "pad"]
