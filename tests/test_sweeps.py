@@ -1,0 +1,163 @@
+"""Hyper-parameter sweeps: whole training functions run on a Dask cluster's
+worker processes train exactly as they do in this process, on both cores.
+
+One LocalCluster per core (2 worker processes, 1 thread each), started once
+and reused; the workers get FASTGRAD_BACKEND of the core under test and
+report the core they ran. Training in joblib's loky workers is checked in
+tests/test_pickle.py (models and optimizers sent, trained, sent back).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+try:
+    import dask.distributed as dask_distributed
+except ImportError:
+    dask_distributed = None
+
+needs_dask = pytest.mark.skipif(
+    dask_distributed is None,
+    reason="dask.distributed is not installed (python -m pip install 'dask[distributed]')")
+
+# (learning rate, width): four trainings, two per worker
+RUNS = [(0.05, 16), (0.2, 16), (0.05, 48), (0.2, 48)]
+STEPS = 12
+
+
+def make_data():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((96, 64))
+    y = rng.integers(0, 10, 96)
+    return x, y
+
+
+def train_run(fg, lr, width, steps):
+    """A whole training in float64: init from a seed, shuffled mini-batches, SGD with momentum.
+
+    Returns the loss of every step and the final parameters.
+    """
+    nn = fg.nn
+    x, y = make_data()
+    fg.manual_seed(11)
+    model = nn.Sequential(nn.Linear(64, width, dtype=np.float64), nn.Tanh(),
+                          nn.Linear(width, 10, dtype=np.float64))
+    opt = fg.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    loader = fg.data.DataLoader(fg.data.TensorDataset(x, y), batch_size=16, shuffle=True,
+                                seed=3)
+    losses = []
+    while len(losses) < steps:
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if len(losses) == steps:
+                break
+    return np.array(losses), [p.numpy().copy() for p in model.parameters()]
+
+
+def train_in_worker(lr, width, steps):
+    """The task sent to a worker: import fastgrad there, train, return the core and numbers."""
+    import fastgrad
+    return fastgrad.backend(), os.getpid(), train_run(fastgrad, lr, width, steps)
+
+
+class Clusters:
+    """At most one LocalCluster alive at a time, for the core asked last."""
+
+    def __init__(self):
+        self.core = self.cluster = self.client = None
+
+    def client_for(self, fg):
+        if self.core != fg.backend():
+            self.close()
+            home = os.path.dirname(os.path.dirname(os.path.abspath(fg.__file__)))
+            env = {"FASTGRAD_BACKEND": fg.backend(),
+                   # the workers import the copy of fastgrad under test (source tree or wheel)
+                   "PYTHONPATH": os.pathsep.join(
+                       p for p in (home, os.environ.get("PYTHONPATH")) if p)}
+            self.cluster = dask_distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                env=env)
+            self.client = dask_distributed.Client(self.cluster)
+            self.core = fg.backend()
+        return self.client
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.cluster.close()
+        self.core = self.cluster = self.client = None
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    import cloudpickle
+    # The tasks are this module's functions: send them by value, so the
+    # workers need not import the test module.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    found = Clusters()
+    try:
+        yield found
+    finally:
+        found.close()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@needs_dask
+def test_trainings_on_a_dask_cluster_equal_in_process(fg, clusters):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    client = clusters.client_for(fg)
+    futures = [client.submit(train_in_worker, lr, width, STEPS, pure=False)
+               for lr, width in RUNS]
+    results = client.gather(futures, errors="raise")
+    # Dask's workers run BLAS on one thread (OPENBLAS_NUM_THREADS=1 and the
+    # like in their environment); the trainings here do too, so every matrix
+    # product sums in the same order and the results agree bit for bit.
+    with threadpoolctl.threadpool_limits(1):
+        expected = [train_run(fg, lr, width, STEPS) for lr, width in RUNS]
+    pids = set()
+    for (core, pid, (losses, params)), (want_losses, want_params) in zip(results, expected):
+        assert core == fg.backend()
+        pids.add(pid)
+        assert losses.dtype == np.float64 and len(losses) == STEPS
+        np.testing.assert_array_equal(losses, want_losses)
+        assert len(params) == len(want_params) == 4
+        for got, want in zip(params, want_params):
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, want)
+    assert os.getpid() not in pids
+    # the runs differ from each other: the comparison above could have failed
+    assert len({float(r[2][0][-1]) for r in results}) == len(RUNS)
+
+
+@needs_dask
+def test_sweep_dask_example_quick(tmp_path):
+    pure = os.environ.get("FASTGRAD_TEST_PURE_ONLY") == "1"
+    core = "python" if pure else "compiled"
+    png = tmp_path / "sweep.png"
+    env = dict(os.environ, FASTGRAD_BACKEND=core)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sweep_dask.py"),
+                          "--quick", "--plot", str(png)],
+                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()
+            if line.split() and line.split()[-2:-1] == [core]]
+    assert sorted((float(r[0]), int(r[1])) for r in rows) == [
+        (0.03, 32), (0.03, 64), (0.1, 32), (0.1, 64)]
+    accuracies = [float(r[4]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)       # best first
+    assert max(accuracies) > 0.8                               # they did learn
+    assert "4 trainings" in out.stdout
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert png.stat().st_size > 10_000
