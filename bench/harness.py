@@ -9,7 +9,9 @@ Three registries describe everything `run.py` can measure:
 - ``WORKLOADS``: name -> :class:`Workload`. A workload gives, per
   implementation, a *runner*: ``runner(size) -> (step, result)``, where
   ``step()`` runs one iteration and ``result()`` returns the correctness value
-  (an array) afterwards. Every implementation's value is compared with the
+  (an array) afterwards.  A runner may return a third callable, ``notes()``,
+  giving named figures (a dict of numbers or strings) measured along the way;
+  they are printed under the table and kept in the row's ``info["notes"]``. Every implementation's value is compared with the
   reference implementation's.
 - Each workload carries its own :class:`Target` list (speed goals checked
   after the run).
@@ -46,6 +48,10 @@ class Impl:
     module: str                       # what must be importable
     env: Dict[str, str] = field(default_factory=dict)
     probe: Optional[Callable[[], dict]] = None   # runs in the child; may raise ImportError
+    # Runs in the parent: the command that starts this implementation's child
+    # goes after this prefix (e.g. ["mpiexec", "-n", "2"]).  The launched
+    # processes are one child: only the first one answers (see child_main).
+    launcher: Optional[Callable[[], List[str]]] = None
 
 
 def _probe_fastgrad(expected: str) -> Callable[[], dict]:
@@ -247,7 +253,9 @@ def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
         emit({"status": "error", "error": f"{type(exc).__name__}: {exc}"})
         return 1
     try:
-        step, result = WORKLOADS[workload].runners[impl](size)
+        made = WORKLOADS[workload].runners[impl](size)
+        step, result = made[0], made[1]
+        notes = made[2] if len(made) > 2 else None
         calls, elapsed = warm_up(step, warmup)
         iters = size_block(step, elapsed / calls, min_time)
     except Exception:
@@ -280,6 +288,8 @@ def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
                 one_block()
         record = {"status": "ok", "times": times, "iters": iters, "info": info}
         record.update(_as_check(result()))
+        if notes is not None:
+            info["notes"] = notes()
     except Exception:
         emit({"status": "error", "error": traceback.format_exc(limit=-3)})
         return 1
@@ -291,6 +301,6 @@ def reference_value(workload: Workload, size):
     """The reference implementation's correctness value, computed in this process
     (used when the reference is not among the implementations being timed)."""
     import numpy as np
-    step, result = workload.runners[workload.reference](size)
+    step, result = workload.runners[workload.reference](size)[:2]
     step()
     return np.asarray(result(), dtype=np.float64)

@@ -10,3 +10,4 @@ from . import digits  # noqa: F401
 from . import moons_scalar  # noqa: F401
 from . import moons_vec  # noqa: F401
 from . import bigbatch  # noqa: F401
+from . import ddp  # noqa: F401
