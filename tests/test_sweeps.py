@@ -1,12 +1,19 @@
-"""Hyper-parameter sweeps: whole training functions run on a Dask cluster's
-worker processes train exactly as they do in this process, on both cores.
+"""Scale-out: hyper-parameter sweeps and the data-parallel benchmark.
 
-One LocalCluster per core (2 worker processes, 1 thread each), started once
-and reused; the workers get FASTGRAD_BACKEND of the core under test and
-report the core they ran. Training in joblib's loky workers is checked in
-tests/test_pickle.py (models and optimizers sent, trained, sent back).
+Whole training functions run on a Dask cluster's worker processes train
+exactly as they do in this process, on both cores: one LocalCluster per core
+(2 worker processes, 1 thread each), started once and reused; the workers
+get FASTGRAD_BACKEND of the core under test and report the core they ran.
+Training in joblib's loky workers is checked in tests/test_pickle.py (models
+and optimizers sent, trained, sent back).
+
+The `ddp` workload of bench/ runs under mpiexec -n 2: its check equals the
+one-process run's, and distributed.ReductionTimer counted what was sent.
 """
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -161,3 +168,95 @@ def test_sweep_dask_example_quick(tmp_path):
     except ImportError:
         return
     assert png.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------
+# bench/'s ddp workload under mpiexec
+# ---------------------------------------------------------------------------
+
+def _mpiexec():
+    import importlib.util
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("mpi4py is not installed: pip install 'fastgrad[mpi]'")
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = beside if os.path.exists(beside) else shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("mpi4py is installed but no mpiexec was found next to %s or on PATH"
+                    % sys.executable)
+    return found
+
+
+def _bench_child(fg, impl, prefix=()):
+    """One bench child, one short timing block; returns its final record."""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(fg.__file__)))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")}
+    env.update(FASTGRAD_BACKEND=fg.backend(), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p))
+    command = list(prefix) + [sys.executable, os.path.join(ROOT, "bench", "run.py"), "--child",
+                              "ddp", impl, "--size", '"digits"', "--repeats", "1",
+                              "--warmup", "0", "--min-time", "0.001"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)       # mpiexec and its ranks
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(records) == 1, out                 # rank 1 never answers
+    assert records[0]["status"] == "ok", records[0].get("error")
+    return records[0]
+
+
+@pytest.fixture(scope="module")
+def bench_workloads():
+    bench = os.path.join(ROOT, "bench")
+    sys.path.insert(0, bench)
+    try:
+        import harness
+        __import__("workloads")
+        yield harness.WORKLOADS
+    finally:
+        sys.path.remove(bench)
+
+
+def test_ddp_workload_two_ranks_equal_one(fg, same_copy, bench_workloads):
+    pytest.importorskip("sklearn")
+    mpiexec = _mpiexec()
+    core = fg.backend()
+    two = _bench_child(fg, core + "-2ranks", prefix=[mpiexec, "-n", "2"])
+    assert two["info"]["backend"] == core and two["info"]["ranks"] == 2
+    with same_copy():            # one process: this copy, no MPI
+        step, result, notes = bench_workloads["ddp"].runners[core]("digits")
+        step()
+        want, one_notes = np.asarray(result()), notes()
+    got = np.array(two["check"])
+    assert got.shape == want.shape == (4 + 64 * 128 + 128 + 128 * 10 + 10,)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    notes = two["info"]["notes"]
+    assert notes["ranks"] == 2 and notes["steps per epoch"] == 57
+    # one float32 buffer of the four parameters' gradients and four counts per step
+    assert notes["kB/allreduce"] == pytest.approx((64 * 128 + 128 + 128 * 10 + 10 + 4) * 4 / 1e3)
+    assert 0 < notes["allreduce ms/step"] <= notes["reduction ms/step"]
+    assert one_notes == {"ranks": 1, "steps per epoch": 57}      # one process sends nothing
+
+
+def test_reduction_timer_nests_and_counts_nothing_in_one_process(fg):
+    dist = fg.distributed
+    nn = fg.nn
+    model = dist.DistributedDataParallel(nn.Linear(3, 2, dtype=np.float64))
+    outer = dist.ReductionTimer()
+    with outer:
+        assert dist._state.timer is outer
+        with dist.ReductionTimer() as inner:
+            assert dist._state.timer is inner
+            model(fg.ones(4, 3, dtype=np.float64)).sum().backward()
+        assert dist._state.timer is outer
+    assert dist._state.timer is None
+    # a world of 1 averages nothing, so nothing was timed
+    assert (inner.reductions, inner.seconds, inner.allreduce_seconds, inner.nbytes) == (0, 0, 0, 0)
+    assert model.module.weight.grad is not None
+    assert "reductions=0" in repr(outer)
