@@ -9,17 +9,19 @@ Three registries describe everything `run.py` can measure:
 - ``WORKLOADS``: name -> :class:`Workload`. A workload gives, per
   implementation, a *runner*: ``runner(size) -> (step, result)``, where
   ``step()`` runs one iteration and ``result()`` returns the correctness value
-  (an array) afterwards.  A runner may return a third callable, ``notes()``,
-  giving named figures (a dict of numbers or strings) measured along the way;
-  they are printed under the table and kept in the row's ``info["notes"]``. Every implementation's value is compared with the
-  reference implementation's.
+  (an array) afterwards. Every implementation's value is compared with the
+  reference implementation's. A runner may return a third callable,
+  ``notes()``, giving named figures (a dict of numbers or strings) measured
+  along the way; they are printed under the table and kept in the row's
+  ``info["notes"]``.
 - Each workload carries its own :class:`Target` list (speed goals checked
   after the run).
 
 Each (workload, size, implementation) runs in its own process
-(``python bench/run.py --child WORKLOAD IMPL --size SIZE``), so that imports,
-allocator state and thread pools of one library never affect another, and so
-that ``FASTGRAD_BACKEND`` picks the core cleanly. The child warms up, sizes a
+(``python bench/run.py --child WORKLOAD IMPL --size SIZE``, after the
+implementation's launcher prefix if it has one, e.g. ``mpiexec -n 2``), so
+that imports, allocator state and thread pools of one library never affect
+another, and so that ``FASTGRAD_BACKEND`` picks the core cleanly. The child warms up, sizes a
 timing block to last at least ``min_time`` seconds, then times blocks and
 reports seconds per iteration for each block as JSON on stdout.
 """

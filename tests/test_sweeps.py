@@ -147,6 +147,7 @@ def test_trainings_on_a_dask_cluster_equal_in_process(fg, clusters):
 
 @needs_dask
 def test_sweep_dask_example_quick(tmp_path):
+    pytest.importorskip("sklearn")               # the digits data
     pure = os.environ.get("FASTGRAD_TEST_PURE_ONLY") == "1"
     core = "python" if pure else "compiled"
     png = tmp_path / "sweep.png"

@@ -32,9 +32,11 @@ rank) and in the whole reduction (packing + Allreduce + unpacking).
 
 How rank 1 follows: only rank 0 talks to run.py (mpiexec gives stdin to
 rank 0 alone). Rank 1's runner never returns: it waits for rank 0's orders
-("epoch", "check", "exit"), polling with short sleeps rather than in a
-blocking MPI call, because MPICH busy-waits, and a spinning rank 1 would
-take a core from whichever row is being timed meanwhile.
+("epoch", "check", "exit"), polling with sleeps rather than in a blocking
+MPI call, because MPICH busy-waits, and a spinning rank 1 would take a core
+from whichever row is being timed meanwhile. Both ranks pass a barrier
+before each epoch, so rank 1's wake-up delay (at most 0.1 ms within a
+timing block) counts in the epoch time but not in the Allreduce time.
 """
 import atexit
 import os
@@ -52,7 +54,11 @@ from workloads.common import digits as digits_data, flat
 RANKS = 2
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CHECK_STEPS = 4
-POLL = 1e-4          # seconds rank 1 sleeps between looks for rank 0's next order
+# Rank 1 looks for rank 0's next order after sleeping POLL seconds, doubling
+# the sleep up to IDLE_POLL while none comes: orders follow each other within
+# microseconds during a timing block, while between blocks (other rows being
+# timed) a rank that woke every 100 us would take CPU time from them.
+POLL, IDLE_POLL = 1e-4, 5e-3
 
 MODELS = {
     "digits": dict(sizes=(64, 128, 10), batch=32, lr=_digits.LR, momentum=_digits.MOMENTUM,
@@ -211,11 +217,13 @@ _TAG = 17
 def _follow(comm, actions):
     while True:
         request = comm.irecv(source=0, tag=_TAG)
+        pause = POLL
         while True:
             done, what = request.test()
             if done:
                 break
-            time.sleep(POLL)
+            time.sleep(pause)
+            pause = min(2 * pause, IDLE_POLL)
         if what not in actions:
             return
         comm.Barrier()
@@ -237,7 +245,8 @@ register(Workload(
     label=lambda name: {"digits": "digits b32", "bigbatch": "784-512-512 b1024"}[name],
     settle=0.2,
     targets=[
-        # what a second rank should at least give where compute dominates
-        Target("compiled-2ranks", "compiled", factor=1, sizes=("bigbatch",)),
+        # where compute dominates, a second core as a second rank should give
+        # at least 1.2x (measured 1.3-1.5x on two loaded cores; 1.8x from the pieces)
+        Target("compiled-2ranks", "compiled-1thread", factor=1.2, sizes=("bigbatch",)),
     ],
 ))
