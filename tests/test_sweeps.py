@@ -5,7 +5,7 @@ exactly as they do in this process, on both cores: one LocalCluster per core
 (2 worker processes, 1 thread each), started once and reused; the workers
 get FASTGRAD_BACKEND of the core under test and report the core they ran.
 Training in joblib's loky workers is checked in tests/test_pickle.py (models
-and optimizers sent, trained, sent back).
+and optimizers sent, trained, sent back); here the two sweep examples run.
 
 The `ddp` workload of bench/ runs under mpiexec -n 2: its check equals the
 one-process run's, and distributed.ReductionTimer counted what was sent.
@@ -145,15 +145,15 @@ def test_trainings_on_a_dask_cluster_equal_in_process(fg, clusters):
     assert len({float(r[2][0][-1]) for r in results}) == len(RUNS)
 
 
-@needs_dask
-def test_sweep_dask_example_quick(tmp_path):
+def run_sweep_example(name, tmp_path, *args):
+    """Run examples/NAME --quick --plot; returns (core, table rows as lists of words)."""
     pytest.importorskip("sklearn")               # the digits data
     pure = os.environ.get("FASTGRAD_TEST_PURE_ONLY") == "1"
     core = "python" if pure else "compiled"
     png = tmp_path / "sweep.png"
     env = dict(os.environ, FASTGRAD_BACKEND=core)
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "sweep_dask.py"),
-                          "--quick", "--plot", str(png)],
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name),
+                          "--quick", "--plot", str(png), *args],
                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines()
@@ -167,8 +167,30 @@ def test_sweep_dask_example_quick(tmp_path):
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return
-    assert png.stat().st_size > 10_000
+        assert "wrote" not in out.stdout
+    else:
+        assert png.stat().st_size > 10_000
+    return core, rows
+
+
+@needs_dask
+def test_sweep_dask_example_quick(tmp_path):
+    run_sweep_example("sweep_dask.py", tmp_path)
+
+
+def test_sweep_joblib_example_quick_equals_in_process(tmp_path, monkeypatch):
+    pytest.importorskip("joblib")
+    core, rows = run_sweep_example("sweep_joblib.py", tmp_path, "--jobs", "2")
+    # the same trainings here, on the same core, BLAS on one thread as in the workers
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from conftest import load_fastgrad, resolving_to
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    import sweep_dask
+    with resolving_to(load_fastgrad(core)), threadpoolctl.threadpool_limits(1):
+        for row in rows:
+            here = sweep_dask.train_digits(float(row[0]), int(row[1]), int(row[2]))
+            assert here["core"] == core
+            assert row[3:5] == ["%.4f" % here["train_loss"], "%.4f" % here["val_accuracy"]]
 
 
 # ---------------------------------------------------------------------------
