@@ -10,14 +10,18 @@ Three registries describe everything `run.py` can measure:
   implementation, a *runner*: ``runner(size) -> (step, result)``, where
   ``step()`` runs one iteration and ``result()`` returns the correctness value
   (an array) afterwards. Every implementation's value is compared with the
-  reference implementation's.
+  reference implementation's. A runner may return a third callable,
+  ``notes()``, giving named figures (a dict of numbers or strings) measured
+  along the way; they are printed under the table and kept in the row's
+  ``info["notes"]``.
 - Each workload carries its own :class:`Target` list (speed goals checked
   after the run).
 
 Each (workload, size, implementation) runs in its own process
-(``python bench/run.py --child WORKLOAD IMPL --size SIZE``), so that imports,
-allocator state and thread pools of one library never affect another, and so
-that ``FASTGRAD_BACKEND`` picks the core cleanly. The child warms up, sizes a
+(``python bench/run.py --child WORKLOAD IMPL --size SIZE``, after the
+implementation's launcher prefix if it has one, e.g. ``mpiexec -n 2``), so
+that imports, allocator state and thread pools of one library never affect
+another, and so that ``FASTGRAD_BACKEND`` picks the core cleanly. The child warms up, sizes a
 timing block to last at least ``min_time`` seconds, then times blocks and
 reports seconds per iteration for each block as JSON on stdout.
 """
@@ -46,6 +50,10 @@ class Impl:
     module: str                       # what must be importable
     env: Dict[str, str] = field(default_factory=dict)
     probe: Optional[Callable[[], dict]] = None   # runs in the child; may raise ImportError
+    # Runs in the parent: the command that starts this implementation's child
+    # goes after this prefix (e.g. ["mpiexec", "-n", "2"]).  The launched
+    # processes are one child: only the first one answers (see child_main).
+    launcher: Optional[Callable[[], List[str]]] = None
 
 
 def _probe_fastgrad(expected: str) -> Callable[[], dict]:
@@ -247,7 +255,9 @@ def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
         emit({"status": "error", "error": f"{type(exc).__name__}: {exc}"})
         return 1
     try:
-        step, result = WORKLOADS[workload].runners[impl](size)
+        made = WORKLOADS[workload].runners[impl](size)
+        step, result = made[0], made[1]
+        notes = made[2] if len(made) > 2 else None
         calls, elapsed = warm_up(step, warmup)
         iters = size_block(step, elapsed / calls, min_time)
     except Exception:
@@ -280,6 +290,8 @@ def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
                 one_block()
         record = {"status": "ok", "times": times, "iters": iters, "info": info}
         record.update(_as_check(result()))
+        if notes is not None:
+            info["notes"] = notes()
     except Exception:
         emit({"status": "error", "error": traceback.format_exc(limit=-3)})
         return 1
@@ -291,6 +303,6 @@ def reference_value(workload: Workload, size):
     """The reference implementation's correctness value, computed in this process
     (used when the reference is not among the implementations being timed)."""
     import numpy as np
-    step, result = workload.runners[workload.reference](size)
+    step, result = workload.runners[workload.reference](size)[:2]
     step()
     return np.asarray(result(), dtype=np.float64)

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import queue
+import signal
 import statistics
 import subprocess
 import sys
@@ -116,15 +117,21 @@ class Child:
     """One (workload, size, implementation) process in ``--serve`` mode."""
 
     def __init__(self, workload: str, impl: str, size, settings: dict, timeout: float):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", workload, impl,
+        launcher = IMPLS[impl].launcher
+        cmd = (launcher() if launcher else []) + [
+               sys.executable, os.path.abspath(__file__), "--child", workload, impl,
                "--size", json.dumps(size), "--min-time", str(settings["min_time"]),
                "--warmup", str(settings["warmup"]), "--serve"]
         env = dict(os.environ)
         env.update(IMPLS[impl].env)
         self.timeout = timeout
+        self.own_session = bool(launcher)
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        # Launched children get a session of their own, so that a kill on
+        # time-out reaches every process the launcher started, not just it.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=env, text=True, bufsize=1)
+                                     stderr=self.stderr, env=env, text=True, bufsize=1,
+                                     start_new_session=bool(launcher))
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -158,9 +165,18 @@ class Child:
                              f"{self._stderr_tail() or '(no output)'}")
         return json.loads(line)
 
+    def _kill(self):
+        if self.own_session:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                return
+            except OSError:
+                pass
+        self.proc.kill()
+
     def close(self, kill: bool = False):
         if kill and self.proc.poll() is None:
-            self.proc.kill()
+            self._kill()
         try:
             self.proc.stdin.close()
         except OSError:
@@ -168,7 +184,7 @@ class Child:
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._kill()
             self.proc.wait()
         self.stderr.close()
 
@@ -182,7 +198,11 @@ def run_row(wl, size, impls, settings, timeout, progress: Progress) -> dict:
             records[impl] = {"status": "missing", "error": f"{IMPLS[impl].module} not installed"}
             continue
         progress.show(f"{wl.name} {label}: {impl} starting and warming up")
-        child = Child(wl.name, impl, size, settings, timeout)
+        try:
+            child = Child(wl.name, impl, size, settings, timeout)
+        except OSError as exc:           # e.g. a launcher that is not installed
+            records[impl] = {"status": "error", "error": f"could not start: {exc}"}
+            continue
         try:
             msg = child.ask(None)
         except ChildError as exc:
@@ -264,6 +284,18 @@ def summarise(wl, size, impls, records) -> list:
     return out
 
 
+def format_notes(results) -> str:
+    """The figures some runners report besides their time (harness: a runner's notes())."""
+    lines = []
+    for r in results:
+        notes = (r.get("info") or {}).get("notes") if r["status"] == "ok" else None
+        if notes:
+            text = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                             for key, value in notes.items())
+            lines.append(f"  {r['workload']} {r['label']} {r['impl']}: {text}")
+    return "notes:\n" + "\n".join(lines) if lines else ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description="fastgrad benchmark: compiled core vs pure-Python core vs PyTorch vs NumPy.")
@@ -343,6 +375,10 @@ def main(argv=None) -> int:
     print(report.format_legend(results, settings))
     print()
     print(report.format_targets(targets))
+    notes = format_notes(results)
+    if notes:
+        print()
+        print(notes)
 
     if args.json:
         run_settings = dict(settings, quick=args.quick, only=args.only,

@@ -70,6 +70,8 @@ def test_digits_cnn_reaches_98_percent(tmp_path):
     accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
     assert accuracy >= 0.98, out
     assert re.search(r"epochs: 10,", out), out
+
+
 def test_char_lm_beats_the_unigram_entropy_and_samples(tmp_path):
     out = run_example("char_lm.py", "--quick", tmp_path=tmp_path)
     unigram = float(re.search(r"unigram entropy: ([\d.]+)", out).group(1))

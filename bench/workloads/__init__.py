@@ -13,3 +13,4 @@ from . import bigbatch  # noqa: F401
 from . import cnn  # noqa: F401
 from . import charlm  # noqa: F401
 from . import lstm  # noqa: F401
+from . import ddp  # noqa: F401
