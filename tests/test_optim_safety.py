@@ -60,12 +60,19 @@ def _assert_unchanged(opt, params, snap):
 
 # --- bad gradients -----------------------------------------------------------------
 
+def _rebound_grad(dtype):
+    """A gradient of another dtype, set behind the .grad setter's own dtype check
+    (which refuses it at assignment) by rebinding the gradient tensor's values."""
+    def install(fg, p):
+        p.grad = fg.zeros(*p.shape, dtype=p.dtype)
+        p.grad.data = np.ones(p.shape, dtype=dtype)
+    return install
+
+
 BAD_GRADS = [
-    (lambda fg, p: fg.tensor(np.ones(p.shape, dtype=np.int64)), TypeError,
+    (_rebound_grad(np.int64), TypeError,
      r"gradient of parameter 1 in group 1 has dtype int64, expected float32"),
-    (lambda fg, p: fg.from_numpy(np.ones(p.shape, dtype=np.complex128)), TypeError,
-     r"gradient of parameter 1 in group 1 has dtype complex128, expected float32"),
-    (lambda fg, p: fg.tensor(np.ones(p.shape, dtype=np.float64)), TypeError,
+    (_rebound_grad(np.float64), TypeError,
      r"gradient of parameter 1 in group 1 has dtype float64, expected float32"),
 ]
 
@@ -75,8 +82,8 @@ BAD_GRADS = [
 @pytest.mark.parametrize("fresh", [True, False], ids=["first-step", "later-step"])
 def test_bad_gradient_is_refused_before_anything_changes(fg, name, kwargs, bad, fresh):
     opt, params = _setup(fg, name, kwargs, steps=0 if fresh else 2)
-    make, error, message = BAD_GRADS[bad]
-    params[4].grad = make(fg, params[4])
+    install, error, message = BAD_GRADS[bad]
+    install(fg, params[4])
     snap = _snapshot(opt, params)
     with pytest.raises(error, match="^%s: %s$" % (name, message)):
         opt.step()

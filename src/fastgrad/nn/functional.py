@@ -498,7 +498,7 @@ def _clamped_norm(x, dim, eps, p=2.0):
     if p == 2.0:
         return (x * x).sum(axis=dim, keepdims=True).clip(min=eps * eps).sqrt()
     if p == math.inf:
-        return x.abs().max(axis=dim, keepdims=True).clip(min=eps)
+        return x.abs().amax(axis=dim, keepdims=True).clip(min=eps)
     return (x.abs() ** p).sum(axis=dim, keepdims=True).clip(min=eps ** p) ** (1.0 / p)
 
 

@@ -139,7 +139,7 @@ def max_pool(name, nd, input, kernel_size, stride=None, padding=0, dilation=1, c
     if not return_indices and _tiles(input, spatial, kernel, stride, pad, dilation, out):
         return _TiledMax.apply(input, kernel)
     cols, index = _windows(input, lead, spatial, kernel, stride, pad, dilation, hi, -math.inf)
-    result = cols.max(axis=1).reshape(lead + out)
+    result = cols.amax(axis=1).reshape(lead + out)
     if not return_indices:
         return result
     # torch's indices: the flat position of the maximum inside its (unpadded) input plane
