@@ -885,10 +885,14 @@ cdef inline void _binary_forward(int op, const floating* a, Py_ssize_t sa, const
     elif op == DIV:                                  # div: a / b
         for i in range(n):
             y[i] = a[i * sa] / b[i * sb]
-    elif op == POW:                                  # pow: a ** b (b = +-0.5: binary_forward)
-        for i in range(n):
-            y[i] = <floating>c_pow(a[i * sa], b[i * sb])
-    elif op == MAXIMUM:                              # NaN on either side propagates
+
+
+
+cdef inline void _extreme_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
+                                  Py_ssize_t sb, floating* y, Py_ssize_t n) noexcept nogil:
+    # maximum / minimum, apart from the arithmetic above, for the same reason as pow.
+    cdef Py_ssize_t i
+    if op == MAXIMUM:                                # NaN on either side propagates
         for i in range(n):
             y[i] = a[i * sa] if (a[i * sa] > b[i * sb] or a[i * sa] != a[i * sa]) \
                 else b[i * sb]            # a tie gives b: maximum(0.0, -0.0) is -0.0
@@ -983,14 +987,28 @@ cdef inline void _binary_backward(int op, const floating* g, const floating* a, 
 cdef void binary_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
                          Py_ssize_t sb, floating* y, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    if op == POW and sb == 0 and (b[0] == 0.5 or b[0] == -0.5):
-        # As torch: a square root for these exponents (it differs from pow at -inf and
-        # -0.0).  Here, not in _binary_forward, whose body must stay small enough for
-        # the compiler to inline it into each stride case below.
-        for i in range(n):
-            y[i] = <floating>_pow_one(a[i * sa], b[0])
+    # pow: a call per element either way, so one loop with run-time strides; here,
+    # not in _binary_forward, whose body must stay small enough for the compiler to
+    # inline it into each stride case below (measured: with pow inside, the double
+    # add/mul loops were no longer inlined or vectorized, 2.2x the instructions).
+    if op == POW:
+        if sb == 0 and (b[0] == 0.5 or b[0] == -0.5):
+            for i in range(n):       # as torch: a square root for these (see _pow_one)
+                y[i] = <floating>_pow_one(a[i * sa], b[0])
+        else:
+            for i in range(n):
+                y[i] = <floating>c_pow(a[i * sa], b[i * sb])
         return
-    if sa == 1 and sb == 1:
+    if op == MAXIMUM or op == MINIMUM:
+        if sa == 1 and sb == 1:
+            _extreme_forward(op, a, 1, b, 1, y, n)
+        elif sa == 1:
+            _extreme_forward(op, a, 1, b, 0, y, n)
+        elif sb == 1:
+            _extreme_forward(op, a, 0, b, 1, y, n)
+        else:
+            _extreme_forward(op, a, 0, b, 0, y, n)
+    elif sa == 1 and sb == 1:
         _binary_forward(op, a, 1, b, 1, y, n)
     elif sa == 1:
         _binary_forward(op, a, 1, b, 0, y, n)
@@ -2065,7 +2083,7 @@ cdef list _topological_order(roots):
     return order
 
 
-cdef int _check_node(TensorBase node, str tool) except -1:
+cdef int _check_node(TensorBase node, bint replay) except -1:
     """The door every node passes before a rule or a kernel reads it (backward, replay).
 
     The algorithm of reference.check_node: the tensor inputs still have the
@@ -2079,18 +2097,18 @@ cdef int _check_node(TensorBase node, str tool) except -1:
         return 0
     if node._native:
         if node._a is not None and (<TensorBase>node._a)._layout != node._la:
-            raise _relaid(node, 0, node._a, tool)
+            raise _relaid(node, 0, node._a, replay)
         if node._b is not None and (<TensorBase>node._b)._layout != node._lb:
-            raise _relaid(node, 1, node._b, tool)
+            raise _relaid(node, 1, node._b, replay)
         if isinstance(node._d, TensorBase) and (<TensorBase>node._d)._layout != node._ld:
-            raise _relaid(node, 2, node._d, tool)
+            raise _relaid(node, 2, node._d, replay)
     else:
         for i, x in enumerate(node._inputs):
             if isinstance(x, TensorBase) and (<TensorBase>x)._layout != node._layouts[i]:
-                raise _relaid(node, i, x, tool)
+                raise _relaid(node, i, x, replay)
     if op == CROSS_ENTROPY:
         _check_targets(node)
-    if tool != "backward":
+    if replay:
         return 0                # a replay recomputes every value from the current inputs
     if node._native:
         if SAVES_A[op] and node._a is not None and _ver(<TensorBase>node._a) != node._va:
@@ -2111,13 +2129,14 @@ cdef int _check_node(TensorBase node, str tool) except -1:
     return 0
 
 
-cdef object _relaid(TensorBase node, int i, x, str tool):
+cdef object _relaid(TensorBase node, int i, x, bint replay):
     return RuntimeError(
         "%s: input %d of '%s' was given values of another shape, dtype or layout "
         "through .data after the graph was recorded (it now has shape %s, dtype %s%s); %s"
-        % (tool, i, _op_name(node), tuple(x.shape), x.dtype,
+        % ("compile" if replay else "backward", i, _op_name(node), tuple(x.shape), x.dtype,
            "" if (<TensorBase>x)._data != NULL or (<TensorBase>x)._dt == DT_OTHER
-           else ", not contiguous", "call fg.compile again" if tool == "compile" else "run the forward pass again"))
+           else ", not contiguous",
+           "call fg.compile again" if replay else "run the forward pass again"))
 
 
 cdef int _check_targets(TensorBase node) except -1:
@@ -2364,7 +2383,7 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
         order = _topological_order(roots)
         for node in order:
             _check_released(node)
-            _check_node(node, "backward")
+            _check_node(node, False)
         return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
@@ -2508,7 +2527,7 @@ cdef int _replay_forward(TensorBase node) except -1:
     """Recompute a native node's values, in place, from its inputs' current values."""
     cdef int op = node._op
     cdef TensorBase a = node._a, b = node._b
-    _check_node(node, "compile")
+    _check_node(node, True)
     if node._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>node._arr):
         raise RuntimeError("compile: the values of '%s' were rebound through .data to read-only "
                            "memory; the replay cannot write them" % _op_name(node))
@@ -2584,7 +2603,7 @@ cdef class Tape:
                 if node._native:
                     _replay_forward(node)
                 else:           # the reference rule; its result becomes the node's values
-                    _check_node(node, "compile")
+                    _check_node(node, True)
                     values = [_value(x) for x in node._inputs]
                     _replay_values(node, _ref.FORWARD[node._op](*values, *node._params))
         return self.root
