@@ -196,13 +196,6 @@ KNOWN = {
     # size-1 tensor exponent and a number alike, so both cores take sqrt.
     "pow tensor-0d 5": "a 0-d tensor exponent 1.5: d/da at -inf is 1.5 * sqrt(-inf)",
     "pow tensor-0d 6": "a 0-d tensor exponent -0.5 is taken as 1 / sqrt",
-    # tensor.py's log_softmax subtracts logsumexp, which (as torch.logsumexp)
-    # treats an infinite max as 0; PyTorch's log_softmax subtracts the max itself.
-    "softmax": "a row whose max is inf: PyTorch gives NaN for the whole row",
-    "log_softmax": "a row whose max is inf: PyTorch gives NaN for the whole row",
-    # nn.functional's formula differs from PyTorch's at infinite logits
-    "binary_cross_entropy_with_logits": "z = inf, y < 1: PyTorch inf, fastgrad NaN; "
-                                        "z = -inf, y > 0: PyTorch NaN, fastgrad inf",
 }
 
 

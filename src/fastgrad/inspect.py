@@ -385,6 +385,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
 
     def outputs():
         out = fn(*copies)
+        if not isinstance(out, (core.TensorBase, tuple, list)):
+            raise TypeError("gradcheck: fn must return a tensor or a tuple of tensors, got %s"
+                            % type(out).__name__)
         out = (out,) if isinstance(out, core.TensorBase) else tuple(out)
         for o in out:
             if not isinstance(o, core.TensorBase):

@@ -393,7 +393,15 @@ class Tensor(core.TensorBase):
 
     def log_softmax(self, axis=None, *, dim=None):
         axis = _axis(axis, dim, "log_softmax")
-        return self - _logsumexp(self, -1 if axis is None else axis, True, "log_softmax")
+        axis = -1 if axis is None else axis
+        if 0 in self.shape:
+            return self - _logsumexp(self, axis, True, "log_softmax")
+        # Shifted by the max first, as PyTorch: a row whose max is inf is NaN
+        # throughout (not NaN at the infs and -inf elsewhere).  The shift stays
+        # in the graph (its gradient is zero up to rounding), so fg.compile
+        # replays it with the current values.
+        shifted = self - core.max(self, axis, True)
+        return shifted - _logsumexp(shifted, axis, True, "log_softmax")
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         axis = _one_axis("argmax", self, _axis(axis, dim, "argmax"))
@@ -510,6 +518,7 @@ class Tensor(core.TensorBase):
         return core.reshape(self, shape)
 
     def unsqueeze(self, dim):
+        core.check_axis_type("unsqueeze", dim)
         nd = self.ndim + 1
         if not -nd <= dim < nd:
             raise ValueError("unsqueeze: dimension %d is out of range for shape %s (expected "
@@ -534,7 +543,12 @@ class Tensor(core.TensorBase):
             raise RuntimeError(
                 "%s: changing a tensor in place while autograd tracks it is not supported; "
                 "use the out-of-place form (y = y + 1)" % name)
-        return self.data
+        values = self.data
+        if not values.flags.writeable:
+            raise ValueError("%s: this tensor's memory is read-only (for example a read-only "
+                             "np.memmap or np.frombuffer of bytes); use the out-of-place form, "
+                             "or clone() it first" % name)
+        return values
 
     def _changed(self):
         self._bump_version()
@@ -573,7 +587,7 @@ class Tensor(core.TensorBase):
         return self._changed()
 
     def __setitem__(self, key, value):
-        values = self._inplace("__setitem__")
+        values = self._inplace("setitem")
         values[core.check_index(values, key)] = _values(value)
         self._changed()
 

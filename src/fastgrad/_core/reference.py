@@ -1120,6 +1120,10 @@ def check_index(values, key):
             k = np.asarray(k.data)
         elif isinstance(k, list):
             k = np.asarray(k)
+        if isinstance(k, np.ndarray):
+            # A copy: backward scatters through this key, and the caller may
+            # change their array (or tensor) in the meantime.
+            k = np.array(k, copy=True)
         out.append(k)
     out = tuple(out)
     try:

@@ -216,16 +216,17 @@ class _BinaryCrossEntropyWithLogits(Function):
     """Binary cross entropy of sigmoid(z) against y, from the logits z.
 
     With w = 1 + (pos_weight - 1) y, the loss (1 - y) z + w softplus(-z) is
-    written as max(z, 0) - y z + (w - 1) max(-z, 0) + w log1p(exp(-|z|)):
-    exp never overflows, nothing large cancels, and log1p keeps the digits of
-    tiny losses.  d/dz = (1 - y) - w sigmoid(-z), which is sigmoid(z) - y
+    written as (1 - y) z + w max(-z, 0) + w log1p(exp(-|z|)): exp never
+    overflows, log1p keeps the digits of tiny losses, and infinite logits give
+    PyTorch's values (z = inf with y < 1 is inf; z = -inf with y > 0 is NaN, as
+    there the loss is inf - inf).  d/dz = (1 - y) - w sigmoid(-z), which is sigmoid(z) - y
     when w = 1; d/dy = (pos_weight - 1) softplus(-z) - z.
     """
 
     @staticmethod
     def forward(ctx, z, y, pos_weight=None):
         tail = np.log1p(np.exp(-np.abs(z)))
-        loss = np.maximum(z, 0.0) - y * z + tail
+        loss = (1.0 - y) * z + np.maximum(-z, 0.0) + tail
         if pos_weight is not None:
             extra = (pos_weight - 1.0) * y
             loss += extra * (np.maximum(-z, 0.0) + tail)

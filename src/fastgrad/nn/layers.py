@@ -1,5 +1,6 @@
 """Layers: Linear, the activations, Dropout, Flatten, Identity."""
 import math
+import numbers
 
 import numpy as np
 
@@ -78,7 +79,11 @@ class Tanh(Module):
 class LeakyReLU(Module):
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        if isinstance(negative_slope, (bool, str, bytes)) or \
+                not isinstance(negative_slope, numbers.Real):
+            raise TypeError("LeakyReLU: negative_slope must be a number, got %r"
+                            % (negative_slope,))
+        self.negative_slope = float(negative_slope)
 
     def forward(self, input):
         return core.leaky_relu(input, self.negative_slope)

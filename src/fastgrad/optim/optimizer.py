@@ -80,14 +80,15 @@ class Optimizer:
     def _check(self, group):
         """Raise ValueError if a hyper-parameter of `group` is out of range."""
 
-    @staticmethod
-    def _nonnegative(group, key, what):
+    def _nonnegative(self, group, key, what):
         value = group[key]
+        name = type(self).__name__
         if isinstance(value, (str, bytes)):
             # float("0.1") would take it, and the step would quietly parse it each time
-            raise TypeError("Invalid %s: %r (expected a number, %s >= 0)" % (what, value, key))
+            raise TypeError("%s: Invalid %s: %r (expected a number, %s >= 0)"
+                            % (name, what, value, key))
         if not value >= 0.0:
-            raise ValueError("Invalid %s: %s (expected %s >= 0)" % (what, value, key))
+            raise ValueError("%s: Invalid %s: %s (expected %s >= 0)" % (name, what, value, key))
 
     def __repr__(self):
         lines = [type(self).__name__ + " ("]
