@@ -393,7 +393,7 @@ class Tensor(core.TensorBase):
 
     def log_softmax(self, axis=None, *, dim=None):
         axis = _axis(axis, dim, "log_softmax")
-        axis = -1 if axis is None else axis
+        axis = -1 if axis is None else _one_axis("log_softmax", self, axis)
         if 0 in self.shape:
             return self - _logsumexp(self, axis, True, "log_softmax")
         # Shifted by the max first, as PyTorch: a row whose max is inf is NaN
