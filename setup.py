@@ -47,8 +47,15 @@ class OptionalBuildExt(build_ext):
     @staticmethod
     def _warn(exc):
         sys.stderr.write(
-            "WARNING: fastgrad's compiled core could not be built (%s); "
-            "installing the pure-Python core only.\n" % (exc,)
+            "WARNING: fastgrad's compiled core could not be built: %s.\n"
+            "  Installing the pure-Python core only (correct, but much slower on small "
+            "tensors).\n"
+            "  To get the compiled core, install a C compiler (gcc or clang; on Windows the "
+            "MSVC Build Tools) and the Python headers, then reinstall without pip's cache of "
+            "this build:\n"
+            "    python -m pip install --no-cache-dir --force-reinstall fastgrad   "
+            "(from a checkout: python -m pip install --no-cache-dir --force-reinstall .)\n"
+            % (exc,)
         )
 
 

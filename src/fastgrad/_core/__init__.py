@@ -5,6 +5,7 @@ compiled core is used when it imports, else the reference core with one
 warning.  `core` is the chosen module; both expose the same names.  `fused`
 (the optimizers' one-call-per-group updates) is chosen along with it.
 """
+import importlib
 import os
 import warnings
 
@@ -24,7 +25,10 @@ if _choice == "python":
     from . import reference as core
 else:
     try:
-        from . import _tape as core
+        # import_module, not `from . import`: a missing extension then says "No module
+        # named fastgrad._core._tape" (from-import inside this package's own
+        # initialisation blames "a circular import", which sends users the wrong way).
+        core = importlib.import_module("._tape", __name__)
     except ImportError as exc:
         if _choice == "compiled":
             raise ImportError(
@@ -33,7 +37,11 @@ else:
                 % (_VARIABLE, exc, _VARIABLE)) from exc
         warnings.warn(
             "fastgrad: the compiled core is not available (%s); running on the pure-Python "
-            "reference core, which is much slower on small tensors" % (exc,),
+            "reference core, which is much slower on small tensors. It is built when fastgrad "
+            "is installed with a C compiler: install one, then reinstall with "
+            "`python -m pip install --no-cache-dir --force-reinstall fastgrad`; "
+            "set %s=python to choose the reference core and silence this warning"
+            % (exc, _VARIABLE),
             RuntimeWarning, stacklevel=2)
         REASON = "%s is unset and the compiled core does not import: %s" % (_VARIABLE, exc)
         from . import reference as core
@@ -44,7 +52,7 @@ if core.BACKEND == "python":
     from . import fused_reference as fused
 else:
     try:
-        from . import _fused as fused
+        fused = importlib.import_module("._fused", __name__)
     except ImportError as exc:
         if _choice == "compiled":
             raise ImportError(
