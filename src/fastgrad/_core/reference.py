@@ -1298,8 +1298,11 @@ def function(fn, ctx, inputs):
 # -- linear: x @ w.T + b, a whole layer in one node ------------------------
 # Fused because every nn.Linear needs it: one node instead of three
 # (transpose, matmul, add), and the transposed weight is never copied.
+# Inputs of more than 2 dimensions are multiplied as one (rows, features)
+# matrix: np.matmul of a 3-D array runs one product per leading index
+# (measured: (32, 16, 32) @ (32, 96) 155 us, the same rows as 2-D 76 us).
 def linear_forward(x, w, b=None):
-    out = np.matmul(x, w.T)
+    out = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
     if b is not None:
         out += b
     return out
@@ -1308,7 +1311,7 @@ def linear_forward(x, w, b=None):
 def linear_backward(needs, g, out, x, w, b=None):
     rows_g = g.reshape(-1, g.shape[-1])          # (batch, out_features)
     rows_x = x.reshape(-1, x.shape[-1])          # (batch, in_features)
-    gx = np.matmul(g, w) if needs[0] else None
+    gx = np.matmul(rows_g, w).reshape(x.shape) if needs[0] else None
     gw = rows_g.T @ rows_x if needs[1] else None
     if b is None:
         return gx, gw
