@@ -778,9 +778,7 @@ def test_regression_where_accepts_any_object(fg, request):
         fg.where(x > 0, x, None)
 
 
-def test_bug_function_receives_arrays_not_tensors(fg, request):
-    expect_bug(request, fg, "both", "Function.forward/backward receive ndarrays (API: they "
-                                    "receive Tensors, as PyTorch)")
+def test_regression_function_receives_arrays_not_tensors(fg, request):
     seen = []
 
     class Record(fg.Function):

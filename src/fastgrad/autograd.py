@@ -2,6 +2,8 @@
 import functools
 import threading
 
+import numpy as np
+
 from ._core import core
 from .tensor import Tensor
 
@@ -146,7 +148,7 @@ class Function:
 
         class Cube(fg.Function):
             @staticmethod
-            def forward(ctx, x):              # NumPy arrays in, array out
+            def forward(ctx, x):              # tensors in (no grad), a tensor out
                 ctx.save_for_backward(x)
                 return x ** 3
             @staticmethod
@@ -155,6 +157,10 @@ class Function:
                 return grad_out * 3 * x ** 2
 
         y = Cube.apply(x)
+
+    As in PyTorch, forward and backward receive tensors (sharing memory with
+    the values; nothing inside them is recorded) and return tensors; `.numpy()`
+    gives the arrays, and returning an ndarray is accepted too.
     """
 
     @staticmethod
@@ -164,6 +170,36 @@ class Function:
     @staticmethod
     def backward(ctx, grad_output):
         raise NotImplementedError("a Function subclass must define backward(ctx, grad_output)")
+
+    @classmethod
+    def apply(cls, *inputs):
+        return core.function(_TensorRule(cls), FunctionCtx(), inputs)
+
+
+class _TensorRule:
+    """A Function as the cores call it (arrays in and out), its own forward and
+    backward seeing tensors: the one place where the two conventions meet."""
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.__name__ = cls.__name__      # what grad_fn, explain and errors show
+
+    def forward(self, ctx, *values):
+        with no_grad():
+            return self.cls.forward(ctx, *[_as_tensor(v) for v in values])
+
+    def backward(self, ctx, grad_output):
+        with no_grad():
+            return self.cls.backward(ctx, _as_tensor(grad_output))
+
+
+def _as_tensor(value):
+    return core.from_array(value) if isinstance(value, np.ndarray) else value
+
+
+class _ArrayFunction(Function):
+    """fastgrad's own Function-style ops (in nn/...): their rules are NumPy code
+    on arrays, so they skip the tensor wrapping of user Functions."""
 
     @classmethod
     def apply(cls, *inputs):

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .._core import core
-from ..autograd import Function
+from ..autograd import _ArrayFunction as Function
 from ..tensor import get_default_dtype
 from .conv import as_tensor, _shape
 from .module import Module

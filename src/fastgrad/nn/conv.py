@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .._core import core
-from ..autograd import Function
+from ..autograd import _ArrayFunction as Function
 from ..tensor import get_default_dtype, tensor as _new_tensor
 from . import init
 from .module import Module

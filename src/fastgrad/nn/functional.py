@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from .._core import core
-from ..autograd import Function
+from ..autograd import _ArrayFunction as Function
 from ..tensor import default_generator, tensor as _new_tensor
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -13,7 +13,7 @@ as torch does.
 import numpy as np
 
 from .._core import core
-from ..autograd import FunctionCtx, Function, no_grad
+from ..autograd import FunctionCtx, _ArrayFunction as Function, no_grad
 from ..tensor import get_default_dtype, tensor as _new_tensor
 from . import init
 from .conv import as_tensor, _shape

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import _ArrayFunction as Function
 from ..tensor import tensor as _new_tensor
 from .conv import as_tensor, ntuple, gather_patches, is_int, _shape
 from .module import Module
