@@ -1,0 +1,195 @@
+"""More schedules (MultiStep, cosine, warm restarts, 1cycle, linear, sequential) and
+optimizers (Adamax, NAdam, Adadelta, LBFGS) against torch, state_dict round trips,
+argument checks."""
+import numpy as np
+import pytest
+
+
+# --- learning-rate schedules ------------------------------------------------------------
+
+def _lrs(module, make_sched, steps, optimizer="SGD", opt_kwargs=None):
+    ps = [module.ones(1, requires_grad=True) for _ in range(2)]     # fastgrad or torch
+    groups = [{"params": [ps[0]]}, {"params": [ps[1]], "lr": 0.5}]
+    opt = getattr(module.optim, optimizer)(groups, lr=0.1, **(opt_kwargs or {}))
+    sched = make_sched(module.optim.lr_scheduler, opt)
+
+    def row():
+        r = [g["lr"] for g in opt.param_groups]
+        for g in opt.param_groups:
+            if "momentum" in g:
+                r.append(g["momentum"])
+            if "betas" in g:
+                r.extend(g["betas"])
+        return r
+
+    out = [row()]
+    for _ in range(steps):
+        opt.step()            # no gradients: nothing moves, but torch wants this order
+        sched.step()
+        out.append(row())
+    assert list(sched.get_last_lr()) == out[-1][:2]
+    return out
+
+
+def _seq(s, o):
+    return s.SequentialLR(o, [s.LinearLR(o, start_factor=0.1, total_iters=4),
+                              s.CosineAnnealingLR(o, T_max=6, eta_min=0.01),
+                              s.MultiStepLR(o, milestones=[2, 4], gamma=0.5)],
+                          milestones=[5, 12])
+
+
+SCHEDULES = [
+    ("MultiStepLR", lambda s, o: s.MultiStepLR(o, milestones=[3, 7, 7, 12], gamma=0.5), {}),
+    ("CosineAnnealingLR", lambda s, o: s.CosineAnnealingLR(o, T_max=7), {}),
+    ("CosineAnnealingLR-eta_min", lambda s, o: s.CosineAnnealingLR(o, T_max=5, eta_min=0.02),
+     {}),
+    ("WarmRestarts", lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=4), {}),
+    ("WarmRestarts-T_mult", lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2,
+                                                                       eta_min=0.01), {}),
+    ("LinearLR", lambda s, o: s.LinearLR(o), {}),
+    ("LinearLR-down", lambda s, o: s.LinearLR(o, start_factor=1.0, end_factor=0.2,
+                                              total_iters=8), {}),
+    ("OneCycleLR-sgd", lambda s, o: s.OneCycleLR(o, max_lr=[1.0, 2.0], total_steps=20),
+     {"momentum": 0.9}),
+    ("OneCycleLR-adam-three-phase-linear", lambda s, o: s.OneCycleLR(
+        o, max_lr=0.3, epochs=4, steps_per_epoch=5, pct_start=0.25, anneal_strategy="linear",
+        three_phase=True, div_factor=10, final_div_factor=100), "Adam"),
+    ("OneCycleLR-no-momentum", lambda s, o: s.OneCycleLR(o, max_lr=1.0, total_steps=20,
+                                                         cycle_momentum=False), {}),
+    ("SequentialLR", _seq, {}),
+]
+
+
+def _run_schedule(module, make, extra, steps=20):
+    if extra == "Adam":
+        return _lrs(module, make, steps, "Adam")
+    return _lrs(module, make, steps, "SGD", extra)
+
+
+@pytest.mark.parametrize("name,make,extra", SCHEDULES, ids=[s[0] for s in SCHEDULES])
+def test_schedules_match_torch(fg, name, make, extra):
+    torch = pytest.importorskip("torch")
+    ours = _run_schedule(fg, make, extra)
+    theirs = _run_schedule(torch, make, extra)
+    assert len({tuple(r) for r in ours}) > 3          # the rate did change
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_warm_restarts_by_hand(fg):
+    out = _lrs(fg, lambda s, o: s.CosineAnnealingWarmRestarts(o, T_0=2), 4)
+    np.testing.assert_allclose([r[0] for r in out], [0.1, 0.05, 0.1, 0.05, 0.1], atol=1e-15)
+
+
+def test_warm_restarts_step_with_epoch_matches_torch(fg):
+    torch = pytest.importorskip("torch")
+    rows = []
+    for module in (fg, torch):
+        p = module.ones(1, requires_grad=True)
+        opt = module.optim.SGD([p], lr=0.1)
+        sched = module.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3, T_mult=2)
+        r = []
+        for epoch in (0.5, 2.9, 3.0, 7.25, 20.0, 1.0):
+            sched.step(epoch)
+            r.append(opt.param_groups[0]["lr"])
+        rows.append(r)
+    np.testing.assert_allclose(rows[0], rows[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("index", range(len(SCHEDULES)), ids=[s[0] for s in SCHEDULES])
+def test_scheduler_state_dict_round_trip(fg, tmp_path, index):
+    name, make, extra = SCHEDULES[index]
+
+    def make_opt(lr):
+        ps = [fg.tensor(np.ones(1), requires_grad=True) for _ in range(2)]
+        groups = [{"params": [ps[0]]}, {"params": [ps[1]], "lr": 0.5}]
+        if extra == "Adam":
+            return fg.optim.Adam(groups, lr=lr)
+        return fg.optim.SGD(groups, lr=lr, **extra)
+
+    def run(resume_at):
+        opt = make_opt(0.1)
+        sched = make(fg.optim.lr_scheduler, opt)
+        lrs = []
+        for epoch in range(18):
+            if epoch == resume_at:
+                fg.save({"s": sched.state_dict(), "o": opt.state_dict()}, tmp_path / "s.fg")
+                ckpt = fg.load(tmp_path / "s.fg")
+                opt = make_opt(0.7)
+                sched = make(fg.optim.lr_scheduler, opt)
+                opt.load_state_dict(ckpt["o"])
+                sched.load_state_dict(ckpt["s"])
+            sched.step()
+            lrs.append([g["lr"] for g in opt.param_groups])
+        return lrs
+
+    assert run(resume_at=7) == run(resume_at=None)
+
+
+def test_scheduler_argument_checks(fg):
+    p = fg.tensor(np.ones(1), requires_grad=True)
+    opt = fg.optim.SGD([p], lr=0.1)
+    s = fg.optim.lr_scheduler
+    cases = [
+        (lambda: s.MultiStepLR(opt, milestones=[2, 2.5]), "MultiStepLR: milestones"),
+        (lambda: s.CosineAnnealingLR(opt, T_max=0), "CosineAnnealingLR: T_max.*0"),
+        (lambda: s.CosineAnnealingWarmRestarts(opt, T_0=0), "WarmRestarts.*T_0.*0"),
+        (lambda: s.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=0), "T_mult.*0"),
+        (lambda: s.LinearLR(opt, start_factor=0), "LinearLR: start_factor.*0"),
+        (lambda: s.LinearLR(opt, end_factor=1.5), "LinearLR: end_factor.*1.5"),
+        (lambda: s.LinearLR(opt, total_iters=0), "LinearLR: total_iters.*0"),
+        (lambda: s.OneCycleLR(opt, max_lr=1.0), "OneCycleLR: give either total_steps"),
+        (lambda: s.OneCycleLR(opt, max_lr=1.0, total_steps=-3), "total_steps.*-3"),
+        (lambda: s.OneCycleLR(opt, max_lr=1.0, total_steps=5, pct_start=1.5), "pct_start.*1.5"),
+        (lambda: s.OneCycleLR(opt, max_lr=1.0, total_steps=5, anneal_strategy="exp"),
+         "anneal_strategy.*exp"),
+        (lambda: s.OneCycleLR(opt, max_lr=[1.0, 2.0], total_steps=5), "expected 1 values"),
+        (lambda: s.SequentialLR(opt, [], []), "SequentialLR: expects at least one"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+        assert opt.param_groups[0]["lr"] == 0.1
+        assert "max_lr" not in opt.param_groups[0]
+    other = fg.optim.SGD([fg.tensor(np.ones(1), requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="expected 0 milestones"):
+        s.SequentialLR(other, [s.LinearLR(other)], [3])
+    with pytest.raises(ValueError, match="scheduler 0 belongs to another optimizer"):
+        s.SequentialLR(opt, [s.LinearLR(other)], [])
+    assert opt.param_groups[0]["lr"] == 0.1
+    ada = fg.optim.Adagrad([fg.tensor(np.ones(1), requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="cycle_momentum"):
+        s.OneCycleLR(ada, max_lr=1.0, total_steps=5)
+    assert "initial_lr" not in ada.param_groups[0]
+    s.OneCycleLR(ada, max_lr=1.0, total_steps=5, cycle_momentum=False)
+
+
+def test_one_cycle_refuses_to_step_past_the_end(fg):
+    opt = fg.optim.SGD([fg.tensor(np.ones(1), requires_grad=True)], lr=0.1, momentum=0.9)
+    sched = fg.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=3)
+    for _ in range(3):
+        sched.step()
+    before = (sched.last_epoch, opt.param_groups[0]["lr"])
+    with pytest.raises(ValueError, match="OneCycleLR: tried to step 4 times"):
+        sched.step()
+    assert (sched.last_epoch, opt.param_groups[0]["lr"]) == before
+
+
+def test_scheduler_bad_state_dict_changes_nothing(fg):
+    opt = fg.optim.SGD([fg.tensor(np.ones(1), requires_grad=True)], lr=0.1)
+    s = fg.optim.lr_scheduler
+    seq = _seq(s, opt)
+    for _ in range(6):
+        seq.step()
+    good = seq.state_dict()
+    bad = seq.state_dict()
+    bad["_schedulers"][0]["last_epoch"] = 99
+    bad["_schedulers"][2]["total_iters"] = "many"
+    with pytest.raises(ValueError):
+        seq.load_state_dict(bad)
+    assert seq.state_dict() == good
+    one = s.OneCycleLR(opt, max_lr=1.0, total_steps=10, cycle_momentum=False)
+    sd = one.state_dict()
+    sd["anneal_strategy"] = "exp"
+    with pytest.raises(ValueError, match="anneal_strategy"):
+        one.load_state_dict(sd)
+    assert one.anneal_strategy == "cos"
