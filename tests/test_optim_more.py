@@ -193,3 +193,159 @@ def test_scheduler_bad_state_dict_changes_nothing(fg):
     with pytest.raises(ValueError, match="anneal_strategy"):
         one.load_state_dict(sd)
     assert one.anneal_strategy == "cos"
+
+
+# --- optimizers ------------------------------------------------------------------------
+
+_r = np.random.default_rng(7)
+X0 = _r.standard_normal((6, 3))
+Y0 = _r.standard_normal((6, 2))
+W0 = _r.standard_normal((3, 2)) * 0.5
+B0 = _r.standard_normal(2) * 0.1
+C0 = _r.standard_normal(4)            # a parameter that never gets a gradient
+
+OPTIMIZERS = [
+    ("Adamax", dict()),
+    ("Adamax", dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    ("Adamax", dict(lr=0.05, maximize=True)),
+    ("NAdam", dict()),
+    ("NAdam", dict(lr=0.05, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=0.05, maximize=True)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1)),
+    ("Adadelta", dict(lr=0.5, maximize=True)),
+]
+OPT_IDS = ["%s-%s" % (name, "-".join("%s=%s" % kv for kv in kw.items()) or "defaults")
+           for name, kw in OPTIMIZERS]
+
+
+def _trajectory(module, make_opt, steps=10, dtype=np.float64, resume_at=None, tmp_path=None):
+    is_torch = not hasattr(module, "BACKEND") and module.__name__ == "torch"
+    if is_torch:
+        td = module.float64 if dtype == np.float64 else module.float32
+        X, Y = module.tensor(X0, dtype=td), module.tensor(Y0, dtype=td)
+        ps = [module.tensor(a, dtype=td, requires_grad=True) for a in (W0, B0, C0)]
+    else:
+        X, Y = module.tensor(X0.astype(dtype)), module.tensor(Y0.astype(dtype))
+        ps = [module.tensor(a.astype(dtype), requires_grad=True) for a in (W0, B0, C0)]
+    w, b, c = ps
+    opt = make_opt([{"params": [w, c]}, {"params": [b], "lr_scale": 1}])
+    out = []
+    for i in range(steps):
+        if i == resume_at:
+            module.save(opt.state_dict(), tmp_path / "opt.fg")
+            opt = make_opt([{"params": [w, c]}, {"params": [b], "lr_scale": 1}])
+            opt.load_state_dict(module.load(tmp_path / "opt.fg"))
+        opt.zero_grad()
+        loss = ((module.tanh(X @ w + b) - Y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if is_torch:
+            out.append(np.concatenate([w.detach().numpy().ravel(), b.detach().numpy().ravel()]))
+        else:
+            out.append(np.concatenate([w.data.ravel(), b.data.ravel()]))
+    if not is_torch:
+        np.testing.assert_array_equal(c.data, C0.astype(dtype))   # no gradient: untouched
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZERS, ids=OPT_IDS)
+def test_trajectory_matches_torch(fg, name, kwargs):
+    torch = pytest.importorskip("torch")
+    ours = _trajectory(fg, lambda p: getattr(fg.optim, name)(p, **kwargs))
+    theirs = _trajectory(torch, lambda p: getattr(torch.optim, name)(p, **kwargs))
+    assert not np.allclose(ours[-1], np.concatenate([W0.ravel(), B0.ravel()]))   # it moved
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name,kwargs", [OPTIMIZERS[1], OPTIMIZERS[4], OPTIMIZERS[8]],
+                         ids=[OPT_IDS[1], OPT_IDS[4], OPT_IDS[8]])
+def test_float32_trajectory_matches_torch(fg, name, kwargs):
+    torch = pytest.importorskip("torch")
+    ours = _trajectory(fg, lambda p: getattr(fg.optim, name)(p, **kwargs), dtype=np.float32)
+    theirs = _trajectory(torch, lambda p: getattr(torch.optim, name)(p, **kwargs),
+                         dtype=np.float32)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,kwargs", [OPTIMIZERS[0], OPTIMIZERS[4], OPTIMIZERS[8]],
+                         ids=[OPT_IDS[0], OPT_IDS[4], OPT_IDS[8]])
+def test_state_dict_round_trip_mid_run(fg, tmp_path, name, kwargs):
+    make = lambda p: getattr(fg.optim, name)(p, **kwargs)   # noqa: E731
+    straight = _trajectory(fg, make)
+    resumed = _trajectory(fg, make, resume_at=4, tmp_path=tmp_path)
+    np.testing.assert_array_equal(straight, resumed)
+
+
+@pytest.mark.parametrize("name", ["Adamax", "NAdam", "Adadelta"])
+def test_bad_gradient_changes_nothing(fg, name):
+    w = fg.tensor(W0.copy(), requires_grad=True)
+    b = fg.tensor(B0.copy(), requires_grad=True)
+    opt = getattr(fg.optim, name)([w, b], lr=0.1)
+    w.grad = fg.tensor(np.ones_like(W0))
+    b.grad = fg.tensor(np.ones_like(B0))
+    opt.step()
+    before = (w.data.copy(), b.data.copy(), opt.state_dict())
+    version = w._version_counter
+    w.grad = fg.tensor(np.ones_like(W0))
+    b.grad = fg.tensor(np.ones_like(B0))
+    b.grad.data = np.ones(5)         # rebinding .data skips the setter's shape check
+    with pytest.raises(ValueError, match="%s: gradient of parameter 1 in group 0 has shape"
+                       % name):
+        opt.step()
+    np.testing.assert_array_equal(w.data, before[0])
+    np.testing.assert_array_equal(b.data, before[1])
+    assert w._version_counter == version
+    after = opt.state_dict()
+    for i, entry in before[2]["state"].items():
+        for k, v in entry.items():
+            np.testing.assert_array_equal(after["state"][i][k], v)
+    # a non-finite gradient with error_if_nonfinite, likewise
+    opt2 = getattr(fg.optim, name)([w, b], lr=0.1, error_if_nonfinite=True)
+    b.grad = fg.tensor(np.array([1.0, np.nan]))
+    w.grad = fg.tensor(np.ones_like(W0))
+    with pytest.raises(ValueError, match="non-finite"):
+        opt2.step()
+    np.testing.assert_array_equal(w.data, before[0])
+    assert not opt2.state
+
+
+def test_step_bumps_version_and_updates_in_place(fg):
+    for name in ("Adamax", "NAdam", "Adadelta"):
+        w = fg.tensor(W0.copy(), requires_grad=True)
+        buf = w.data
+        opt = getattr(fg.optim, name)([w])
+        (w * w).sum().backward()
+        v = w._version_counter
+        opt.step()
+        assert w._version_counter == v + 1
+        assert w.data is buf and not np.array_equal(buf, W0)
+
+
+def test_optimizer_argument_checks(fg):
+    w = fg.tensor(W0.copy(), requires_grad=True)
+    cases = [
+        (lambda: fg.optim.Adamax([w], lr=-1), "Adamax: Invalid learning rate: -1"),
+        (lambda: fg.optim.Adamax([w], betas=(1.0, 0.9)), "Adamax: Invalid beta parameter at "
+                                                          "index 0: 1.0"),
+        (lambda: fg.optim.Adamax([w], eps=-1e-3), "Adamax: Invalid epsilon value"),
+        (lambda: fg.optim.NAdam([w], momentum_decay=-0.1), "NAdam: Invalid momentum_decay"),
+        (lambda: fg.optim.NAdam([w], weight_decay=-0.1), "NAdam: Invalid weight_decay"),
+        (lambda: fg.optim.NAdam([w], betas=(0.9,)), "NAdam: Invalid betas"),
+        (lambda: fg.optim.Adadelta([w], rho=1.5), "Adadelta: Invalid rho value: 1.5"),
+        (lambda: fg.optim.Adadelta([w], lr=-0.5), "Adadelta: Invalid learning rate: -0.5"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+    opt = fg.optim.NAdam([w])
+    (w * w).sum().backward()
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["mu_product"] = np.array(np.nan)
+    with pytest.raises(ValueError, match="mu_product"):
+        opt.load_state_dict(sd)
+    assert np.isfinite(opt.state[w]["mu_product"])
+
