@@ -349,3 +349,112 @@ def test_optimizer_argument_checks(fg):
         opt.load_state_dict(sd)
     assert np.isfinite(opt.state[w]["mu_product"])
 
+
+# --- LBFGS -----------------------------------------------------------------------------
+
+def _lbfgs_run(module, steps=3, resume_at=None, tmp_path=None, **kwargs):
+    is_torch = module.__name__ == "torch"
+    if is_torch:
+        X, Y = module.tensor(X0), module.tensor(Y0)
+        w = module.tensor(W0, requires_grad=True)
+        b = module.tensor(B0, requires_grad=True)
+        c = module.tensor(C0, requires_grad=True)
+    else:
+        X, Y = module.tensor(X0), module.tensor(Y0)
+        w, b, c = (module.tensor(a.copy(), requires_grad=True) for a in (W0, B0, C0))
+    make = lambda: module.optim.LBFGS([w, b, c], **kwargs)   # noqa: E731
+    opt = make()
+    calls = []
+
+    def closure():
+        opt.zero_grad()
+        loss = ((module.tanh(X @ w + b) - Y) ** 2).mean()
+        loss.backward()
+        calls.append(float(loss.detach() if is_torch else loss))
+        return loss
+
+    out, losses = [], []
+    for i in range(steps):
+        if i == resume_at:
+            module.save(opt.state_dict(), tmp_path / "lbfgs.fg")
+            opt = make()
+            opt.load_state_dict(module.load(tmp_path / "lbfgs.fg"))
+        step_loss = opt.step(closure)
+        losses.append(float(step_loss.detach() if is_torch else step_loss))
+        vals = [w, b] if not is_torch else [w.detach(), b.detach()]
+        out.append(np.concatenate([np.asarray(v.data if not is_torch else v.numpy()).ravel()
+                                   for v in vals]))
+    return np.array(out), losses, calls
+
+
+LBFGS_CONFIGS = [dict(), dict(lr=0.5, max_iter=7, history_size=3),
+                 dict(max_iter=4, max_eval=3, tolerance_change=1e-4),
+                 dict(line_search_fn="strong_wolfe"),
+                 dict(lr=3.0, max_iter=6, history_size=2, line_search_fn="strong_wolfe"),
+                 dict(lr=0.02, max_iter=6, line_search_fn="strong_wolfe")]
+
+
+@pytest.mark.parametrize("kwargs", LBFGS_CONFIGS,
+                         ids=["defaults", "history3", "max_eval", "wolfe", "wolfe-zoom",
+                              "wolfe-extrapolate"])
+def test_lbfgs_matches_torch(fg, kwargs):
+    torch = pytest.importorskip("torch")
+    ours, our_losses, our_calls = _lbfgs_run(fg, **kwargs)
+    theirs, their_losses, their_calls = _lbfgs_run(torch, **kwargs)
+    assert len(our_calls) == len(their_calls) > 3          # same number of evaluations
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(our_losses, their_losses, rtol=1e-6)
+    assert our_losses[-1] < our_losses[0]
+
+
+def test_lbfgs_state_dict_round_trip(fg, tmp_path):
+    kwargs = dict(lr=0.5, max_iter=5, history_size=3)
+    straight = _lbfgs_run(fg, steps=4, **kwargs)
+    resumed = _lbfgs_run(fg, steps=4, resume_at=2, tmp_path=tmp_path, **kwargs)
+    np.testing.assert_array_equal(straight[0], resumed[0])
+    assert straight[2] == resumed[2]
+
+
+def test_lbfgs_checks(fg):
+    w = fg.tensor(W0.copy(), requires_grad=True)
+    with pytest.raises(ValueError, match="line_search_fn"):
+        fg.optim.LBFGS([w], line_search_fn="backtracking")
+    with pytest.raises(ValueError, match="LBFGS: Invalid learning rate"):
+        fg.optim.LBFGS([w], lr=-1)
+    with pytest.raises(ValueError, match="LBFGS: Invalid history_size: 0"):
+        fg.optim.LBFGS([w], history_size=0)
+    with pytest.raises(ValueError, match="parameter groups"):
+        fg.optim.LBFGS([{"params": [w]}, {"params": [fg.tensor(B0, requires_grad=True)]}])
+    opt = fg.optim.LBFGS([w])
+    with pytest.raises(TypeError, match="closure"):
+        opt.step()
+
+    def bad_closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        w.grad.data = np.ones(5)          # a malformed gradient
+        return loss
+
+    v = w._version_counter
+    with pytest.raises(ValueError, match="LBFGS: gradient of parameter 0 in group 0 has shape"):
+        opt.step(bad_closure)
+    np.testing.assert_array_equal(w.data, W0)
+    assert w._version_counter == v
+
+    # in the line search: the first gradients are fine, a later one is not
+    wolfe = fg.optim.LBFGS([w], line_search_fn="strong_wolfe")
+    calls = []
+
+    def late_bad_closure():
+        wolfe.zero_grad()
+        loss = ((w - 1.0) ** 2).sum()
+        loss.backward()
+        calls.append(1)
+        if len(calls) == 2:
+            w.grad.data = np.ones(5)
+        return loss
+
+    with pytest.raises(ValueError, match="has shape"):
+        wolfe.step(late_bad_closure)
+    np.testing.assert_array_equal(w.data, W0)        # put back where the search started
