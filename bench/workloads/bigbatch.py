@@ -11,7 +11,7 @@ the BLAS floor.
 import numpy as np
 
 from harness import Impl, Target, Workload, fastgrad_cores, register, register_impl
-from workloads.common import linear_init
+from workloads.common import linear_init, train_loop
 
 SIZES = (784, 512, 512, 10)
 LR = 0.01
@@ -46,17 +46,8 @@ def _initial():
 
 
 def _loop(make, train_step, values):
-    state = make()
-
-    def step():
-        train_step(state)
-
-    def result():
-        fresh = make()
-        losses = [train_step(fresh) for _ in range(CHECK_STEPS)]
-        return summary(losses, _initial(), values(fresh))
-
-    return step, result
+    return train_loop(make, train_step, CHECK_STEPS,
+                      lambda losses, state: summary(losses, _initial(), values(state)))
 
 
 def fastgrad_runner(batch):

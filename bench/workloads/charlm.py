@@ -12,7 +12,7 @@ the same shapes with NumPy: the floor.
 import numpy as np
 
 from harness import Target, Workload, fastgrad_cores, register
-from workloads.common import flat
+from workloads.common import flat, train_loop
 
 VOCAB, CONTEXT, WIDTH, HEADS, LAYERS, BATCH = 27, 16, 64, 4, 4, 32
 LR, WEIGHT_DECAY = 1e-3, 0.01
@@ -66,17 +66,8 @@ def summary(losses, initial, final):
 
 
 def _loop(make, train_step, values):
-    state = make()
-
-    def step():
-        train_step(state)
-
-    def result():
-        fresh = make()
-        losses = [train_step(fresh) for _ in range(CHECK_STEPS)]
-        return summary(losses, weights(), values(fresh))
-
-    return step, result
+    return train_loop(make, train_step, CHECK_STEPS,
+                      lambda losses, state: summary(losses, weights(), values(state)))
 
 
 def _causal():

@@ -11,7 +11,7 @@ model eagerly.  The check trains fresh copies for CHECK_STEPS steps.
 import numpy as np
 
 from harness import Target, Workload, fastgrad_cores, register
-from workloads.common import digits, flat
+from workloads.common import digits, flat, train_loop
 
 BATCH = 32
 LR, MOMENTUM = 0.05, 0.9
@@ -67,14 +67,8 @@ def fastgrad_runner(size):
         opt.step()
         return loss.item()
 
-    state = make()
-
-    def result():
-        fresh = make()
-        losses = [train_step(fresh) for _ in range(CHECK_STEPS)]
-        return flat(losses, [p.numpy() for p in fresh[0].parameters()])
-
-    return (lambda: train_step(state)), result
+    return train_loop(make, train_step, CHECK_STEPS,
+                      lambda losses, fresh: flat(losses, [p.numpy() for p in fresh[0].parameters()]))
 
 
 def torch_runner(size):
@@ -105,14 +99,8 @@ def torch_runner(size):
         opt.step()
         return loss.item()
 
-    state = make()
-
-    def result():
-        fresh = make()
-        losses = [train_step(fresh) for _ in range(CHECK_STEPS)]
-        return flat(losses, [p.detach().numpy() for p in fresh[0].parameters()])
-
-    return (lambda: train_step(state)), result
+    return train_loop(make, train_step, CHECK_STEPS,
+                      lambda losses, fresh: flat(losses, [p.detach().numpy() for p in fresh[0].parameters()]))
 
 
 register(Workload(

@@ -44,3 +44,23 @@ def flat(losses, arrays):
 def moons_lr(k):
     """The demo's learning-rate schedule over 100 steps (k counts modulo 100)."""
     return 1.0 - 0.9 * (k % 100) / 100
+
+
+def train_loop(make, train_step, check_steps, check):
+    """The (step, result) pair a training workload's runner returns.
+
+    step() trains one model made once by make(); result() trains a fresh
+    one for check_steps steps and gives check(losses, fresh_state), the
+    value the implementations are compared on.
+    """
+    state = make()
+
+    def step():
+        train_step(state)
+
+    def result():
+        fresh = make()
+        losses = [train_step(fresh) for _ in range(check_steps)]
+        return check(losses, fresh)
+
+    return step, result

@@ -8,7 +8,7 @@ here with NumPy under PyTorch's names) and trains on the same fixed batch.
 import numpy as np
 
 from harness import Target, Workload, fastgrad_cores, register
-from workloads.common import flat
+from workloads.common import flat, train_loop
 
 INPUT, HIDDEN, SEQ, BATCH = 16, 64, 32, 16
 LR = 0.1
@@ -33,17 +33,8 @@ def weights():
 
 
 def _loop(make, train_step, values):
-    state = make()
-
-    def step():
-        train_step(state)
-
-    def result():
-        fresh = make()
-        losses = [train_step(fresh) for _ in range(CHECK_STEPS)]
-        return flat(losses, values(fresh).values())
-
-    return step, result
+    return train_loop(make, train_step, CHECK_STEPS,
+                      lambda losses, state: flat(losses, values(state).values()))
 
 
 def fastgrad_runner(size):
