@@ -2130,13 +2130,9 @@ cdef int _check_node(TensorBase node, bint replay) except -1:
 
 
 cdef object _relaid(TensorBase node, int i, x, bint replay):
-    return RuntimeError(
-        "%s: input %d of '%s' was given values of another shape, dtype or layout "
-        "through .data after the graph was recorded (it now has shape %s, dtype %s%s); %s"
-        % ("compile" if replay else "backward", i, _op_name(node), tuple(x.shape), x.dtype,
-           "" if (<TensorBase>x)._data != NULL or (<TensorBase>x)._dt == DT_OTHER
-           else ", not contiguous",
-           "call fg.compile again" if replay else "run the forward pass again"))
+    return _ref.relaid_error("compile" if replay else "backward", i, _op_name(node), x.shape,
+                             x.dtype, (<TensorBase>x)._data != NULL
+                             or (<TensorBase>x)._dt == DT_OTHER)
 
 
 cdef int _check_targets(TensorBase node) except -1:

@@ -1510,12 +1510,17 @@ def check_layouts(node, tool):
     """Every tensor input has the shape and dtype it was recorded with."""
     for i, x in enumerate(node._inputs):
         if isinstance(x, TensorBase) and x._layout != node._layouts[i]:
-            raise RuntimeError(
-                "%s: input %d of '%s' was given values of another shape, dtype or layout "
-                "through .data after the graph was recorded (it now has shape %s, dtype %s%s); %s"
-                % (tool, i, _op_name(node), tuple(x.shape), x.dtype,
-                   "" if x._value.flags.c_contiguous else ", not contiguous",
-                   "call fg.compile again" if tool == "compile" else "run the forward pass again"))
+            raise relaid_error(tool, i, _op_name(node), x.shape, x.dtype,
+                               x._value.flags.c_contiguous)
+
+
+def relaid_error(tool, i, name, shape, dtype, contiguous):
+    """The error of check_layouts, the same words on both cores."""
+    return RuntimeError(
+        "%s: input %d of '%s' was given values of another shape, dtype or layout "
+        "through .data after the graph was recorded (it now has shape %s, dtype %s%s); %s"
+        % (tool, i, name, tuple(shape), dtype, "" if contiguous else ", not contiguous",
+           "call fg.compile again" if tool == "compile" else "run the forward pass again"))
 
 
 def check_targets(node):
