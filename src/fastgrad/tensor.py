@@ -287,6 +287,17 @@ class Tensor(core.TensorBase):
         self.requires_grad = requires_grad
         return self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call hook(self) in each backward() as soon as this leaf's .grad holds that
+        backward's gradient, while the rest of the sweep still runs (as torch's).
+
+        Returns a handle: handle.remove() takes the hook off.  Hooks run with
+        recording off, a tensor's in the order they were registered.  If the
+        backward raises after a hook ran, every .grad is put back as it was
+        before it.  fg.grad() runs no hooks (it writes no .grad).
+        """
+        return core.register_post_accumulate_grad_hook(self, hook)
+
     def detach(self):
         """A new leaf sharing these values (and the version counter), cut off from the graph."""
         return core.detach(self)

@@ -43,6 +43,7 @@ import threading
 
 import numpy as np
 
+from . import grad_hooks as _grad_hooks
 from . import reference as _ref
 from .._ops import NAMES, SAVES
 from .reference import (broadcast_shape, check_array, check_axis_type, check_cat,
@@ -2389,16 +2390,24 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
     cdef list finals = []
     wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
     found = [None] * (0 if capture is None else len(capture))
+    # -- post-accumulate-grad hooks (grad_hooks.py); `due` stays None without any --
+    due = HOOKS.schedule(order) if _hooked_leaves and capture is None else None
+    hooked = None                    # this sweep's early writes, undone if it fails
     try:
         for root, g in zip(roots, root_grads):
             _add_array(root, g)
         for node in order:
+            if due is not None and id(node) in due:
+                hooked = _hooks_due(hooked, due.pop(id(node)))
             if node._g == NULL:
                 continue
             if wanted is not None:
                 if id(node) in wanted:
                     found[wanted[id(node)]] = _grad_copy(node)
             elif node._op == LEAF:
+                if due is not None and id(node) in _hooked_leaves:
+                    hooked = HOOKS.leaf_final(hooked, node, _accumulate_leaf, node)
+                    continue
                 finals.append(node)
                 continue
             elif node._retains_grad:
@@ -2411,12 +2420,22 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
                 _generic_backward(node)
             _mem_free(node._g)
             node._g = NULL
+        if due is not None:
+            if None in due:
+                hooked = _hooks_due(hooked, due.pop(None))
+            if hooked is not None:
+                HOOKS.finish(hooked)
+        # -- end of the hooks' part (but for the except clause below) ----------------
         for item in finals:
             if isinstance(item, tuple):
                 node = item[0]
                 _accumulate_grad_array(node, item[1])
             else:
                 _accumulate_grad(item)
+    except BaseException as error:
+        if hooked is not None:
+            HOOKS.abort(hooked, error)
+        raise
     finally:
         for node in order:
             _mem_free(node._g)
@@ -2475,6 +2494,73 @@ cdef void _release(TensorBase node, bint keep_structure) noexcept:
         node._versions = ()
         node._layouts = ()
     node._released = True
+
+
+# -- post-accumulate-grad hooks (reference.py's twins; the logic is grad_hooks.py) ----
+
+cdef object _hooks_due(object hooked, list leaves):
+    cdef TensorBase t
+    for t in leaves:
+        if t._g != NULL:
+            hooked = HOOKS.leaf_final(hooked, t, _accumulate_leaf, t)
+    return hooked
+
+
+def _accumulate_leaf(TensorBase t):
+    _accumulate_grad(t)
+
+
+def _grad_snapshot(TensorBase t):
+    old = t._grad
+    if old is None:
+        return t, None, None, None
+    values = _array(<TensorBase>old)      # the sweep adds into this memory in place
+    return t, old, values, np.array(values, copy=True)
+
+
+def _grad_restore(record):
+    cdef TensorBase t = record[0]
+    old, values, saved = record[1], record[2], record[3]
+    t._grad = old
+    if old is not None and values.flags.writeable:
+        values[...] = saved
+
+
+def _node_inputs(TensorBase node):
+    return _inputs(node)
+
+
+def _is_leaf(TensorBase node):
+    return node._op == LEAF
+
+
+def _is_tensor(x):
+    return isinstance(x, TensorBase)
+
+
+HOOKS = _grad_hooks.Registry(_grad_snapshot, _grad_restore, _node_inputs, _is_leaf, _is_tensor,
+                             set_grad_enabled)
+cdef dict _hooked_leaves = HOOKS.hooks       # the same dict: the sweep's one test
+
+
+def register_post_accumulate_grad_hook(t, hook):
+    """reference.register_post_accumulate_grad_hook: hook(t) once leaf t's .grad is final."""
+    if not isinstance(t, TensorBase):
+        raise TypeError("register_post_accumulate_grad_hook: expected a Tensor, got %s"
+                        % type(t).__name__)
+    if (<TensorBase>t)._op != LEAF:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor (one "
+                           "without grad_fn) can have this hook; this one was computed by '%s'"
+                           % _op_name(t))
+    if not (<TensorBase>t)._requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: this tensor does not require "
+                           "grad, so no backward ever gives it a gradient")
+    return HOOKS.register(t, hook)
+
+
+def queue_callback(fn):
+    """reference.queue_callback: fn(error) once the running backward's nodes are done."""
+    HOOKS.queue_callback(fn)
 
 
 def backward(root, gradient=None, retain_graph=False):

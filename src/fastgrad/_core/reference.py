@@ -53,6 +53,7 @@ import threading
 
 import numpy as np
 
+from . import grad_hooks
 from .._ops import (
     ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
     LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
@@ -1563,25 +1564,44 @@ def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
     wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
     found = [None] * (0 if capture is None else len(capture))
     finals = []                      # (tensor, gradient) written to .grad at the end
-    for node in order:
-        g = grads.pop(node, None)
-        if g is None:
-            continue
-        if wanted is not None:
-            if id(node) in wanted:
-                found[wanted[id(node)]] = g
-        elif node._op == LEAF or node._retains_grad:
-            finals.append((node, g))
-        if node._op == LEAF:
-            continue
-        values = [_value(x) for x in node._inputs]
-        needs = [isinstance(x, TensorBase) and x._requires_grad for x in node._inputs]
-        in_grads = BACKWARD[node._op](needs, g, node._value, *values, *node._params)
-        for x, need, gx in zip(node._inputs, needs, in_grads):
-            if not need or gx is None:
+    # -- post-accumulate-grad hooks (grad_hooks.py); `due` stays None without any --
+    due = HOOKS.schedule(order) if HOOKS.hooks and capture is None else None
+    hooked = None                    # this sweep's early writes, undone if it fails
+    try:
+        for node in order:
+            if due is not None and id(node) in due:
+                hooked = _hooks_due(hooked, due.pop(id(node)), grads)
+            g = grads.pop(node, None)
+            if g is None:
                 continue
-            gx = unbroadcast(np.asarray(gx), x.shape).astype(x.dtype, copy=False)
-            grads[x] = grads[x] + gx if x in grads else gx
+            if wanted is not None:
+                if id(node) in wanted:
+                    found[wanted[id(node)]] = g
+            elif node._op == LEAF or node._retains_grad:
+                if due is not None and node._op == LEAF and id(node) in HOOKS.hooks:
+                    hooked = HOOKS.leaf_final(hooked, node, _accumulate_grad, node, g)
+                    continue
+                finals.append((node, g))
+            if node._op == LEAF:
+                continue
+            values = [_value(x) for x in node._inputs]
+            needs = [isinstance(x, TensorBase) and x._requires_grad for x in node._inputs]
+            in_grads = BACKWARD[node._op](needs, g, node._value, *values, *node._params)
+            for x, need, gx in zip(node._inputs, needs, in_grads):
+                if not need or gx is None:
+                    continue
+                gx = unbroadcast(np.asarray(gx), x.shape).astype(x.dtype, copy=False)
+                grads[x] = grads[x] + gx if x in grads else gx
+        if due is not None:
+            if None in due:
+                hooked = _hooks_due(hooked, due.pop(None), grads)
+            if hooked is not None:
+                HOOKS.finish(hooked)
+    except BaseException as error:
+        if hooked is not None:
+            HOOKS.abort(hooked, error)
+        raise
+    # -- end of the hooks' part ------------------------------------------------------
     for t, g in finals:
         _accumulate_grad(t, g)
     if not retain_graph:
@@ -1639,6 +1659,66 @@ def _accumulate_grad(t, g):
         old._value += g
     else:
         t._grad = from_array((np.asarray(old._value, dtype=t.dtype) + g).astype(t.dtype))
+
+
+# -- post-accumulate-grad hooks (grad_hooks.py) ------------------------------------
+
+def _hooks_due(hooked, leaves, grads):
+    """The hooked leaves whose last consumer just ran: write their .grad, run their hooks."""
+    for t in leaves:
+        g = grads.pop(t, None)
+        if g is not None:
+            hooked = HOOKS.leaf_final(hooked, t, _accumulate_grad, t, g)
+    return hooked
+
+
+def _grad_snapshot(t):
+    old = t._grad
+    if old is None:
+        return t, None, None, None
+    # The values too: the sweep adds into old's array in place.
+    return t, old, old._value, old._value.copy()
+
+
+def _grad_restore(record):
+    t, old, values, saved = record
+    t._grad = old
+    if old is not None and values.flags.writeable:
+        values[...] = saved
+
+
+HOOKS = grad_hooks.Registry(_grad_snapshot, _grad_restore, lambda node: node._inputs,
+                            lambda node: node._op == LEAF,
+                            lambda x: isinstance(x, TensorBase), set_grad_enabled)
+
+
+def register_post_accumulate_grad_hook(t, hook):
+    """Call hook(t) in each backward() as soon as leaf t's .grad holds that sweep's
+    gradient (before the sweep ends); returns a handle whose remove() takes it off.
+
+    Hooks of one tensor run in the order they were registered, with recording
+    off.  A backward that raises after a hook ran still leaves every .grad as
+    it was (grad_hooks.py).  fg.grad() runs no hooks: it writes no .grad.
+    """
+    if not isinstance(t, TensorBase):
+        raise TypeError("register_post_accumulate_grad_hook: expected a Tensor, got %s"
+                        % type(t).__name__)
+    if t._op != LEAF:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor (one "
+                           "without grad_fn) can have this hook; this one was computed by '%s'"
+                           % _op_name(t))
+    if not t._requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: this tensor does not require "
+                           "grad, so no backward ever gives it a gradient")
+    return HOOKS.register(t, hook)
+
+
+def queue_callback(fn):
+    """From a post-accumulate-grad hook: call fn(error) once the running backward's
+    nodes are all done.  error is None on success, and fn then runs before the
+    other leaves' .grad are written, so raising fails the backward (and undoes
+    its early writes); or it is the exception the backward raised."""
+    HOOKS.queue_callback(fn)
 
 
 def _seed(root, gradient):
