@@ -4,6 +4,7 @@
     python tests/mpi_worker.py resume OUTDIR                 # its checkpoint on 1 rank
     mpiexec -n 2 python tests/mpi_worker.py fit OUTDIR       # fg.fit on a wrapped model
     mpiexec -n 2 python tests/mpi_worker.py fail             # rank 1 raises
+    mpiexec -n 2 python tests/mpi_worker.py overlap OUTDIR   # buckets sent during backward
 
 The core comes from FASTGRAD_BACKEND in the environment.
 
@@ -245,6 +246,140 @@ def fail():
     print("rank 0 passed the barrier")
 
 
+# ---------------------------------------------------------------------------
+# overlap=True: buckets reduced while backward runs
+# ---------------------------------------------------------------------------
+
+# 104 bytes: with float64 the deep model's (bias, weight) pairs make three
+# buckets, of which the first two are sent before the sweep ends (the last one
+# carries the failure count and waits for the end).
+SMALL_BUCKETS_MB = 104 / 2 ** 20
+
+
+def make_deep_model(seed):
+    fg.manual_seed(seed)
+    return nn.Sequential(nn.Linear(FEATURES, 8, dtype=np.float64), nn.Tanh(),
+                         nn.Linear(8, 8, dtype=np.float64), nn.Tanh(),
+                         nn.Linear(8, CLASSES, dtype=np.float64))
+
+
+class FailOnRank(fg.Function):
+    """Identity whose backward raises on one rank: a backward that fails midway."""
+    rank = None
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 1.0
+
+    @staticmethod
+    def backward(ctx, g):
+        if dist.rank() == FailOnRank.rank:
+            raise ValueError("backward failed on purpose on rank %d" % dist.rank())
+        return g
+
+
+class Middle(nn.Module):
+    """deep model with FailOnRank between its second and third layer (or on the loss)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        h = self.inner[1](self.inner[0](x))
+        h = FailOnRank.apply(self.inner[3](self.inner[2](h)))
+        return self.inner[4](h)
+
+
+def grads_of(model):
+    return [None if p.grad is None else p.grad.numpy().tolist() for p in model.parameters()]
+
+
+def overlap(outdir):
+    dist.init()
+    comm = dist._state.comm
+    dataset = data()
+    result = {"world_size": dist.world_size(), "backend": fg.backend()}
+    # 1. 2 ranks x 16 with overlap == 1 process x 32, SGD and Adam, 20 steps
+    for name in ("sgd", "adam"):
+        model = dist.DistributedDataParallel(make_deep_model(100 + dist.rank()), overlap=True,
+                                             bucket_cap_mb=SMALL_BUCKETS_MB)
+        opt = make_optimizer(name, model.parameters())
+        with dist.ReductionTimer() as timer:
+            train_ddp(model, opt, dataset, STEPS)
+        gathered = comm.gather(params_of(model.module), root=0)
+        if dist.rank() == 0:
+            reference = make_deep_model(100)
+            train_single(reference, make_optimizer(name, reference.parameters()), dataset, STEPS)
+            result[name] = {"vs_single": max_diff(gathered[0], params_of(reference)),
+                            "between_ranks": max_diff(gathered[0], gathered[1]),
+                            "moved": max_diff(params_of(make_deep_model(100)), gathered[0]),
+                            "buckets": len(model._buckets), "reductions": timer.reductions,
+                            "sent": timer.buckets, "early": timer.early_buckets}
+    # 2. overlap on and off: the same averaged gradients, bit for bit
+    x, y = dataset.arrays
+    mine = slice(dist.rank() * 16, dist.rank() * 16 + 16)
+    xb, yb = fg.tensor(x[mine]), fg.tensor(y[mine])
+    loss_fn = nn.CrossEntropyLoss()
+    grads = {}
+    for flag in (False, True):
+        model = dist.DistributedDataParallel(make_deep_model(7), overlap=flag,
+                                             bucket_cap_mb=SMALL_BUCKETS_MB)
+        loss_fn(model(xb), yb).backward()
+        grads[flag] = grads_of(model)
+    result["on_vs_off"] = max_diff(grads[False], grads[True])
+    # 3. a backward that raises on rank 1: on both ranks the error, .grad as before
+    #    (here: gradients accumulated under no_sync, so restoring means values too),
+    #    and the next step still matches (no collective left unmatched)
+    for where in ("middle", "top"):
+        model = dist.DistributedDataParallel(Middle(make_deep_model(7)), overlap=True,
+                                             bucket_cap_mb=SMALL_BUCKETS_MB)
+        with model.no_sync():
+            loss_fn(model(xb), yb).backward()
+        before = grads_of(model)
+        FailOnRank.rank = 1
+        message = None
+        with dist.ReductionTimer() as timer:
+            try:
+                out = model(xb)
+                if where == "top":
+                    out = FailOnRank.apply(out)       # fails before any parameter is final
+                loss_fn(out, yb).backward()
+            except (ValueError, RuntimeError) as exc:
+                message = "%s: %s" % (type(exc).__name__, exc)
+        FailOnRank.rank = None
+        unchanged = max_diff(before, grads_of(model))
+        model.zero_grad()
+        loss_fn(model(xb), yb).backward()
+        gathered = comm.gather((message, unchanged, grads_of(model), timer.early_buckets),
+                               root=0)
+        if dist.rank() == 0:
+            result["fail_" + where] = {
+                "messages": [g[0] for g in gathered], "unchanged": [g[1] for g in gathered],
+                "next_between_ranks": max_diff(gathered[0][2], gathered[1][2]),
+                "early": [g[3] for g in gathered]}
+    # 4. no_sync then a synced backward, and a parameter no forward uses
+    model = WithBuffer(make_model(100), float(dist.rank()))
+    model.unused = nn.Linear(2, 2, dtype=np.float64)
+    ddp = dist.DistributedDataParallel(model, overlap=True, bucket_cap_mb=SMALL_BUCKETS_MB)
+    ddp.zero_grad()
+    mine = np.arange(dist.rank() * 8, dist.rank() * 8 + 8)
+    with ddp.no_sync():
+        loss_fn(ddp(fg.tensor(x[mine[:4]])), fg.tensor(y[mine[:4]])).backward()
+    loss_fn(ddp(fg.tensor(x[mine[4:]])), fg.tensor(y[mine[4:]])).backward()
+    synced = grads_of(model.inner)
+    reference = make_model(100)
+    for half in (np.arange(0, 4), np.arange(4, 8), np.arange(8, 12), np.arange(12, 16)):
+        (loss_fn(reference(fg.tensor(x[half])), fg.tensor(y[half])) * 0.5).backward()
+    gathered = comm.gather((synced, grads_of(model.unused)), root=0)
+    if dist.rank() == 0:
+        result["no_sync_vs_expected"] = max(max_diff(g[0], grads_of(reference))
+                                            for g in gathered)
+        result["unused"] = [g[1] for g in gathered]
+        with open(os.path.join(outdir, "overlap.json"), "w") as f:
+            json.dump(result, f)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "train":
         train(sys.argv[2])
@@ -252,5 +387,7 @@ if __name__ == "__main__":
         resume(sys.argv[2])
     elif sys.argv[1] == "fit":
         fit(sys.argv[2])
+    elif sys.argv[1] == "overlap":
+        overlap(sys.argv[2])
     else:
         fail()

@@ -297,3 +297,37 @@ def test_fit_on_a_wrapped_model(fg, tmp_path):
     assert "rank 0 stopped after %d epochs" % epochs in err
     assert "rank 1 stopped after %d epochs" % epochs in err
     assert err.count("epoch 1/10") == 1                   # one progress line: rank 0's
+
+
+def test_overlap_sends_buckets_during_backward(fg, tmp_path):
+    """overlap=True: buckets of a small bucket_cap_mb leave while backward still
+    runs, and training equals one process on the whole batch; a backward that
+    raises on one rank raises on both, leaves .grad as it was, and the job goes on."""
+    mpiexec = _mpiexec()
+    code, out, err = _run([mpiexec, "-n", "2", sys.executable, WORKER, "overlap",
+                           str(tmp_path)], fg, timeout=120)
+    assert code == 0, err
+    result = json.loads((tmp_path / "overlap.json").read_text())
+    assert result["world_size"] == 2 and result["backend"] == fg.backend()
+    for name in ("sgd", "adam"):
+        r = result[name]
+        assert r["vs_single"] < 1e-10, result
+        assert r["between_ranks"] == 0.0
+        assert r["moved"] > 1e-2
+        # three buckets a step, the first two started before the sweep's end
+        assert r["buckets"] == 3 and r["reductions"] == 20
+        assert r["sent"] == 3 * 20 and r["early"] == 2 * 20
+    assert result["on_vs_off"] == 0.0          # same sums, same division: same bits
+    for where, early in (("middle", [2, 1]), ("top", [2, 0])):
+        r = result["fail_" + where]
+        healthy, failing = r["messages"]
+        assert failing == "ValueError: backward failed on purpose on rank 1"
+        assert healthy.startswith("RuntimeError: DistributedDataParallel: backward raised "
+                                  "on 1 other rank(s) of 2; the gradients are left as they "
+                                  "were"), r
+        assert r["unchanged"] == [0.0, 0.0]    # the no_sync gradients, values restored
+        assert r["next_between_ranks"] == 0.0
+        # rank 0 sent its early buckets; rank 1 failed after one (middle) or before any
+        assert r["early"] == early
+    assert result["no_sync_vs_expected"] < 1e-12
+    assert result["unused"] == [[None, None], [None, None]]

@@ -64,6 +64,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -272,6 +273,16 @@ class _PostBackward(threading.local):
         for ddp in pending.values():
             ddp._reduce_gradients()
 
+    def fail(self, error):
+        """The backward raised: overlapping wrappers still owe the other ranks their
+        collectives (and the news), which their round's end sends.  A wrapper
+        without overlap stays pending, as before: the job's abort hook ends a
+        rank that does not catch the error."""
+        for key, ddp in list(self.pending.items()):
+            if getattr(ddp, "_overlap", False):
+                del self.pending[key]
+                ddp._end_round(error)
+
 
 _post_backward = _PostBackward()
 
@@ -289,7 +300,12 @@ def _install_post_backward():
     sweep = current if current is not None else core.TensorBase.backward
 
     def backward(self, gradient=None, retain_graph=False):
-        sweep(self, gradient, retain_graph)
+        try:
+            sweep(self, gradient, retain_graph)
+        except BaseException as error:
+            if _post_backward.pending:
+                _post_backward.fail(error)
+            raise
         if _post_backward.pending:
             _post_backward.run()
 
@@ -343,7 +359,7 @@ class DistributedDataParallel(Module):
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
                  broadcast_buffers=True, process_group=None, bucket_cap_mb=None,
-                 find_unused_parameters=False, gradient_as_bucket_view=False):
+                 find_unused_parameters=False, gradient_as_bucket_view=False, overlap=False):
         if not isinstance(module, Module):
             raise TypeError("DistributedDataParallel: expected an nn.Module, got %s"
                             % type(module).__name__)
@@ -356,6 +372,10 @@ class DistributedDataParallel(Module):
         if dim != 0:
             raise ValueError("DistributedDataParallel: dim must be 0 (batches are split by "
                              "the sampler along the first axis), got %r" % (dim,))
+        if bucket_cap_mb is not None and (isinstance(bucket_cap_mb, bool) or not isinstance(
+                bucket_cap_mb, (int, float, np.integer, np.floating)) or not bucket_cap_mb > 0):
+            raise ValueError("DistributedDataParallel: bucket_cap_mb must be a positive number "
+                             "of MiB (or None for %g), got %r" % (BUCKET_CAP_MB, bucket_cap_mb))
         super().__init__()
         self.module = module
         self.broadcast_buffers = bool(broadcast_buffers)
@@ -366,11 +386,18 @@ class DistributedDataParallel(Module):
         names = [n for n, p in module.named_parameters() if p.requires_grad]
         object.__setattr__(self, "_groups", _by_dtype(params))
         object.__setattr__(self, "_param_names", names)
+        object.__setattr__(self, "_overlap", bool(overlap))
+        cap = BUCKET_CAP_MB if bucket_cap_mb is None else float(bucket_cap_mb)
+        object.__setattr__(self, "bucket_cap_mb", cap)
+        object.__setattr__(self, "_buckets", _make_buckets(params, cap) if overlap else [])
+        object.__setattr__(self, "_round", None)
         if _state.size > 1:
             _install_post_backward()
             self._check_same_model(names, params)
             _broadcast_values(list(module.parameters()))
             self._broadcast_buffers()
+            if overlap:
+                self._register_hooks()
 
     def _check_same_model(self, names, params):
         # A mismatch would otherwise surface as a hang or as silently mixed weights.
@@ -412,6 +439,11 @@ class DistributedDataParallel(Module):
         return _NoSync(self)
 
     def _reduce_gradients(self):
+        if self._overlap:
+            # No hook of this wrapper ran in the backward (its parameters were out of
+            # the graph): the round is all collectives, sent now.
+            self._end_round(None)
+            return
         MPI, comm, size = _state.MPI, _state.comm, _state.size
         timer = _state.timer
         if timer is not None:
@@ -446,10 +478,228 @@ class DistributedDataParallel(Module):
                 offset += n
         if timer is not None:
             timer.reductions += 1
+            timer.buckets += len(self._groups)
             timer.seconds += time.perf_counter() - started
 
+    # -- overlap: buckets reduced while backward runs ---------------------------------
+    def _register_hooks(self):
+        me = weakref.ref(self)        # the hooks must not keep the wrapper alive
+
+        def ready(p):
+            ddp = me()
+            if ddp is not None:
+                ddp._grad_ready(p)
+
+        slots = {}
+        for bucket in self._buckets:
+            for i, p in enumerate(bucket.params):
+                slots[id(p)] = (bucket, i)
+        handles = [p.register_post_accumulate_grad_hook(ready)
+                   for bucket in self._buckets for p in bucket.params]
+        object.__setattr__(self, "_slots", slots)
+        weakref.finalize(self, _remove_hooks, handles)
+
+    def _grad_ready(self, p):
+        """Hook: p's .grad is final in this backward.  Pack it; send its bucket (and
+        any ready ones after it, in bucket order) once the bucket is complete."""
+        if _post_backward.pending.get(id(self)) is not self:
+            return                    # no training forward armed this backward (no_sync, eval)
+        timer = _state.timer
+        if timer is not None:
+            started = time.perf_counter()
+        rnd = self._round
+        if rnd is None:
+            rnd = self._begin_round()
+        bucket, i = self._slots[id(p)]
+        rnd.pack(bucket, i, p.grad)
+        if rnd.missing[bucket.index] == 0:
+            rnd.launch_ready(timer, early=True)
+        elif rnd.requests and PROGRESS_IN_HOOKS:
+            rnd.progress(timer)
+        if timer is not None:
+            timer.seconds += time.perf_counter() - started
+
+    def _begin_round(self):
+        rnd = _Round(self._buckets)
+        object.__setattr__(self, "_round", rnd)
+        core.queue_callback(self._end_round)
+        return rnd
+
+    def _end_round(self, error):
+        """The backward is over (error None) or failed (error): send what is left,
+        wait for everything, then write the averages, or raise if a rank failed.
+
+        Run by the core before it writes the other leaves' .grad, so raising here
+        fails the backward and puts every .grad back as it was."""
+        _post_backward.discard(self)
+        timer = _state.timer
+        if timer is not None:
+            started = time.perf_counter()
+        rnd = self._round if self._round is not None else _Round(self._buckets)
+        object.__setattr__(self, "_round", None)
+        rnd.complete(error is not None)
+        rnd.launch_ready(timer, early=False)
+        failed = rnd.wait(timer)
+        if timer is not None:
+            timer.reductions += 1
+            timer.nbytes += sum(flat.nbytes for flat in rnd.flats)
+        try:
+            if error is not None:
+                return
+            if failed:
+                raise RuntimeError(
+                    "DistributedDataParallel: backward raised on %d other rank(s) of %d; the "
+                    "gradients are left as they were before this backward on every rank"
+                    % (failed, _state.size))
+            rnd.write_averages(_state.size)
+        finally:
+            if timer is not None:
+                timer.seconds += time.perf_counter() - started
+
     def extra_repr(self):
-        return "world_size=%d, broadcast_buffers=%s" % (_state.size, self.broadcast_buffers)
+        text = "world_size=%d, broadcast_buffers=%s" % (_state.size, self.broadcast_buffers)
+        if self._overlap:
+            text += ", overlap=True, buckets=%d" % len(self._buckets)
+        return text
+
+
+# PyTorch's sizes: 25 MiB buckets, the first (the last layers' gradients, ready
+# first) at most 1 MiB so that the first message leaves early.
+BUCKET_CAP_MB = 25.0
+FIRST_BUCKET_MB = 1.0
+# Ask MPI, from the hooks, to move outstanding reductions along (MPI_Testall):
+# without an asynchronous progress thread MPICH advances a nonblocking
+# collective only inside MPI calls.  docs/scaling.md measures it.
+PROGRESS_IN_HOOKS = True
+
+
+class _Bucket:
+    """Parameters whose gradients travel in one message (one dtype)."""
+
+    __slots__ = ("index", "dtype", "params", "sizes", "total", "last")
+
+    def __init__(self, index, dtype, params):
+        self.index = index
+        self.dtype = dtype
+        self.params = params
+        self.sizes = [p.numel() for p in params]
+        self.total = sum(self.sizes)
+        self.last = False
+
+
+def _make_buckets(params, cap_mb):
+    """Buckets over `params` in reverse registration order (the order backward
+    finishes them), per dtype, each closed once it holds cap_mb MiB (the first of
+    each dtype FIRST_BUCKET_MB); a parameter larger than the cap gets its own."""
+    closed, open_ = [], {}
+    cap = int(cap_mb * 1024 * 1024)
+    first = min(cap, int(FIRST_BUCKET_MB * 1024 * 1024))
+    started = set()
+    for p in reversed(params):
+        group = open_.setdefault(p.dtype, [[], 0])
+        group[0].append(p)
+        group[1] += p.numel() * np.dtype(p.dtype).itemsize
+        if group[1] >= (cap if p.dtype in started else first):
+            closed.append((p.dtype, group[0]))
+            started.add(p.dtype)
+            del open_[p.dtype]
+    closed.extend((dtype, group[0]) for dtype, group in open_.items())
+    buckets = [_Bucket(i, dtype, group) for i, (dtype, group) in enumerate(closed)]
+    if buckets:
+        buckets[-1].last = True       # carries the "a rank failed" count; sent at the end
+    return buckets
+
+
+def _remove_hooks(handles):
+    for handle in handles:
+        handle.remove()
+
+
+class _Round:
+    """One backward's reduction: a flat buffer per bucket (gradients, then one
+    "has a gradient" count per parameter, and in the last bucket a count of
+    ranks whose backward failed), sent in bucket order, so every rank starts
+    the same collectives in the same order whatever order its hooks ran in."""
+
+    __slots__ = ("buckets", "flats", "missing", "packed", "requests", "launched")
+
+    def __init__(self, buckets):
+        self.buckets = buckets
+        self.flats = [np.empty(b.total + len(b.params) + b.last, dtype=b.dtype) for b in buckets]
+        self.missing = [len(b.params) for b in buckets]
+        self.packed = [[False] * len(b.params) for b in buckets]
+        self.requests = []
+        self.launched = 0             # buckets 0 .. launched-1 are on their way
+
+    def pack(self, bucket, i, grad, ok=True):
+        flat = self.flats[bucket.index]
+        offset = sum(bucket.sizes[:i])
+        n = bucket.sizes[i]
+        if grad is None or not ok:
+            flat[offset:offset + n] = 0
+            flat[bucket.total + i] = 0
+        else:
+            flat[offset:offset + n] = grad.numpy().reshape(-1)
+            flat[bucket.total + i] = 1
+        if not self.packed[bucket.index][i]:
+            self.packed[bucket.index][i] = True
+            self.missing[bucket.index] -= 1
+
+    def complete(self, failed):
+        """Pack what no hook packed (parameters outside this backward's graph keep
+        the .grad they had); after a failure, zeros and the failure count instead."""
+        for bucket in self.buckets[self.launched:]:
+            for i, p in enumerate(bucket.params):
+                if failed or not self.packed[bucket.index][i]:
+                    self.pack(bucket, i, p.grad, ok=not failed)
+            if bucket.last:
+                self.flats[bucket.index][-1] = 1 if failed else 0
+
+    def launch_ready(self, timer, early):
+        """Start the reductions of the complete buckets from `launched` on, in order.
+        The last bucket waits for the end (early=False): it carries the failure count."""
+        MPI, comm = _state.MPI, _state.comm
+        while self.launched < len(self.buckets) and self.missing[self.launched] == 0:
+            bucket = self.buckets[self.launched]
+            if early and bucket.last:
+                break
+            if timer is not None:
+                sent = time.perf_counter()
+            self.requests.append(comm.Iallreduce(MPI.IN_PLACE, self.flats[bucket.index],
+                                                 op=MPI.SUM))
+            if timer is not None:
+                timer.allreduce_seconds += time.perf_counter() - sent
+                timer.buckets += 1
+                timer.early_buckets += early
+            self.launched += 1
+
+    def progress(self, timer):
+        if timer is not None:
+            sent = time.perf_counter()
+        _state.MPI.Request.Testall(self.requests)
+        if timer is not None:
+            timer.allreduce_seconds += time.perf_counter() - sent
+
+    def wait(self, timer):
+        """Wait for every reduction; returns how many ranks reported a failure."""
+        if timer is not None:
+            sent = time.perf_counter()
+        _state.MPI.Request.Waitall(self.requests)
+        if timer is not None:
+            waited = time.perf_counter() - sent
+            timer.allreduce_seconds += waited
+            timer.wait_seconds += waited
+        self.requests = []
+        return int(self.flats[-1][-1]) if self.flats else 0
+
+    def write_averages(self, size):
+        for bucket, flat in zip(self.buckets, self.flats):
+            np.divide(flat[:bucket.total], size, out=flat[:bucket.total])
+            offset = 0
+            for i, (p, n) in enumerate(zip(bucket.params, bucket.sizes)):
+                if flat[bucket.total + i] > 0:
+                    p.grad = core.from_array(flat[offset:offset + n].reshape(p.shape))
+                offset += n
 
 
 class ReductionTimer:
@@ -473,6 +723,9 @@ class ReductionTimer:
         self.seconds = 0.0
         self.allreduce_seconds = 0.0
         self.nbytes = 0
+        self.buckets = 0
+        self.early_buckets = 0
+        self.wait_seconds = 0.0
         self._previous = None
 
     def start(self):
@@ -494,8 +747,9 @@ class ReductionTimer:
 
     def __repr__(self):
         return ("ReductionTimer(reductions=%d, seconds=%.6f, allreduce_seconds=%.6f, "
-                "nbytes=%d)" % (self.reductions, self.seconds, self.allreduce_seconds,
-                                self.nbytes))
+                "nbytes=%d, buckets=%d, early_buckets=%d, wait_seconds=%.6f)"
+                % (self.reductions, self.seconds, self.allreduce_seconds, self.nbytes,
+                   self.buckets, self.early_buckets, self.wait_seconds))
 
 
 class _NoSync:
