@@ -26,9 +26,20 @@ a few fixed global batches (each rank takes its half) and returns the
 averaged losses and all final parameters; the 2-rank rows must equal the
 1-rank compiled row to 1e-10.
 
+`compiled-2ranks-overlap` and `python-2ranks-overlap` are the same 2-rank
+runs with `DistributedDataParallel(..., overlap=True)`: the gradients go in
+buckets, each sent (Iallreduce) from the post-accumulate-grad hooks as soon as
+it is complete, while backward goes on; the buckets are PyTorch's (1 MiB
+first, then 25 MiB) for bigbatch, which makes two (the last layers' 1 MiB
+first), and 0.004 MiB for digits, which makes two as well (the last layer's
+5 kB first) where the default would make one.
+
 The notes under the table give, for the 2-rank rows, the time per step in
 the Allreduce (`dist.ReductionTimer`; it includes waiting for the other
-rank) and in the whole reduction (packing + Allreduce + unpacking).
+rank) and in the whole reduction (packing + Allreduce + unpacking); for the
+overlap rows also the final wait (the communication backward did not hide),
+the buckets sent per step, how many of them left before the sweep ended, and
+how many of those had finished by then.
 
 How rank 1 follows: only rank 0 talks to run.py (mpiexec gives stdin to
 rank 0 alone). Rank 1's runner never returns: it waits for rank 0's orders
@@ -62,10 +73,13 @@ POLL, IDLE_POLL = 1e-4, 5e-3
 
 MODELS = {
     "digits": dict(sizes=(64, 128, 10), batch=32, lr=_digits.LR, momentum=_digits.MOMENTUM,
-                   weights=_digits.weights, check_batch=32),
+                   weights=_digits.weights, check_batch=32, bucket_cap_mb=0.004),
     "bigbatch": dict(sizes=_bigbatch.SIZES, batch=1024, lr=_bigbatch.LR, momentum=0.0,
-                     weights=_bigbatch.weights, check_batch=64, samples=4096),
+                     weights=_bigbatch.weights, check_batch=64, samples=4096,
+                     bucket_cap_mb=None),
 }
+# Set in the overlap rows' environment: the runner wraps with overlap=True.
+OVERLAP_VARIABLE = "FASTGRAD_BENCH_DDP_OVERLAP"
 
 
 def _mpiexec():
@@ -100,6 +114,11 @@ for _core in ("compiled", "python"):
                        f"(mpiexec; BLAS on 1 thread per rank)", "mpi4py",
                        {"FASTGRAD_BACKEND": _core, **ONE_THREAD}, _probe_ranks(_core),
                        launcher=_mpiexec))
+    register_impl(Impl(f"{_core}-2ranks-overlap", f"fastgrad, {_core} core, {RANKS} MPI "
+                       f"ranks, DistributedDataParallel(overlap=True) (mpiexec; BLAS on 1 "
+                       f"thread per rank)", "mpi4py",
+                       {"FASTGRAD_BACKEND": _core, OVERLAP_VARIABLE: "1", **ONE_THREAD},
+                       _probe_ranks(_core), launcher=_mpiexec))
 
 
 def _data(name):
@@ -115,6 +134,7 @@ def runner(name):
     from fastgrad.data import DataLoader, TensorDataset
 
     spec = MODELS[name]
+    overlap = os.environ.get(OVERLAP_VARIABLE) == "1"
     rank, world = dist.init()
     comm = dist._state.comm
     x, y = _data(name)
@@ -129,7 +149,8 @@ def runner(name):
                 lin.weight.copy_(fg.tensor(w.astype(dtype)))
                 lin.bias.copy_(fg.tensor(b.astype(dtype)))
             layers += [lin, nn.ReLU()] if i < len(spec["sizes"]) - 2 else [lin]
-        model = dist.DistributedDataParallel(nn.Sequential(*layers))
+        model = dist.DistributedDataParallel(nn.Sequential(*layers), overlap=overlap,
+                                             bucket_cap_mb=spec["bucket_cap_mb"])
         return model, fg.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"])
 
     def train_step(state, xb, yb):
@@ -174,6 +195,12 @@ def runner(name):
             figures.update({"allreduce ms/step": 1e3 * timer.allreduce_seconds / steps,
                             "reduction ms/step": 1e3 * timer.seconds / steps,
                             "kB/allreduce": timer.nbytes / steps / 1e3})
+            if overlap:
+                figures.update({"final wait ms/step": 1e3 * timer.wait_seconds / steps,
+                                "buckets/step": timer.buckets / steps,
+                                "sent during backward/step": timer.early_buckets / steps,
+                                "finished during backward/step":
+                                    timer.completed_early / steps})
         return figures
 
     if world == 1:
@@ -238,7 +265,8 @@ register(Workload(
                 "(batch 1024, 4 steps)",
     sizes=("digits", "bigbatch"),
     runners={"compiled": runner, "compiled-1thread": runner, "compiled-2ranks": runner,
-             "python": runner, "python-2ranks": runner},
+             "python": runner, "python-2ranks": runner, "compiled-2ranks-overlap": runner,
+             "python-2ranks-overlap": runner},
     reference="compiled",
     rtol=1e-10,
     atol=1e-12,

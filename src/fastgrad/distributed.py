@@ -621,7 +621,7 @@ class _Round:
     ranks whose backward failed), sent in bucket order, so every rank starts
     the same collectives in the same order whatever order its hooks ran in."""
 
-    __slots__ = ("buckets", "flats", "missing", "packed", "requests", "launched")
+    __slots__ = ("buckets", "flats", "missing", "packed", "requests", "launched", "early")
 
     def __init__(self, buckets):
         self.buckets = buckets
@@ -630,6 +630,7 @@ class _Round:
         self.packed = [[False] * len(b.params) for b in buckets]
         self.requests = []
         self.launched = 0             # buckets 0 .. launched-1 are on their way
+        self.early = 0                # of which sent before the end of the sweep
 
     def pack(self, bucket, i, grad, ok=True):
         flat = self.flats[bucket.index]
@@ -672,6 +673,7 @@ class _Round:
                 timer.buckets += 1
                 timer.early_buckets += early
             self.launched += 1
+            self.early += early
 
     def progress(self, timer):
         if timer is not None:
@@ -683,6 +685,10 @@ class _Round:
     def wait(self, timer):
         """Wait for every reduction; returns how many ranks reported a failure."""
         if timer is not None:
+            # Which early reductions had finished while the sweep ran (one MPI_Test
+            # each): without progress inside MPI calls they may only start here.
+            for request in self.requests[:self.early]:
+                timer.completed_early += bool(request.Test())
             sent = time.perf_counter()
         _state.MPI.Request.Waitall(self.requests)
         if timer is not None:
@@ -725,6 +731,7 @@ class ReductionTimer:
         self.nbytes = 0
         self.buckets = 0
         self.early_buckets = 0
+        self.completed_early = 0
         self.wait_seconds = 0.0
         self._previous = None
 
@@ -747,9 +754,10 @@ class ReductionTimer:
 
     def __repr__(self):
         return ("ReductionTimer(reductions=%d, seconds=%.6f, allreduce_seconds=%.6f, "
-                "nbytes=%d, buckets=%d, early_buckets=%d, wait_seconds=%.6f)"
+                "nbytes=%d, buckets=%d, early_buckets=%d, completed_early=%d, "
+                "wait_seconds=%.6f)"
                 % (self.reductions, self.seconds, self.allreduce_seconds, self.nbytes,
-                   self.buckets, self.early_buckets, self.wait_seconds))
+                   self.buckets, self.early_buckets, self.completed_early, self.wait_seconds))
 
 
 class _NoSync:

@@ -149,19 +149,30 @@ class Registry:
         Returns the sweep's state (made on the first call of a sweep); the sweep
         must end with finish(state) or, when anything raised, abort(state, error).
         """
-        if state is None:
+        fresh = state is None
+        if fresh:
             state = _SweepState()
             self._active.append(state)
-        state.undo.append(self._snapshot(t))
-        accumulate(*args)
-        entry = self.hooks.get(id(t))
-        if entry is not None:
-            previous = self._set_grad_enabled(False)
-            try:
-                for hook in list(entry[1].values()):
-                    hook(t)
-            finally:
-                self._set_grad_enabled(previous)
+        try:
+            state.undo.append(self._snapshot(t))
+            accumulate(*args)
+            entry = self.hooks.get(id(t))
+            if entry is not None:
+                previous = self._set_grad_enabled(False)
+                try:
+                    for hook in list(entry[1].values()):
+                        if hook(t) is not None:
+                            # as PyTorch: a value returned would look like a new gradient
+                            raise RuntimeError(
+                                "post-accumulate-grad hook %r returned a value; it must "
+                                "return None (change t.grad in place or set it instead)"
+                                % (hook,))
+                finally:
+                    self._set_grad_enabled(previous)
+        except BaseException as error:
+            if fresh:                 # the sweep never got this state: undo it here
+                self.abort(state, error)
+            raise
         return state
 
     def queue_callback(self, fn):
