@@ -25,34 +25,44 @@ Design:
   variables), `init('mpi')`, or mpi4py already imported by the script.
   Otherwise this is one process: rank 0 of a world of 1, every collective a
   no-op, and mpi4py need not be installed.
-- When to reduce: fastgrad has no per-tensor autograd hooks.  Two ways were
-  open: an identity Function on each parameter's path, whose backward counts
-  arrivals and reduces once the last gradient arrived; or one callback run by
-  `Tensor.backward` after the sweep.  The first adds a node per parameter to
-  every forward graph, shows up in `fg.explain`, and must guess which
-  parameters a graph reaches (an unused parameter never "arrives").  The
-  second changes no graph and sees every gradient final.  We take the
-  second: in a job of more than one rank, the first DDP wrapper makes
-  `Tensor.backward` run the per-thread registry after the sweep (a Python
-  frame and one dict test, ~0.7 us per backward measured); a DDP forward
-  (grad enabled, outside `no_sync()`) registers itself there.  A single
-  process keeps the plain backward and pays nothing.
+- When to reduce, by default: after the sweep.  In a job of more than one
+  rank, the first DDP wrapper makes `Tensor.backward` run the per-thread
+  registry after the sweep (a Python frame and one dict test, ~0.7 us per
+  backward measured); a DDP forward (grad enabled, outside `no_sync()`)
+  registers itself there.  This changes no graph and sees every gradient
+  final.  A single process keeps the plain backward and pays nothing.
   `fg.grad` and fg.compile's tape do not reduce: like torch.autograd.grad,
   they return gradients without touching `.grad`.
-- What is sent: per dtype, ONE flat buffer of all gradients, plus one
-  "has a gradient" count per parameter, in a single Allreduce (sum), then
-  divided by the world size as PyTorch does.  A parameter with no gradient on
-  a rank contributes zeros; one with no gradient on every rank keeps
-  `.grad = None`, so the optimizer skips it everywhere alike.  The packing is
-  a memory copy per parameter; the messages are one per dtype.
-- No overlap of communication with backward: it would need a "this
-  parameter's gradient is final" event inside the sweep (which the cores do
-  not emit), and then a nonblocking Iallreduce that progresses while the
-  sweep runs.  MPICH and Open MPI progress a nonblocking collective only
-  inside MPI calls unless an asynchronous progress thread is enabled, and the
-  sweep holds the GIL, so the reduction would in fact happen at the end;
-  a progress thread would compete with the compute for the same cores.
-  docs/scaling.md measures what overlap could at best save.
+- What is sent, by default: per dtype, ONE flat buffer of all gradients,
+  plus one "has a gradient" count per parameter, in a single Allreduce
+  (sum), then divided by the world size as PyTorch does.  A parameter with
+  no gradient on a rank contributes zeros; one with no gradient on every
+  rank keeps `.grad = None`, so the optimizer skips it everywhere alike.
+  The packing is a memory copy per parameter; the messages are one per dtype.
+- overlap=True: communication during backward, as PyTorch's DDP.  The
+  parameters go into buckets (reverse registration order, the order
+  backward finishes them; per dtype; `bucket_cap_mb` MiB each, the first
+  1 MiB).  Each parameter has a post-accumulate-grad hook (the cores run it
+  right after the sweep ran the parameter's last consumer); it copies the
+  gradient into its bucket's flat buffer, and a complete bucket is sent at
+  once with a nonblocking Iallreduce while the sweep goes on.  Buckets are
+  sent in bucket order whatever order the hooks ran in, so the ranks' calls
+  match.  The last bucket is sent at the end of the sweep (a callback the
+  core runs before it writes the other leaves' .grad) and carries one more
+  number: how many ranks' backward failed.  Then every request is waited
+  for and the averages written to `.grad`, before backward() returns.
+  Whether the messages really travel during the sweep depends on the MPI
+  library: MPICH and Open MPI advance a nonblocking collective only inside
+  MPI calls unless an asynchronous progress thread is enabled (the hooks
+  call MPI_Testall to help); docs/scaling.md measures it.  Off by default:
+  on the machines measured it did not pay.
+- A backward that raises on one rank (overlap=True): that rank still sends
+  its remaining buckets (zeros) with the failure count, so no rank waits
+  forever; every rank then raises (the others a RuntimeError naming the
+  count), and the core puts back every `.grad` the hooks had written, so
+  `.grad` is on every rank what it was before that backward.  Without
+  overlap, a failing rank raises alone, and the abort hook below ends the
+  job if the error is not caught.
 - Buffers (running statistics) are broadcast from rank 0 before each
   training forward (broadcast_buffers=True), as PyTorch does; a model
   without `named_buffers` or without buffers sends nothing.
@@ -355,6 +365,14 @@ class DistributedDataParallel(Module):
     unwrapped model on any number of ranks.  `device_ids` must be None (CPU).
     `find_unused_parameters` is accepted: parameters without a gradient are
     always handled.
+
+    overlap=True sends the gradients in buckets of `bucket_cap_mb` MiB
+    (default 25, the first at most 1 MiB, as PyTorch), each as soon as
+    backward has finished its gradients, while backward computes the rest
+    (see the module docstring); the results are the same bit for bit.  A
+    backward that raises on any rank then raises on every rank and leaves
+    `.grad` as it was.  Without overlap, `bucket_cap_mb` is not used: one
+    message per dtype at the end.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
@@ -718,10 +736,17 @@ class ReductionTimer:
     Counts every reduction of every DDP wrapper: `reductions` (backward
     passes that averaged), `seconds` (the whole reduction: packing the
     gradients, the Allreduce, unpacking), `allreduce_seconds` (the Allreduce
-    calls alone, which include waiting for the slowest rank) and `nbytes`
-    (bytes each rank sent into them).  One timer runs at a time; starting
-    another replaces it until that one stops.  When none runs, a reduction
-    pays a few `is None` tests and nothing else.
+    calls alone, which include waiting for the slowest rank), `nbytes`
+    (bytes each rank sent into them) and `buckets` (messages: one per dtype
+    without overlap).  With overlap=True, `seconds` is the time spent in the
+    wrapper's hooks and end-of-backward work, `allreduce_seconds` the time in
+    MPI calls (Iallreduce, Testall, the final Waitall), and also:
+    `early_buckets` (buckets sent before the sweep ended), `completed_early`
+    (of those, the ones already finished when it ended) and `wait_seconds`
+    (the final Waitall: the communication backward did not hide).
+    One timer runs at a time; starting another replaces it until that one
+    stops.  When none runs, a reduction pays a few `is None` tests and
+    nothing else.
     """
 
     def __init__(self):
