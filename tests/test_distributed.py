@@ -172,6 +172,43 @@ def test_ddp_on_one_process_is_the_model(fg):
         dist.all_reduce(t, op="mean")
 
 
+def test_buckets_follow_reverse_registration_order_and_the_cap(fg):
+    dist = fg.distributed
+    model = _model(fg)            # float64: 0.weight 96 B, 0.bias 32 B, 2.weight 64 B, 2.bias 16 B
+    names = {id(p): n for n, p in model.named_parameters()}
+    params = list(model.parameters())
+
+    def layout(buckets):
+        return [[names[id(p)] for p in b.params] for b in buckets], [b.last for b in buckets]
+
+    # closed once a bucket holds the cap (80 B): the last layer first
+    assert layout(dist._make_buckets(params, 80 / 2 ** 20)) == (
+        [["2.bias", "2.weight"], ["0.bias", "0.weight"]], [False, True])
+    assert layout(dist._make_buckets(params, 16 / 2 ** 20)) == (
+        [["2.bias"], ["2.weight"], ["0.bias"], ["0.weight"]], [False, False, False, True])
+    assert layout(dist._make_buckets(params, 25)) == (
+        [["2.bias", "2.weight", "0.bias", "0.weight"]], [True])
+    # one dtype per bucket
+    odd = fg.nn.Linear(2, 2)                              # the default float32
+    mixed = params + list(odd.parameters())
+    names.update({id(odd.weight): "odd.weight", id(odd.bias): "odd.bias"})
+    got = dist._make_buckets(mixed, 25)
+    assert [b.dtype for b in got] == [np.float32, np.float64]
+    assert layout(got)[0] == [["odd.bias", "odd.weight"],
+                              ["2.bias", "2.weight", "0.bias", "0.weight"]]
+    # on one process overlap changes nothing, and bad caps are refused
+    ddp = dist.DistributedDataParallel(model, overlap=True, bucket_cap_mb=80 / 2 ** 20)
+    plain = _model(fg)
+    x = fg.tensor(np.random.default_rng(0).normal(size=(5, 3)))
+    for net in (ddp, plain):
+        (net(x) ** 2).mean().backward()
+    for p, q in zip(model.parameters(), plain.parameters()):
+        np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
+    for bad in (0, -1.0, "25", True):
+        with pytest.raises(ValueError, match="bucket_cap_mb must be a positive number"):
+            dist.DistributedDataParallel(_model(fg), overlap=True, bucket_cap_mb=bad)
+
+
 def test_post_backward_registry(fg):
     """The callback Tensor.backward runs after the sweep: once, in its own thread,
     not for fg.grad; a single process never installs it."""
