@@ -2384,47 +2384,57 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
         return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, capture):
     """The sweep over an order already computed and checked (sweep, Tape.backward)."""
     cdef TensorBase node
     cdef list finals = []
+    cdef Py_ssize_t k, start = 0, stop, n = len(order), seg = 0, segments = 0
     wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
     found = [None] * (0 if capture is None else len(capture))
-    # -- post-accumulate-grad hooks (grad_hooks.py); `due` stays None without any --
+    # -- post-accumulate-grad hooks (grad_hooks.py).  `due`: [(position, leaves)], the
+    # hooked leaves final before order[position]; the nodes run in segments between
+    # those positions, so without hooks (due None) the loop is one plain segment.
     due = HOOKS.schedule(order) if _hooked_leaves and capture is None else None
     hooked = None                    # this sweep's early writes, undone if it fails
+    if due is not None:
+        segments = len(due)
     try:
         for root, g in zip(roots, root_grads):
             _add_array(root, g)
-        for node in order:
-            if due is not None and id(node) in due:
-                hooked = _hooks_due(hooked, due.pop(id(node)))
-            if node._g == NULL:
-                continue
-            if wanted is not None:
-                if id(node) in wanted:
-                    found[wanted[id(node)]] = _grad_copy(node)
-            elif node._op == LEAF:
-                if due is not None and id(node) in _hooked_leaves:
-                    hooked = HOOKS.leaf_final(hooked, node, _accumulate_leaf, node)
+        while True:
+            stop = (<tuple>due[seg])[0] if seg < segments else n
+            for k in range(start, stop):
+                node = order[k]
+                if node._g == NULL:
                     continue
-                finals.append(node)
-                continue
-            elif node._retains_grad:
-                finals.append((node, _grad_copy(node)))
-            if node._op == LEAF:
-                continue
-            if node._native:
-                _native_backward(node)
-            else:
-                _generic_backward(node)
-            _mem_free(node._g)
-            node._g = NULL
-        if due is not None:
-            if None in due:
-                hooked = _hooks_due(hooked, due.pop(None))
-            if hooked is not None:
-                HOOKS.finish(hooked)
+                if wanted is not None:
+                    if id(node) in wanted:
+                        found[wanted[id(node)]] = _grad_copy(node)
+                elif node._op == LEAF:
+                    if due is not None and id(node) in _hooked_leaves:
+                        hooked = HOOKS.leaf_final(hooked, node, _accumulate_leaf, node)
+                        continue
+                    finals.append(node)
+                    continue
+                elif node._retains_grad:
+                    finals.append((node, _grad_copy(node)))
+                if node._op == LEAF:
+                    continue
+                if node._native:
+                    _native_backward(node)
+                else:
+                    _generic_backward(node)
+                _mem_free(node._g)
+                node._g = NULL
+            if seg == segments:
+                break
+            hooked = _hooks_due(hooked, (<tuple>due[seg])[1])
+            seg += 1
+            start = stop
+        if hooked is not None:
+            HOOKS.finish(hooked)
         # -- end of the hooks' part (but for the except clause below) ----------------
         for item in finals:
             if isinstance(item, tuple):

@@ -122,8 +122,9 @@ class Registry:
 
     # -- inside a sweep --------------------------------------------------------
     def schedule(self, order):
-        """{id(node): [leaves]}: the hooked leaves whose gradient is final just before
-        `node` of `order` runs (key None: at the end of the sweep).
+        """[(position, [leaves])], ascending: the hooked leaves whose gradient is
+        final once the nodes before order[position] have run (position len(order):
+        at the end of the sweep).
 
         A leaf is due right after its last consumer in the order.  A hooked leaf
         without a consumer (a root) is not listed: the sweep finds it at its own place.
@@ -135,13 +136,11 @@ class Registry:
                 continue
             for x in self._inputs_of(node):
                 if is_tensor(x) and id(x) in hooks:
-                    last[id(x)] = (i, x)
+                    last[id(x)] = (i + 1, x)
         due = {}
-        n = len(order)
-        for i, x in sorted(last.values(), key=lambda item: item[0]):
-            key = id(order[i + 1]) if i + 1 < n else None
-            due.setdefault(key, []).append(x)
-        return due
+        for position, x in last.values():
+            due.setdefault(position, []).append(x)
+        return sorted(due.items(), key=lambda item: item[0])
 
     def leaf_final(self, state, t, accumulate, *args):
         """Write hooked leaf t's `.grad` now (accumulate(*args)), then run its hooks.

@@ -1564,13 +1564,14 @@ def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
     wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
     found = [None] * (0 if capture is None else len(capture))
     finals = []                      # (tensor, gradient) written to .grad at the end
-    # -- post-accumulate-grad hooks (grad_hooks.py); `due` stays None without any --
-    due = HOOKS.schedule(order) if HOOKS.hooks and capture is None else None
+    # -- post-accumulate-grad hooks (grad_hooks.py); `due` stays None without any:
+    # {position: the hooked leaves final once the nodes before order[position] ran}
+    due = dict(HOOKS.schedule(order)) if HOOKS.hooks and capture is None else None
     hooked = None                    # this sweep's early writes, undone if it fails
     try:
-        for node in order:
-            if due is not None and id(node) in due:
-                hooked = _hooks_due(hooked, due.pop(id(node)), grads)
+        for position, node in enumerate(order):
+            if due is not None and position in due:
+                hooked = _hooks_due(hooked, due.pop(position), grads)
             g = grads.pop(node, None)
             if g is None:
                 continue
@@ -1593,8 +1594,8 @@ def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
                 gx = unbroadcast(np.asarray(gx), x.shape).astype(x.dtype, copy=False)
                 grads[x] = grads[x] + gx if x in grads else gx
         if due is not None:
-            if None in due:
-                hooked = _hooks_due(hooked, due.pop(None), grads)
+            if len(order) in due:
+                hooked = _hooks_due(hooked, due.pop(len(order)), grads)
             if hooked is not None:
                 HOOKS.finish(hooked)
     except BaseException as error:
