@@ -2384,22 +2384,71 @@ def sweep(roots, root_grads, retain_graph=False, capture=None):
         return _sweep_ordered(order, roots, root_grads, retain_graph, capture)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, capture):
     """The sweep over an order already computed and checked (sweep, Tape.backward)."""
+    if _hooked_leaves and capture is None:        # post-accumulate-grad hooks: below
+        return _sweep_hooked(order, roots, root_grads, retain_graph)
     cdef TensorBase node
     cdef list finals = []
-    cdef Py_ssize_t k, start = 0, stop, n = len(order), seg = 0, segments = 0
     wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
     found = [None] * (0 if capture is None else len(capture))
-    # -- post-accumulate-grad hooks (grad_hooks.py).  `due`: [(position, leaves)], the
-    # hooked leaves final before order[position]; the nodes run in segments between
-    # those positions, so without hooks (due None) the loop is one plain segment.
-    due = HOOKS.schedule(order) if _hooked_leaves and capture is None else None
+    try:
+        for root, g in zip(roots, root_grads):
+            _add_array(root, g)
+        for node in order:
+            if node._g == NULL:
+                continue
+            if wanted is not None:
+                if id(node) in wanted:
+                    found[wanted[id(node)]] = _grad_copy(node)
+            elif node._op == LEAF:
+                finals.append(node)
+                continue
+            elif node._retains_grad:
+                finals.append((node, _grad_copy(node)))
+            if node._op == LEAF:
+                continue
+            if node._native:
+                _native_backward(node)
+            else:
+                _generic_backward(node)
+            _mem_free(node._g)
+            node._g = NULL
+        for item in finals:
+            if isinstance(item, tuple):
+                node = item[0]
+                _accumulate_grad_array(node, item[1])
+            else:
+                _accumulate_grad(item)
+    finally:
+        for node in order:
+            _mem_free(node._g)
+            node._g = NULL
+    if not retain_graph:
+        keep = _keeps_structure(order)
+        for node in order:
+            if node._op != LEAF:
+                _release(node, keep)
+    return found if capture is not None else None
+
+
+# -- post-accumulate-grad hooks (grad_hooks.py) --------------------------------------
+# _sweep_hooked is _sweep_ordered's loop (keep the two in step) for a sweep that
+# writes .grad while some tensor has hooks: a hooked leaf's .grad is written, and
+# its hooks run, right after its last consumer; the nodes run in segments between
+# those moments.  A separate function, so that the sweep without hooks pays one
+# test per sweep and nothing per node.
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef object _sweep_hooked(list order, roots, root_grads, bint retain_graph):
+    cdef TensorBase node
+    cdef list finals = []
+    cdef Py_ssize_t k, start = 0, stop, n = len(order), seg = 0, segments
+    # [(position, leaves)]: the hooked leaves final before order[position] runs
+    cdef list due = HOOKS.schedule(order)
     hooked = None                    # this sweep's early writes, undone if it fails
-    if due is not None:
-        segments = len(due)
+    segments = len(due)
     try:
         for root, g in zip(roots, root_grads):
             _add_array(root, g)
@@ -2409,19 +2458,14 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
                 node = order[k]
                 if node._g == NULL:
                     continue
-                if wanted is not None:
-                    if id(node) in wanted:
-                        found[wanted[id(node)]] = _grad_copy(node)
-                elif node._op == LEAF:
-                    if due is not None and id(node) in _hooked_leaves:
-                        hooked = HOOKS.leaf_final(hooked, node, _accumulate_leaf, node)
-                        continue
-                    finals.append(node)
-                    continue
-                elif node._retains_grad:
-                    finals.append((node, _grad_copy(node)))
                 if node._op == LEAF:
+                    if id(node) in _hooked_leaves:       # a root: no consumer ran it
+                        hooked = HOOKS.leaf_final(hooked, node, _accumulate_leaf, node)
+                    else:
+                        finals.append(node)
                     continue
+                if node._retains_grad:
+                    finals.append((node, _grad_copy(node)))
                 if node._native:
                     _native_backward(node)
                 else:
@@ -2434,8 +2478,7 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
             seg += 1
             start = stop
         if hooked is not None:
-            HOOKS.finish(hooked)
-        # -- end of the hooks' part (but for the except clause below) ----------------
+            HOOKS.finish(hooked)     # callbacks: may still fail the sweep
         for item in finals:
             if isinstance(item, tuple):
                 node = item[0]
@@ -2455,7 +2498,7 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
         for node in order:
             if node._op != LEAF:
                 _release(node, keep)
-    return found if capture is not None else None
+    return None
 
 
 # Graphs up to this size keep their structure after backward (reference.KEEP_*).
