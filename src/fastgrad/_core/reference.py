@@ -1565,13 +1565,13 @@ def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
     found = [None] * (0 if capture is None else len(capture))
     finals = []                      # (tensor, gradient) written to .grad at the end
     # -- post-accumulate-grad hooks (grad_hooks.py); `due` stays None without any:
-    # {position: the hooked leaves final once the nodes before order[position] ran}
-    due = dict(HOOKS.schedule(order)) if HOOKS.hooks and capture is None else None
+    # {id(node): the hooked leaves final once the nodes before `node` ran; None: at the end}
+    due = _hooks_schedule(order) if HOOKS.hooks and capture is None else None
     hooked = None                    # this sweep's early writes, undone if it fails
     try:
-        for position, node in enumerate(order):
-            if due is not None and position in due:
-                hooked = _hooks_due(hooked, due.pop(position), grads)
+        for node in order:
+            if due is not None and id(node) in due:
+                hooked = _hooks_due(hooked, due.pop(id(node)), grads)
             g = grads.pop(node, None)
             if g is None:
                 continue
@@ -1594,8 +1594,8 @@ def _sweep_ordered(order, roots, root_grads, retain_graph, capture):
                 gx = unbroadcast(np.asarray(gx), x.shape).astype(x.dtype, copy=False)
                 grads[x] = grads[x] + gx if x in grads else gx
         if due is not None:
-            if len(order) in due:
-                hooked = _hooks_due(hooked, due.pop(len(order)), grads)
+            if None in due:
+                hooked = _hooks_due(hooked, due.pop(None), grads)
             if hooked is not None:
                 HOOKS.finish(hooked)
     except BaseException as error:
@@ -1663,6 +1663,11 @@ def _accumulate_grad(t, g):
 
 
 # -- post-accumulate-grad hooks (grad_hooks.py) ------------------------------------
+
+def _hooks_schedule(order):
+    n = len(order)
+    return {id(order[p]) if p < n else None: leaves for p, leaves in HOOKS.schedule(order)}
+
 
 def _hooks_due(hooked, leaves, grads):
     """The hooked leaves whose last consumer just ran: write their .grad, run their hooks."""
