@@ -7,7 +7,7 @@ flags `fg.exp("1.0")`.
 from __future__ import annotations
 
 import os
-from typing import IO, TYPE_CHECKING, Any, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ._device import device
     from .tensor import Tensor
 
-__all__ = ["TensorLike", "Dim", "ShapeLike", "DTypeLike", "DeviceLike", "PathOrFile"]
+__all__ = ["TensorLike", "Dim", "ShapeLike", "DTypeLike", "DeviceLike", "PathOrFile", "DatasetLike"]
 
 TensorLike = Union["Tensor", "np.ndarray[Any, Any]", np.generic, float, int, bool]
 # one axis or several; None means every axis
@@ -24,3 +24,12 @@ ShapeLike = Union[int, Sequence[int]]
 DTypeLike = Union[type, np.dtype, str, None]
 DeviceLike = Union[str, "device", None]
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
+
+
+class DatasetLike(Protocol):
+    """What DataLoader and the samplers take: anything with a length that can
+    be indexed by position (a Dataset, a list, an array)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> Any: ...

@@ -1,6 +1,8 @@
 # Type stub of fastgrad.distributed (the runtime module has the same names).
 from typing import Any, Iterator
 
+from fastgrad._typing import DatasetLike
+
 from fastgrad._typing import Dim, TensorLike
 
 import fastgrad.utils.data
@@ -60,7 +62,7 @@ class DistributedSampler(fastgrad.utils.data.Sampler):
     seed: Any
     drop_last: Any
     epoch: Any
-    def __init__(self, dataset: Dataset, num_replicas: int | None = ..., rank: int | None = ..., shuffle: bool = ..., seed: int | None = ..., drop_last: bool = ...) -> None: ...
+    def __init__(self, dataset: DatasetLike, num_replicas: int | None = ..., rank: int | None = ..., shuffle: bool = ..., seed: int | None = ..., drop_last: bool = ...) -> None: ...
     @property
     def num_samples(self) -> Any: ...
     @property

@@ -8,14 +8,14 @@ from .optimizer import Optimizer as Optimizer
 __all__ = ['LRScheduler', 'StepLR', 'ExponentialLR', 'LambdaLR', 'ReduceLROnPlateau', 'MultiStepLR', 'CosineAnnealingLR', 'CosineAnnealingWarmRestarts', 'OneCycleLR', 'LinearLR', 'SequentialLR']
 
 class LRScheduler:
-    optimizer: Any
-    base_lrs: Any
-    last_epoch: Any
+    optimizer: Optimizer
+    base_lrs: list[float]
+    last_epoch: int
     def __init__(self, optimizer: Optimizer, last_epoch: int = ...) -> None: ...
-    def get_lr(self) -> Any: ...
-    def get_last_lr(self) -> Any: ...
+    def get_lr(self) -> list[float]: ...
+    def get_last_lr(self) -> list[float]: ...
     def step(self) -> None: ...
-    def state_dict(self) -> Any: ...
+    def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> Any: ...
 
 
@@ -39,7 +39,7 @@ class LambdaLR(LRScheduler):
 
 
 class ReduceLROnPlateau(LRScheduler):
-    optimizer: Any
+    optimizer: Optimizer
     factor: Any
     patience: Any
     cooldown: Any
@@ -47,7 +47,7 @@ class ReduceLROnPlateau(LRScheduler):
     mode: Any
     threshold: Any
     threshold_mode: Any
-    last_epoch: Any
+    last_epoch: int
     cooldown_counter: Any
     best: Any
     num_bad_epochs: Any
@@ -81,7 +81,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     T_mult: Any
     eta_min: Any
     T_cur: Any
-    last_epoch: Any
+    last_epoch: int
     def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = ..., eta_min: float = ..., last_epoch: int = ...) -> None: ...
     def get_lr(self) -> Any: ...
     def step(self, epoch: int | None = ...) -> None: ...
@@ -108,10 +108,10 @@ class OneCycleLR(LRScheduler):
 
 
 class SequentialLR(LRScheduler):
-    last_epoch: Any
-    optimizer: Any
+    last_epoch: int
+    optimizer: Optimizer
     def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int], last_epoch: int = ...) -> None: ...
     def step(self) -> None: ...
-    def state_dict(self) -> Any: ...
+    def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None: ...
 
