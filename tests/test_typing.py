@@ -5,6 +5,7 @@ the modules at run time on both cores, and `__all__` lists what the API promises
 mypy comes with the test extra (`pip install ".[test]"`).
 """
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -28,10 +29,14 @@ def mypy_env(tmp_path_factory):
     ini = work / "mypy.ini"
     ini.write_text(MYPY_INI)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYPY", "FASTGRAD_"))}
-    # against the source tree when there is one (a checkout or the sdist),
-    # else against the installed package, as a user's mypy sees it
-    if os.path.isdir(os.path.join(SOURCE, "fastgrad")):
+    # The fastgrad these tests import: the source tree (PYTHONPATH=src in a
+    # checkout) is given to mypy as such; an installed one mypy finds by itself,
+    # as it does in a user's environment.
+    spec = importlib.util.find_spec("fastgrad")
+    where = os.path.dirname(os.path.dirname(spec.origin))
+    if os.path.isdir(SOURCE) and os.path.samefile(where, SOURCE):
         env["MYPYPATH"] = SOURCE
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE, env.get("PYTHONPATH")) if p)
     return {"env": env, "ini": str(ini), "cache": str(work / "cache"), "work": work}
 
 
@@ -81,10 +86,9 @@ def test_mistakes_are_rejected(mypy_env, tmp_path):
         assert any("[%s]" % error_code in h for h in hits), (line, hits)
 
 
-def test_user_script_runs(fg, tmp_path):
+def test_user_script_runs(fg, mypy_env, tmp_path):
     # what is type-checked above is also a working program, on each core
-    env = dict(os.environ, FASTGRAD_BACKEND=fg.backend())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE, env.get("PYTHONPATH")) if p)
+    env = dict(mypy_env["env"], FASTGRAD_BACKEND=fg.backend())
     result = subprocess.run([sys.executable, SCRIPT], env=env, cwd=str(tmp_path),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -97,8 +101,6 @@ def test_stubs_match_the_modules(fg, mypy_env):
     stubtest = pytest.importorskip("mypy.stubtest")
     assert stubtest
     env = dict(mypy_env["env"], FASTGRAD_BACKEND=fg.backend())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("MYPYPATH"), env.get("PYTHONPATH"))
-                                        if p)
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "fastgrad", "--mypy-config-file",
          mypy_env["ini"], "--ignore-disjoint-bases", "--ignore-unused-allowlist",
