@@ -61,6 +61,7 @@ WRONG = {
     "fg.zeros(2, 3, requires_grad='yes')": "arg-type",
     "optim.SGD(model.parameters(), lr=0.1, momentun=0.9)": "call-arg",   # misspelt keyword
     "model(fg.randn(2, 3), bogus=1)": "call-arg",                  # forward has no such argument
+    "model('x')": "arg-type",                                      # a module checks forward's types
     "nn.Linear(3, 'two')": "arg-type",
     "fg.save({'w': model.state_dict()}, 3.5)": "arg-type",
     "n: str = fg.randn(3).sum()": "assignment",                    # a Tensor is not a str

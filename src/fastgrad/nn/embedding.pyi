@@ -1,7 +1,7 @@
 # Type stub of fastgrad.nn.embedding (the runtime module has the same names).
 from typing import Any
 
-from fastgrad._typing import DTypeLike
+from fastgrad._typing import DTypeLike, TensorLike
 
 import fastgrad.nn.module
 from fastgrad.tensor import Tensor
@@ -25,6 +25,6 @@ class Embedding(fastgrad.nn.module.Module):
     def reset_parameters(self) -> None: ...
     @classmethod
     def from_pretrained(cls, embeddings: Any, freeze: bool = ..., padding_idx: int | None = ...) -> Any: ...
-    def forward(self, input: Any) -> Tensor: ...
+    def forward(self, input: TensorLike) -> Tensor: ...
     def extra_repr(self) -> str: ...
 

@@ -1,7 +1,7 @@
 # Type stub of fastgrad.nn.layernorm (the runtime module has the same names).
 from typing import Any
 
-from fastgrad._typing import DTypeLike, ShapeLike
+from fastgrad._typing import DTypeLike, ShapeLike, TensorLike
 
 import fastgrad.nn.module
 from fastgrad.tensor import Tensor
@@ -24,6 +24,6 @@ class LayerNorm(fastgrad.nn.module.Module):
     bias: Any
     def __init__(self, normalized_shape: ShapeLike, eps: float = ..., elementwise_affine: bool = ..., bias: bool = ..., *, dtype: DTypeLike | None = ...) -> None: ...
     def reset_parameters(self) -> None: ...
-    def forward(self, input: Any) -> Tensor: ...
+    def forward(self, input: TensorLike) -> Tensor: ...
     def extra_repr(self) -> str: ...
 
