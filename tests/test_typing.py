@@ -107,7 +107,9 @@ def test_stubs_match_the_modules(fg, mypy_env):
          mypy_env["ini"], "--ignore-disjoint-bases", "--ignore-unused-allowlist",
          "--allowlist", os.path.join(DATA, "stubtest_allowlist.txt")],
         env=env, cwd=str(mypy_env["work"]), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, (
+        "the type stubs (the .pyi beside each module) disagree with the code; a changed or new "
+        "public signature needs its stub changed too:\n" + result.stdout + result.stderr)
 
 
 # What the API contract names, module by module (every one must be in __all__).
