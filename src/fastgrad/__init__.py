@@ -44,6 +44,7 @@ def backend() -> str:
     """'compiled' or 'python': the core this process runs on."""
     return _core_module.BACKEND
 
+
 # What `from fastgrad import *` gives, and what type checkers take as re-exported.
 __all__ = [
     "__version__", "Tensor", "tensor", "from_numpy", "zeros", "ones", "full", "empty",
