@@ -10,7 +10,8 @@ free of NumPy calls and Python frames:
 
 * `TensorBase` is a C struct (see _tape.pxd).  Results of native ops keep
   their values in a malloc'd block (`_buf`); an ndarray is made only when
-  someone asks for `.data` (it then takes the block over, without copying).
+  someone asks for the values (`.numpy()`, `.data`; it then takes the block
+  over, without copying).
 * Operators are C slots (`y * 0.9` never runs a Python frame).  The
   elementwise ops, full sums and their backward rules are C loops over raw
   pointers (float32 and float64 through a fused type), for operands of the
@@ -389,13 +390,38 @@ cdef class TensorBase:
             return _DTYPES[self._dt]
         return self._arr.dtype
 
+    # -- .data (as PyTorch: a Tensor over the same memory, outside autograd) --
     @property
     def data(self):
-        return _array(self)
+        return _data_view(self)
 
     @data.setter
     def data(self, value):
         _rebind(self, _check_data(self, value))
+
+    # `a -= b` of two same-shape float tensors (or a tensor and a number) is one
+    # C loop: `p.data -= lr * p.grad.data` is a training loop's update.  Anything
+    # else, and every error, goes through Tensor._augmented (tensor.py).
+    def __iadd__(self, other):
+        if _inplace_native(ADD, self, other):
+            return self
+        return self._augmented(other, "add_")
+
+    def __isub__(self, other):
+        if _inplace_native(SUB, self, other):
+            return self
+        return self._augmented(other, "sub_")
+
+    def __imul__(self, other):
+        if _inplace_native(MUL, self, other):
+            return self
+        return self._augmented(other, "mul_")
+
+    def __itruediv__(self, other):
+        if _inplace_native(DIV, self, other):
+            return self
+        return self._augmented(other, "div_")
+    # -- end of .data --------------------------------------------------------
 
     def numpy(self):
         return _array(self)
@@ -660,6 +686,23 @@ cdef object _array(TensorBase t):
     return t._arr
 
 
+cdef TensorBase _data_view(TensorBase t):
+    """t.data: a new leaf over t's memory with a version counter of its own.
+
+    As PyTorch's: it does not require grad, and changes made through it are
+    not seen by t's version counter (that is what tells it from detach()).
+    No NumPy call once t has its ndarray: the fields are copied over.
+    """
+    cdef object arr = _array(t)        # raises for values a consumer took over
+    cdef TensorBase d = _new_tensor()
+    d._arr = arr
+    d._data = t._data
+    d._shape = t._shape
+    d._size = t._size
+    d._dt = t._dt
+    return d
+
+
 cdef object _view(char* ptr, object shape, int dt):
     """A temporary ndarray over memory owned by someone else."""
     cdef cnp.npy_intp dims[64]
@@ -685,6 +728,8 @@ cdef int _rebind(TensorBase t, object value) except -1:
     cdef object shape = t._shape
     cdef object dtype = t.dtype
     cdef bint direct = t._data != NULL
+    if value is t._arr:
+        return 0     # `p.data -= g` hands back the same memory: nothing was rebound
     _set_array(t, value)
     if t._shape != shape or value.dtype != dtype or (t._data != NULL) != direct:
         t._layout += 1
@@ -727,6 +772,7 @@ cdef object _check_data(TensorBase t, value):
         value = _array(value)
     if not isinstance(value, np.ndarray):
         raise TypeError("data: expected an ndarray or a Tensor, got %s" % type(value).__name__)
+    value = check_array("data", value)
     if t._requires_grad and value.dtype not in _DTYPES:
         raise TypeError("data: a tensor that requires grad needs float data, got %s" % value.dtype)
     return value
@@ -1504,6 +1550,53 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
         binary_forward(op, <double*>pa, sa, <double*>pb, sb, <double*>out._data, out._size)
     else:
         binary_forward(op, <float*>pa, sa, <float*>pb, sb, <float*>out._data, out._size)
+
+
+# -- in place through .data: `a -= b` ------------------------------------------
+cdef bint _inplace_native(int op, TensorBase t, object other) except -1:
+    """Do `t op= other` in one C loop if the operands allow it; False: take the general path.
+
+    Only what the general path (Tensor._augmented) would do in place anyway:
+    t outside autograd (or grad mode off), writeable C-contiguous float
+    values, other a number or a tensor of t's shape and dtype whose memory is
+    t's own or does not overlap it (NumPy would copy an overlapping operand
+    first).  The same loops as the out-of-place op, so the values agree.
+    """
+    cdef TensorBase b = None
+    cdef double c = 0
+    cdef int form
+    cdef Py_ssize_t nbytes
+    if t._data == NULL or t._dt == DT_OTHER or (t._requires_grad and fg_grad_enabled()):
+        return False
+    if t._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>t._arr):
+        return False
+    if isinstance(other, TensorBase):
+        b = <TensorBase>other
+        if not (_nativeable(b) and b._dt == t._dt):
+            return False
+        if b._size == t._size and (b._shape is t._shape or b._shape == t._shape):
+            form = FORM_TT
+        elif b._size == 1 and len(b._shape) <= len(t._shape):
+            form = FORM_T1
+        else:
+            return False
+        nbytes = ITEMSIZE[t._dt]
+        if not (b._data == t._data and b._size == t._size) \
+                and b._data < t._data + t._size * nbytes and t._data < b._data + b._size * nbytes:
+            return False
+    elif type(other) is float:
+        form = FORM_TC
+        c = other
+    elif type(other) is int and -(1 << 53) <= other <= (1 << 53):   # exact as a double
+        form = FORM_TC
+        c = other
+    else:
+        return False
+    _binary_kernel_forward(op, form, t, b, c, t)
+    cdef TensorBase owner = _owner(t)
+    owner._version += 1
+    return True
+# -- end of in place through .data ---------------------------------------------
 
 
 cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q) except -1:

@@ -161,13 +161,31 @@ class TensorBase:
     def dtype(self):
         return self._value.dtype
 
+    # -- .data (as PyTorch: a Tensor over the same memory, outside autograd) --
     @property
     def data(self):
-        return self._value
+        # a leaf with a version counter of its own: changes through it are not
+        # seen by this tensor's counter (that is what tells it from detach())
+        return from_array(self._value)
 
     @data.setter
     def data(self, value):
         _rebind(self, _check_data(self, value))
+
+    # In place `a -= b`: Tensor._augmented (tensor.py) decides between in place
+    # and a new node; the compiled core runs the common cases in one C loop first.
+    def __iadd__(self, other):
+        return self._augmented(other, "add_")
+
+    def __isub__(self, other):
+        return self._augmented(other, "sub_")
+
+    def __imul__(self, other):
+        return self._augmented(other, "mul_")
+
+    def __itruediv__(self, other):
+        return self._augmented(other, "div_")
+    # -- end of .data --------------------------------------------------------
 
     def numpy(self):
         return self._value
@@ -342,6 +360,8 @@ def _alias(t, base):
 
 def _rebind(t, value):
     """t.data = value: new values (a version bump), maybe of another shape, dtype or layout."""
+    if value is t._value:
+        return          # `p.data -= g` hands back the same memory: nothing was rebound
     # Contiguity counts as layout too: the compiled core's loops need it, and
     # both cores must refuse the same graphs.
     if value.shape != t._value.shape or value.dtype != t._value.dtype or \
@@ -374,6 +394,7 @@ def _check_data(t, value):
     value = value._value if isinstance(value, TensorBase) else value
     if not isinstance(value, np.ndarray):
         raise TypeError("data: expected an ndarray or a Tensor, got %s" % type(value).__name__)
+    value = check_array("data", value)
     if t._requires_grad and value.dtype.kind != "f":
         raise TypeError("data: a tensor that requires grad needs float data, got %s" % value.dtype)
     return value
@@ -1108,7 +1129,7 @@ def index_backward(needs, g, out, a, key):
 
 def index_(x, key):
     x = _operand(x, "index")
-    return apply(INDEX, (x,), (check_index(x.data, key),))
+    return apply(INDEX, (x,), (check_index(x._value, key),))
 
 
 def check_index(values, key):
@@ -1117,7 +1138,7 @@ def check_index(values, key):
     out = []
     for k in items:
         if hasattr(k, "_init_leaf"):          # a Tensor of either core
-            k = np.asarray(k.data)
+            k = np.asarray(k.numpy())
         elif isinstance(k, list):
             k = np.asarray(k)
         if isinstance(k, np.ndarray):
