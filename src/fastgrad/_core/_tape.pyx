@@ -397,6 +397,10 @@ cdef class TensorBase:
 
     @data.setter
     def data(self, value):
+        # `p.data -= g` assigns back the tensor it got: the same memory, nothing to rebind
+        if isinstance(value, TensorBase) and self._arr is not None \
+                and (<TensorBase>value)._arr is self._arr:
+            return
         _rebind(self, _check_data(self, value))
 
     # `a -= b` of two same-shape float tensors (or a tensor and a number) is one
@@ -729,7 +733,7 @@ cdef int _rebind(TensorBase t, object value) except -1:
     cdef object dtype = t.dtype
     cdef bint direct = t._data != NULL
     if value is t._arr:
-        return 0     # `p.data -= g` hands back the same memory: nothing was rebound
+        return 0     # the array it already holds: nothing was rebound
     _set_array(t, value)
     if t._shape != shape or value.dtype != dtype or (t._data != NULL) != direct:
         t._layout += 1

@@ -170,6 +170,9 @@ class TensorBase:
 
     @data.setter
     def data(self, value):
+        # `p.data -= g` assigns back the tensor it got: the same memory, nothing to rebind
+        if isinstance(value, TensorBase) and value._value is self._value:
+            return
         _rebind(self, _check_data(self, value))
 
     # In place `a -= b`: Tensor._augmented (tensor.py) decides between in place
@@ -361,7 +364,7 @@ def _alias(t, base):
 def _rebind(t, value):
     """t.data = value: new values (a version bump), maybe of another shape, dtype or layout."""
     if value is t._value:
-        return          # `p.data -= g` hands back the same memory: nothing was rebound
+        return          # the array it already holds: nothing was rebound
     # Contiguity counts as layout too: the compiled core's loops need it, and
     # both cores must refuse the same graphs.
     if value.shape != t._value.shape or value.dtype != t._value.dtype or \
