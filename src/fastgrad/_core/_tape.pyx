@@ -446,13 +446,15 @@ cdef class TensorBase:
     def grad(self, value):
         self._grad = _check_grad(self, value)
 
+    # As PyTorch: a tensor that does not require grad is a leaf (fg.compile
+    # records such tensors computed from data as nodes, see apply)
     @property
     def grad_fn(self):
-        return None if self._op == LEAF else _op_name(self)
+        return None if self._op == LEAF or not self._requires_grad else _op_name(self)
 
     @property
     def is_leaf(self):
-        return self._op == LEAF
+        return self._op == LEAF or not self._requires_grad
 
     @property
     def _values_dropped(self):
@@ -759,6 +761,14 @@ cdef str _op_name(TensorBase t):
 
 cdef int _set_requires_grad(TensorBase t, flag) except -1:
     flag = bool(flag)
+    if t._op != LEAF and not t._requires_grad:
+        if not flag:
+            return 0
+        # a node fg.compile recorded from data alone (apply): a leaf from now on, as in PyTorch
+        _release(t, False)
+        t._op = LEAF
+        t._native = False
+        t._released = False
     if t._op != LEAF and not flag:
         raise RuntimeError(
             "requires_grad: can only change the flag of a leaf tensor; "
@@ -860,12 +870,14 @@ def apply(int op, tuple inputs, tuple params=()):
         _alias(out, inputs[0])                    # a view (reference.VIEW_OPS)
     if not fg_grad_enabled() or out._dt == DT_OTHER:
         return out
+    cdef bint needs = False
     for x in inputs:
         if isinstance(x, TensorBase) and (<TensorBase>x)._requires_grad:
+            needs = True
             break
-    else:
+    if not needs and not fg_keeps_values():      # recording: data-only nodes too (reference.apply)
         return out
-    out._requires_grad = True
+    out._requires_grad = needs
     out._op = op
     out._inputs = inputs
     out._params = params
@@ -1496,9 +1508,9 @@ cdef object _binary(int op, object x, object y):
         out = _alloc(b._shape if form == FORM_1T or form == FORM_CT else a._shape,
                      b._size if form == FORM_1T or form == FORM_CT else a._size, dt)
         _binary_kernel_forward(op, form, a, b, c, out)
-    if fg_grad_enabled() and ((a is not None and a._requires_grad) or
-                          (b is not None and b._requires_grad)):
-        out._requires_grad = True
+    cdef bint needs = (a is not None and a._requires_grad) or (b is not None and b._requires_grad)
+    if fg_grad_enabled() and (needs or fg_keeps_values()):
+        out._requires_grad = needs
         out._op = op
         out._native = True
         out._form = form
@@ -1633,8 +1645,8 @@ cdef object _unary(int op, object x, double p, double q):
     else:
         out = _alloc(a._shape, a._size, a._dt)
         _unary_values(op, a, out, p, q)
-    if fg_grad_enabled() and a._requires_grad:
-        out._requires_grad = True
+    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+        out._requires_grad = a._requires_grad
         out._op = op
         out._native = True
         out._form = FORM_TT
@@ -1695,8 +1707,9 @@ def matmul(a, b):
             ((tb._shape[1],) if len(tb._shape) == 2 else ())
     out = _alloc(shape, n * m, ta._dt)
     _matmul_values(ta, tb, out)
-    if fg_grad_enabled() and (ta._requires_grad or tb._requires_grad):
+    if fg_grad_enabled() and (ta._requires_grad or tb._requires_grad or fg_keeps_values()):
         _record(out, MATMUL, ta, tb, None)
+        out._requires_grad = ta._requires_grad or tb._requires_grad
     return out
 
 
@@ -1848,8 +1861,8 @@ def sum(x, axis=None, keepdims=False):
         sum_forward(<double*>a._data, <double*>out._data, a._size)
     else:
         sum_forward(<float*>a._data, <float*>out._data, a._size)
-    if fg_grad_enabled() and a._requires_grad:
-        out._requires_grad = True
+    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+        out._requires_grad = a._requires_grad
         out._op = SUM
         out._native = True
         out._form = FORM_TT
@@ -1977,9 +1990,11 @@ def linear(x, weight, bias=None):
     cdef int dt = tx._dt
     out = _alloc(tuple(tx._shape)[:len(tx._shape) - 1] + (m,), n * m, dt)
     _linear_values(tx, tw, tb, out)
-    if fg_grad_enabled() and (tx._requires_grad or tw._requires_grad or
-                          (tb is not None and tb._requires_grad)):
+    cdef bint needs = tx._requires_grad or tw._requires_grad or \
+        (tb is not None and tb._requires_grad)
+    if fg_grad_enabled() and (needs or fg_keeps_values()):
         _record(out, LINEAR, tx, tw, tb)
+        out._requires_grad = needs
     return out
 
 
@@ -2083,9 +2098,10 @@ def cross_entropy(logits, target, reduction="mean"):
     cdef double total
     out = _alloc((n,) if code == 0 else (), n if code == 0 else 1, z._dt)
     _cross_entropy_values(z, t, out, code)
-    if fg_grad_enabled() and z._requires_grad:
+    if fg_grad_enabled() and (z._requires_grad or fg_keeps_values()):
         _record(out, CROSS_ENTROPY, z, None, target)
         out._c = code
+        out._requires_grad = z._requires_grad
     return out
 
 
@@ -2144,7 +2160,12 @@ def topological_order(roots):
         return _topological_order(roots)
 
 
-cdef list _topological_order(roots):
+cdef inline bint _walks(object x, bint data_nodes):
+    # data_nodes (a Tape): also the nodes fg.compile recorded from data alone
+    return (<TensorBase>x)._requires_grad or (data_nodes and (<TensorBase>x)._op != LEAF)
+
+
+cdef list _topological_order(roots, bint data_nodes=False):
     global _sweep_id
     _sweep_id += 1
     cdef long mark = _sweep_id
@@ -2157,19 +2178,20 @@ cdef list _topological_order(roots):
             node._mark = mark
             node._stage = 1
             if node._native:
-                if node._a is not None and (<TensorBase>node._a)._requires_grad \
+                if node._a is not None and _walks(node._a, data_nodes) \
                         and (<TensorBase>node._a)._mark != mark:
                     stack.append(node._a)
-                if node._b is not None and (<TensorBase>node._b)._requires_grad \
+                if node._b is not None and _walks(node._b, data_nodes) \
                         and (<TensorBase>node._b)._mark != mark:
                     stack.append(node._b)
                 if node._op == LINEAR and node._d is not None \
-                        and (<TensorBase>node._d)._requires_grad \
+                        and _walks(node._d, data_nodes) \
                         and (<TensorBase>node._d)._mark != mark:
                     stack.append(node._d)
             elif node._inputs is not None:
                 for x in node._inputs:
-                    if _wants_grad(x) and (<TensorBase>x)._mark != mark:
+                    if isinstance(x, TensorBase) and _walks(x, data_nodes) \
+                            and (<TensorBase>x)._mark != mark:
                         stack.append(x)
         else:
             stack.pop()
@@ -2669,7 +2691,7 @@ cdef class Tape:
     def __init__(self, root):
         _check_tape_root(root)
         with _sweep_lock:
-            order = _topological_order([root])
+            order = _topological_order([root], True)
         for node in order:
             if (<TensorBase>node)._dropped:
                 raise ValueError("compile: the graph was built without keeping every "
