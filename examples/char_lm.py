@@ -105,7 +105,7 @@ def sample(model, stoi, itos, prompt, length, rng, temperature=1.0):
     with fg.no_grad():
         for _ in range(length):
             window = np.array(idx[-model.context:])[None, :]
-            logits = model(window).data[0, -1].astype(np.float64) / temperature
+            logits = model(window).numpy()[0, -1].astype(np.float64) / temperature
             p = np.exp(logits - logits.max())
             idx.append(int(rng.choice(len(p), p=p / p.sum())))
     model.train()

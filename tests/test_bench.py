@@ -44,6 +44,11 @@ CASES = [
     ("moons_scalar", ["compiled", "replay"]),
     ("moons_vec", ["compiled", "replay", "torch", "jax"]),
     ("bigbatch", ["compiled", "gemm", "torch"]),
+    # torch is these three's reference (computed once by reference_value), so
+    # only the compiled core is compared with it
+    ("cnn", ["compiled"]),
+    ("charlm", ["compiled"]),
+    ("lstm", ["compiled"]),
 ]
 
 
@@ -65,7 +70,8 @@ def test_implementations_agree(harness, name, impls):
 
 
 def test_every_workload_has_targets_and_known_impls(harness):
-    for name in ("perop", "mlp231", "digits", "moons_scalar", "moons_vec", "bigbatch"):
+    for name in ("perop", "mlp231", "digits", "moons_scalar", "moons_vec", "bigbatch", "cnn",
+                 "charlm", "lstm"):
         workload = harness.WORKLOADS[name]
         assert workload.targets, name
         assert "compiled" in workload.runners and "python" in workload.runners
@@ -75,5 +81,6 @@ def test_run_py_lists_the_workloads():
     out = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--list"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    for name in ("perop", "mlp231", "digits", "moons_scalar", "moons_vec", "bigbatch"):
+    for name in ("perop", "mlp231", "digits", "moons_scalar", "moons_vec", "bigbatch", "cnn",
+                 "charlm", "lstm"):
         assert name in out.stdout

@@ -130,3 +130,63 @@ def test_replay_after_an_optimizer_step_on_both_cores(fg):
         opt_eager.step()
     np.testing.assert_allclose(replayed, eager, rtol=1e-12)
     assert replayed[-1] < replayed[0]
+
+
+def test_replay_recomputes_what_was_computed_from_data_alone(fg):
+    """Nodes computed only from tensors that do not require grad (the batch
+    scaled, reshaped, padded before it meets a weight) are part of the step
+    too: a replay must recompute them from the data's current values, not
+    keep the values of the recording."""
+    w = fg.tensor([[1.0], [2.0]], dtype=np.float64, requires_grad=True)
+    x = fg.tensor([[3.0, 4.0, 5.0, 6.0]], dtype=np.float64)
+    step = fg.compile(lambda: ((x.reshape(2, 2) * 0.5 + 1.0) @ w).sum())
+    assert step() == 2.5 * 1 + 3.0 * 2 + 3.5 * 1 + 4.0 * 2
+    x.data[...] = [[1.0, 1.0, 1.0, 1.0]]
+    w.grad = None
+    assert step() == 1.5 * 3 + 1.5 * 3
+    np.testing.assert_array_equal(w.grad.numpy(), [[3.0], [3.0]])
+    assert x.grad is None and not x.requires_grad
+
+
+def test_replay_of_a_cnn_on_a_plain_batch_matches_eager(fg):
+    nn = fg.nn
+    rng = np.random.default_rng(5)
+    batches = [rng.normal(size=(4, 1, 6, 6)).astype(np.float32) for _ in range(3)]
+    labels = [rng.integers(0, 3, size=4) for _ in range(3)]
+
+    def model():
+        fg.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(18, 3))
+
+    eager, replayed = model(), model()
+    x = fg.tensor(batches[0])
+    y = fg.tensor(labels[0])
+    step = fg.compile(lambda: nn.functional.cross_entropy(replayed(x), y))
+    for xb, yb in zip(batches, labels):
+        x.data[...] = xb
+        y.data[...] = yb
+        got = step()
+        loss = nn.functional.cross_entropy(eager(fg.tensor(xb)), fg.tensor(yb))
+        loss.backward()
+        np.testing.assert_allclose(got, loss.item(), rtol=1e-5)
+        for p, q in zip(replayed.parameters(), eager.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-6)
+        for m in (eager, replayed):
+            for p in m.parameters():
+                p.data -= 0.1 * p.grad.data
+                p.grad = None
+
+
+def test_tensors_computed_from_data_look_the_same_while_recording(fg):
+    x = fg.tensor([1.0, 2.0])
+    w = fg.tensor([1.0, 1.0], requires_grad=True)
+    seen = {}
+
+    def loss():
+        h = x * 2.0
+        seen.update(requires_grad=h.requires_grad, is_leaf=h.is_leaf, grad_fn=h.grad_fn)
+        h.requires_grad_(False)                 # allowed on a tensor that does not require grad
+        return (h * w).sum()
+    fg.compile(loss)()
+    assert seen == {"requires_grad": False, "is_leaf": True, "grad_fn": None}

@@ -21,7 +21,7 @@ def test_tensor_dataset_items_and_lengths(fg):
     assert len(ds) == N
     x, y, z = ds[3]
     assert isinstance(x, fg.Tensor) and isinstance(y, fg.Tensor)
-    np.testing.assert_array_equal(x.data, X[3])
+    np.testing.assert_array_equal(x.numpy(), X[3])
     assert y.item() == 30 and y.dtype == np.int64
     assert z.dtype == fg.get_default_dtype()        # Python floats: the default dtype
 
@@ -61,8 +61,8 @@ def test_batches_in_order_without_shuffle(fg):
     batches = list(_loader(fg, batch_size=4))
     for k, (xb, yb) in enumerate(batches):
         assert isinstance(xb, fg.Tensor) and isinstance(yb, fg.Tensor)
-        np.testing.assert_array_equal(xb.data, X[4 * k:4 * k + 4])
-        np.testing.assert_array_equal(yb.data, Y[4 * k:4 * k + 4])
+        np.testing.assert_array_equal(xb.numpy(), X[4 * k:4 * k + 4])
+        np.testing.assert_array_equal(yb.numpy(), Y[4 * k:4 * k + 4])
         assert xb.dtype == np.float64 and yb.dtype == np.int64
     assert isinstance(batches[0], tuple)
 
@@ -79,14 +79,14 @@ def test_tensor_dataset_is_indexed_once_per_batch(fg):
     loader = fg.data.DataLoader(fg.data.TensorDataset(xs), batch_size=4)
     batches = list(loader)
     assert Counting.calls == 3 and len(batches) == 3
-    np.testing.assert_array_equal(batches[2][0].data, X[8:])
+    np.testing.assert_array_equal(batches[2][0].numpy(), X[8:])
 
 
 def test_seeded_shuffle_is_reproducible_and_changes_every_epoch(fg):
     a = _loader(fg, batch_size=3, shuffle=True, seed=7)
     b = _loader(fg, batch_size=3, shuffle=True, seed=7)
-    epochs_a = [np.concatenate([yb.data for _, yb in a]) for _ in range(3)]
-    epochs_b = [np.concatenate([yb.data for _, yb in b]) for _ in range(3)]
+    epochs_a = [np.concatenate([yb.numpy() for _, yb in a]) for _ in range(3)]
+    epochs_b = [np.concatenate([yb.numpy() for _, yb in b]) for _ in range(3)]
     for ea, eb in zip(epochs_a, epochs_b):
         np.testing.assert_array_equal(ea, eb)
         assert sorted(ea) == sorted(Y)                      # each epoch is a permutation
@@ -97,12 +97,12 @@ def test_seeded_shuffle_is_reproducible_and_changes_every_epoch(fg):
     np.testing.assert_array_equal(epochs_a[0], Y[rng.permutation(N)])
     np.testing.assert_array_equal(epochs_a[1], Y[rng.permutation(N)])
     other = _loader(fg, batch_size=3, shuffle=True, seed=8)
-    assert not np.array_equal(np.concatenate([yb.data for _, yb in other]), epochs_a[0])
+    assert not np.array_equal(np.concatenate([yb.numpy() for _, yb in other]), epochs_a[0])
 
 
 def test_unseeded_shuffle_follows_manual_seed(fg):
     def epoch(loader):
-        return np.concatenate([yb.data for _, yb in loader])
+        return np.concatenate([yb.numpy() for _, yb in loader])
 
     loader = _loader(fg, batch_size=4, shuffle=True)
     fg.manual_seed(123)
@@ -123,18 +123,18 @@ def test_generic_dataset_is_stacked(fg):
             return np.array([i, i * i], dtype=np.float32), i % 2, float(i) / 2
 
     xb, yb, zb = next(iter(fg.data.DataLoader(Squares(), batch_size=3)))
-    np.testing.assert_array_equal(xb.data, [[0, 0], [1, 1], [2, 4]])
+    np.testing.assert_array_equal(xb.numpy(), [[0, 0], [1, 1], [2, 4]])
     assert xb.dtype == np.float32 and yb.dtype == np.int64
-    np.testing.assert_array_equal(yb.data, [0, 1, 0])
+    np.testing.assert_array_equal(yb.numpy(), [0, 1, 0])
     assert zb.dtype == fg.get_default_dtype()
-    np.testing.assert_allclose(zb.data, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(zb.numpy(), [0.0, 0.5, 1.0])
 
 
 def test_single_value_items_give_one_tuples(fg):
     batches = list(fg.data.DataLoader([fg.tensor([1.0, 2.0]), fg.tensor([3.0, 4.0]),
                                        fg.tensor([5.0, 6.0])], batch_size=2))
     assert [len(b) for b in batches] == [1, 1]
-    np.testing.assert_array_equal(batches[0][0].data, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(batches[0][0].numpy(), [[1, 2], [3, 4]])
 
 
 def test_loader_errors(fg):
@@ -199,7 +199,7 @@ def test_subset(fg):
     assert len(sub) == 3
     assert sub[0][1].item() == 90
     (xb, yb), = list(fg.data.DataLoader(sub, batch_size=3))
-    np.testing.assert_array_equal(yb.data, [90, 0, 40])
+    np.testing.assert_array_equal(yb.numpy(), [90, 0, 40])
     with pytest.raises(IndexError):
         fg.data.Subset(ds, [10])
 
@@ -219,7 +219,7 @@ def test_one_sgd_step_of_the_lecture_neuron(fg):
         loss = (((xb * w).sum(axis=1) + b - tb) ** 2).mean()
         loss.backward()
         opt.step()
-    np.testing.assert_allclose(w.data, [0.7, 0.1], rtol=1e-15)
+    np.testing.assert_allclose(w.numpy(), [0.7, 0.1], rtol=1e-15)
     assert b.item() == pytest.approx(0.3, rel=1e-15)
 
 
@@ -253,5 +253,5 @@ def test_one_epoch_of_descent_equals_the_hand_update(fg, batch_size):
         grad_w = 2.0 / len(k) * (residual @ xs[k])
         grad_b = 2.0 / len(k) * residual.sum()
         hand_w, hand_b = hand_w - lr * grad_w, hand_b - lr * grad_b
-    np.testing.assert_allclose(w.data, hand_w, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(b.data, [hand_b], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w.numpy(), hand_w, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(b.numpy(), [hand_b], rtol=1e-12, atol=1e-15)

@@ -88,8 +88,8 @@ def test_sampler_plugs_into_the_loader(fg):
         loader = fg.utils.data.DataLoader(dataset, batch_size=2, sampler=sampler)
         assert len(loader) == 2
         for xb, yb in loader:
-            np.testing.assert_array_equal(xb.data, x[yb.data])
-            seen.extend(yb.data.tolist())
+            np.testing.assert_array_equal(xb.numpy(), x[yb.numpy()])
+            seen.extend(yb.numpy().tolist())
     assert sorted(seen) == list(range(12))
     with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
         fg.utils.data.DataLoader(dataset, sampler=sampler, shuffle=True)
@@ -156,14 +156,14 @@ def test_ddp_on_one_process_is_the_model(fg):
         net.zero_grad()
         (net(x) ** 2).mean().backward()
     for p, q in zip(model.parameters(), plain.parameters()):
-        np.testing.assert_array_equal(p.grad.data, q.grad.data)
+        np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
     with ddp.no_sync():
         assert ddp(x).shape == (5, 2)
     assert dist.average_metrics({"loss": 1.5}, weight=3) == {"loss": 1.5}
     assert dist.is_available() == fg_mpi_available()
     t = fg.tensor([1.0, 2.0])
     assert dist.all_reduce(t) is t and dist.broadcast(t) is t
-    np.testing.assert_array_equal(t.data, [1.0, 2.0])
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
     with pytest.raises(TypeError, match="nn.Module"):
         dist.DistributedDataParallel(lambda x: x)
     with pytest.raises(ValueError, match="device_ids must be None"):
@@ -236,7 +236,7 @@ def test_post_backward_registry(fg):
         assert calls == [threading.get_ident()]
         (x * x).sum().backward()
         assert len(calls) == 1                           # one-shot
-        np.testing.assert_allclose(x.grad.data, [2 + 3 + 2 + 2, 4 + 3 + 4 + 4])
+        np.testing.assert_allclose(x.grad.numpy(), [2 + 3 + 2 + 2, 4 + 3 + 4 + 4])
     finally:
         del fg.Tensor.backward
         dist._post_backward.pending.clear()

@@ -827,9 +827,8 @@ def test_regression_views_do_not_share_memory(fg, request, view):
     assert x._version_counter == v._version_counter == 1
 
 
-def test_bug_data_is_an_ndarray(fg, request):
-    expect_bug(request, fg, "both", "t.data is an ndarray (API: a Tensor sharing memory, so "
-                                    "p.data.add_(...) and p.data -= ... work as in PyTorch)")
+def test_regression_data_is_an_ndarray(fg, request):
+    # API: a Tensor sharing memory, so p.data.mul_(...) and p.data -= ... work as in PyTorch
     p = fg.nn.Parameter(np.ones(3))
     assert isinstance(p.data, fg.Tensor)
     p.data.mul_(2)

@@ -50,8 +50,8 @@ def fg_trajectory(fg, make_opt, steps=10, dtype=np.float64, groups=None):
         loss = ((fg.tanh(X @ w + b) - Y) ** 2).mean()
         loss.backward()
         opt.step()
-        out.append(np.concatenate([w.data.ravel(), b.data.ravel()]))
-    np.testing.assert_array_equal(c.data, C0.astype(dtype))   # no gradient: untouched
+        out.append(np.concatenate([w.numpy().ravel(), b.numpy().ravel()]))
+    np.testing.assert_array_equal(c.numpy(), C0.astype(dtype))   # no gradient: untouched
     return np.array(out)
 
 
@@ -121,7 +121,7 @@ def fg_quadratic(fg, make_opt, steps=5):
         opt.zero_grad()
         ((a * p * p).sum() * 0.5).backward()
         opt.step()
-        out.append(p.data.copy())
+        out.append(p.numpy().copy())
     return np.array(out)
 
 
@@ -213,7 +213,7 @@ def test_sgd_weight_decay_is_half_wd_squared_norm_in_the_loss(fg):
         loss = (a * p * p).sum() * 0.5 + (wd / 2) * (p * p).sum()
         loss.backward()
         opt.step()
-        np.testing.assert_allclose(p.data, decayed[k], rtol=1e-14)
+        np.testing.assert_allclose(p.numpy(), decayed[k], rtol=1e-14)
 
 
 def test_maximize_ascends(fg):
@@ -243,7 +243,7 @@ def _run_fused(fg, name, dtype, seed, hyper, kwargs, steps=6):
                 p.grad = fg.tensor(rng.standard_normal(p.shape).astype(dtype))
         getattr(fg._core.fused, name)("Test", groups, state, False, **kwargs)
     params = [p for group in groups for p in group["params"]]
-    return ([p.data for p in params], [p._version_counter for p in params],
+    return ([p.numpy() for p in params], [p._version_counter for p in params],
             [state.get(p, {}) for p in params])
 
 
@@ -322,7 +322,7 @@ def test_strided_and_misaligned_params_are_updated_correctly(fg, name, kwargs):
                 p.grad = fg.tensor(g * (k + 1))
             opt.step()
         assert [p._version_counter for p in params] == [3, 3, 3]
-        assert all(p.data is a for p, a in zip(params, arrays))
+        assert all(p.numpy() is a for p, a in zip(params, arrays))
         results.append([a.copy() for a in arrays])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
@@ -336,7 +336,7 @@ def test_strided_and_swapped_gradients_are_read_correctly(fg):
         p = fg.tensor(np.ones((4, 3)), requires_grad=True)
         p.grad = fg.from_numpy(grad)
         fg.optim.SGD([p], lr=0.5).step()
-        np.testing.assert_array_equal(p.data, 1.0 - 0.5 * g[:, ::2])
+        np.testing.assert_array_equal(p.numpy(), 1.0 - 0.5 * g[:, ::2])
 
 
 def test_fused_module_follows_the_core(fg):
@@ -348,13 +348,13 @@ def test_fused_module_follows_the_core(fg):
 
 def test_step_updates_data_in_place_and_the_tensor_sees_it(fg):
     p = fg.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
-    values = p.data
+    values = p.numpy()
     p.grad = fg.tensor(np.array([1.0, -1.0, 0.5]))
     fg.optim.SGD([p], lr=0.5).step()
-    assert p.data is values                       # the same array, changed in place
+    assert p.numpy() is values                       # the same array, changed in place
     np.testing.assert_array_equal(values, [0.5, 2.5, 2.75])
     # the core computes with the new values
-    np.testing.assert_array_equal((p * 1.0).data, [0.5, 2.5, 2.75])
+    np.testing.assert_array_equal((p * 1.0).numpy(), [0.5, 2.5, 2.75])
     np.testing.assert_array_equal(p.numpy(), [0.5, 2.5, 2.75])
 
 
@@ -375,7 +375,7 @@ def test_params_without_grad_are_skipped_and_get_no_state(fg):
     a.grad = fg.tensor(np.array([1.0, 2.0]))
     opt = fg.optim.Adam([a, b], lr=0.1)
     opt.step()
-    np.testing.assert_array_equal(b.data, np.ones(3))
+    np.testing.assert_array_equal(b.numpy(), np.ones(3))
     assert set(opt.state_dict()["state"]) == {0}
 
 
@@ -392,7 +392,7 @@ def test_step_with_closure_returns_its_loss(fg):
     with fg.no_grad():                # the closure still records its graph
         loss = opt.step(closure)
     assert loss.item() == 9.0
-    assert p.data[0] == 3.0 - 0.25 * 6.0
+    assert p.numpy()[0] == 3.0 - 0.25 * 6.0
 
 
 def test_zero_grad(fg):
@@ -402,9 +402,9 @@ def test_zero_grad(fg):
     grad = p.grad
     opt.zero_grad(set_to_none=False)
     assert p.grad is grad
-    np.testing.assert_array_equal(p.grad.data, [0.0, 0.0])
+    np.testing.assert_array_equal(p.grad.numpy(), [0.0, 0.0])
     (p * 2.0).sum().backward()
-    np.testing.assert_array_equal(p.grad.data, [2.0, 2.0])
+    np.testing.assert_array_equal(p.grad.numpy(), [2.0, 2.0])
     opt.zero_grad()
     assert p.grad is None
 
@@ -509,8 +509,8 @@ def test_state_dict_round_trip_through_save_resumes_bit_for_bit(fg, tmp_path, na
     opt2.load_state_dict(ckpt["optim"])
     assert opt2.param_groups[1]["lr"] == 0.02            # hyper-parameters come from the file
     _train(fg, opt2, w2, b2, 4)
-    np.testing.assert_array_equal(w2.data, w.data)
-    np.testing.assert_array_equal(b2.data, b.data)
+    np.testing.assert_array_equal(w2.numpy(), w.numpy())
+    np.testing.assert_array_equal(b2.numpy(), b.numpy())
 
 
 def test_state_dict_layout_is_torchs(fg):

@@ -244,9 +244,9 @@ def _trajectory(module, make_opt, steps=10, dtype=np.float64, resume_at=None, tm
         if is_torch:
             out.append(np.concatenate([w.detach().numpy().ravel(), b.detach().numpy().ravel()]))
         else:
-            out.append(np.concatenate([w.data.ravel(), b.data.ravel()]))
+            out.append(np.concatenate([w.numpy().ravel(), b.numpy().ravel()]))
     if not is_torch:
-        np.testing.assert_array_equal(c.data, C0.astype(dtype))   # no gradient: untouched
+        np.testing.assert_array_equal(c.numpy(), C0.astype(dtype))   # no gradient: untouched
     return np.array(out)
 
 
@@ -287,7 +287,7 @@ def test_bad_gradient_changes_nothing(fg, name):
     w.grad = fg.tensor(np.ones_like(W0))
     b.grad = fg.tensor(np.ones_like(B0))
     opt.step()
-    before = (w.data.copy(), b.data.copy(), opt.state_dict())
+    before = (w.numpy().copy(), b.numpy().copy(), opt.state_dict())
     version = w._version_counter
     w.grad = fg.tensor(np.ones_like(W0))
     b.grad = fg.tensor(np.ones_like(B0))
@@ -295,8 +295,8 @@ def test_bad_gradient_changes_nothing(fg, name):
     with pytest.raises(ValueError, match="%s: gradient of parameter 1 in group 0 has shape"
                        % name):
         opt.step()
-    np.testing.assert_array_equal(w.data, before[0])
-    np.testing.assert_array_equal(b.data, before[1])
+    np.testing.assert_array_equal(w.numpy(), before[0])
+    np.testing.assert_array_equal(b.numpy(), before[1])
     assert w._version_counter == version
     after = opt.state_dict()
     for i, entry in before[2]["state"].items():
@@ -308,20 +308,20 @@ def test_bad_gradient_changes_nothing(fg, name):
     w.grad = fg.tensor(np.ones_like(W0))
     with pytest.raises(ValueError, match="non-finite"):
         opt2.step()
-    np.testing.assert_array_equal(w.data, before[0])
+    np.testing.assert_array_equal(w.numpy(), before[0])
     assert not opt2.state
 
 
 def test_step_bumps_version_and_updates_in_place(fg):
     for name in ("Adamax", "NAdam", "Adadelta"):
         w = fg.tensor(W0.copy(), requires_grad=True)
-        buf = w.data
+        buf = w.numpy()
         opt = getattr(fg.optim, name)([w])
         (w * w).sum().backward()
         v = w._version_counter
         opt.step()
         assert w._version_counter == v + 1
-        assert w.data is buf and not np.array_equal(buf, W0)
+        assert w.numpy() is buf and not np.array_equal(buf, W0)
 
 
 def test_optimizer_argument_checks(fg):
@@ -382,7 +382,7 @@ def _lbfgs_run(module, steps=3, resume_at=None, tmp_path=None, **kwargs):
         step_loss = opt.step(closure)
         losses.append(float(step_loss.detach() if is_torch else step_loss))
         vals = [w, b] if not is_torch else [w.detach(), b.detach()]
-        out.append(np.concatenate([np.asarray(v.data if not is_torch else v.numpy()).ravel()
+        out.append(np.concatenate([np.asarray(v.numpy()).ravel()
                                    for v in vals]))
     return np.array(out), losses, calls
 
@@ -439,7 +439,7 @@ def test_lbfgs_checks(fg):
     v = w._version_counter
     with pytest.raises(ValueError, match="LBFGS: gradient of parameter 0 in group 0 has shape"):
         opt.step(bad_closure)
-    np.testing.assert_array_equal(w.data, W0)
+    np.testing.assert_array_equal(w.numpy(), W0)
     assert w._version_counter == v
 
     # in the line search: the first gradients are fine, a later one is not
@@ -457,4 +457,4 @@ def test_lbfgs_checks(fg):
 
     with pytest.raises(ValueError, match="has shape"):
         wolfe.step(late_bad_closure)
-    np.testing.assert_array_equal(w.data, W0)        # put back where the search started
+    np.testing.assert_array_equal(w.numpy(), W0)        # put back where the search started

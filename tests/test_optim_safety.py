@@ -40,14 +40,14 @@ def _setup(fg, name, kwargs, dtype=np.float32, steps=1):
 
 
 def _snapshot(opt, params):
-    return ([p.data.copy() for p in params], [p._version_counter for p in params],
+    return ([p.numpy().copy() for p in params], [p._version_counter for p in params],
             copy.deepcopy(opt.state_dict()), len(opt.state))
 
 
 def _assert_unchanged(opt, params, snap):
     values, versions, state, n_state = snap
     for p, v in zip(params, values):
-        np.testing.assert_array_equal(p.data, v)
+        np.testing.assert_array_equal(p.numpy(), v)
     assert [p._version_counter for p in params] == versions
     assert len(opt.state) == n_state
     now = opt.state_dict()
@@ -197,7 +197,7 @@ def test_error_if_nonfinite_refuses_the_step(fg, name, kwargs, bad):
     opt.error_if_nonfinite = False
     with np.errstate(all="ignore"):
         opt.step()
-    assert not np.all(np.isfinite(params[3].data))
+    assert not np.all(np.isfinite(params[3].numpy()))
 
 
 def test_error_if_nonfinite_is_a_keyword_of_every_optimizer_and_off_by_default(fg):
@@ -250,7 +250,7 @@ def test_keyboard_interrupt_leaves_a_step_whole_or_untouched_on_the_compiled_cor
         thread.start()
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline and outcomes["interrupted"] < 20:
-            before = [p.data.copy() for p in params]
+            before = [p.numpy().copy() for p in params]
             versions = [p._version_counter for p in params]
             steps = [float(opt.state[p]["step"]) for p in params]
             try:
@@ -260,7 +260,7 @@ def test_keyboard_interrupt_leaves_a_step_whole_or_untouched_on_the_compiled_cor
             except KeyboardInterrupt:
                 outcomes["interrupted"] += 1
             armed[0] = False
-            changed = [not np.array_equal(b, p.data) for b, p in zip(before, params)]
+            changed = [not np.array_equal(b, p.numpy()) for b, p in zip(before, params)]
             if fg.backend() == "compiled":
                 for p, moved, v, s in zip(params, changed, versions, steps):
                     assert (p._version_counter, float(opt.state[p]["step"])) \

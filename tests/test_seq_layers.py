@@ -25,7 +25,7 @@ def load_from_torch(model, tmodel):
 def close(a, b, what=""):
     """a: a torch tensor (the oracle), b: ours."""
     a = a.detach().numpy()
-    b = b.data
+    b = b.numpy()
     assert a.shape == b.shape, (what, a.shape, b.shape)
     np.testing.assert_allclose(b, a, rtol=TOL, atol=TOL, err_msg=what)
 
@@ -45,9 +45,9 @@ def finite_difference_check(loss_fn, tensors, eps=1e-6, tol=1e-6):
         t.grad = None
     loss_fn().backward()
     for t in tensors:
-        analytic = t.grad.data.copy()
+        analytic = t.grad.numpy().copy()
         numeric = np.zeros_like(analytic)
-        flat = t.data.reshape(-1)
+        flat = t.numpy().reshape(-1)
         for i in range(flat.size):
             old = flat[i]
             flat[i] = old + eps
@@ -78,7 +78,7 @@ def test_embedding_matches_torch_and_skips_the_padding_row(fg):
     torch = _torch()
     temb = torch.nn.Embedding(6, 3, padding_idx=2).double()
     emb = fg.nn.Embedding(6, 3, padding_idx=2, dtype=np.float64)
-    assert np.all(emb.weight.data[2] == 0)                     # PyTorch zeroes the row at init
+    assert np.all(emb.weight.numpy()[2] == 0)                     # PyTorch zeroes the row at init
     with torch.no_grad():
         temb.weight[2] = 0.5                                   # a non-zero padding row still reads
     load_from_torch(emb, temb)
@@ -89,16 +89,16 @@ def test_embedding_matches_torch_and_skips_the_padding_row(fg):
     weighted_sum(tout, 1).backward()
     weighted_sum(out, 1).backward()
     close(temb.weight.grad, emb.weight.grad)
-    assert np.all(emb.weight.grad.data[2] == 0)
+    assert np.all(emb.weight.grad.numpy()[2] == 0)
 
 
 def test_embedding_padding_idx_negative_and_functional(fg):
     F = fg.nn.functional
     w = fg.tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
     out = F.embedding(np.array([3, 1, 3]), w, padding_idx=-1)
-    np.testing.assert_array_equal(out.data, w.data[[3, 1, 3]])
+    np.testing.assert_array_equal(out.numpy(), w.numpy()[[3, 1, 3]])
     out.sum().backward()
-    np.testing.assert_array_equal(w.grad.data, [[0] * 3, [1] * 3, [0] * 3, [0] * 3])
+    np.testing.assert_array_equal(w.grad.numpy(), [[0] * 3, [1] * 3, [0] * 3, [0] * 3])
     assert fg.nn.Embedding(4, 2, padding_idx=-1).padding_idx == 3
 
 
@@ -150,7 +150,7 @@ def test_layer_norm_is_stable_with_a_large_mean(fg):
     x = np.array([[1e8 + 1.0, 1e8 - 1.0, 1e8 + 2.0, 1e8 - 2.0]])
     out = fg.nn.functional.layer_norm(fg.tensor(x), 4, eps=0.0)
     centred = x - x.mean()
-    np.testing.assert_allclose(out.data, centred / np.sqrt((centred ** 2).mean()), rtol=1e-9)
+    np.testing.assert_allclose(out.numpy(), centred / np.sqrt((centred ** 2).mean()), rtol=1e-9)
 
 
 def test_layer_norm_finite_differences(fg):
@@ -329,7 +329,7 @@ def test_recurrent_init_follows_torch(fg):
                      "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"]
     assert m.weight_ih_l0.shape == (48, 3) and m.weight_ih_l1.shape == (48, 16)
     for p in m.parameters():
-        assert np.all(np.abs(p.data) <= 0.25) and p.data.std() > 0.05
+        assert np.all(np.abs(p.numpy()) <= 0.25) and p.numpy().std() > 0.05
 
 
 def test_recurrent_dropout_only_between_layers_in_training(fg):
@@ -337,20 +337,20 @@ def test_recurrent_dropout_only_between_layers_in_training(fg):
     m = fg.nn.LSTM(3, 4, num_layers=2, dropout=0.5, dtype=np.float64)
     x = fg.tensor(np.random.default_rng(5).standard_normal((4, 2, 3)))
     m.eval()
-    a, b = m(x)[0].data, m(x)[0].data
+    a, b = m(x)[0].numpy(), m(x)[0].numpy()
     np.testing.assert_array_equal(a, b)
     m.train()
     fg.manual_seed(1)
-    c = m(x)[0].data
+    c = m(x)[0].numpy()
     fg.manual_seed(1)
-    np.testing.assert_array_equal(c, m(x)[0].data)           # reproducible under the seed
+    np.testing.assert_array_equal(c, m(x)[0].numpy())           # reproducible under the seed
     assert not np.allclose(a, c)
     # one layer: nothing lies between layers, so training changes nothing
     with pytest.warns(UserWarning, match="dropout is applied between stacked layers only"):
         one = fg.nn.GRU(3, 4, dropout=0.5, dtype=np.float64)
-    y1 = one(x)[0].data
+    y1 = one(x)[0].numpy()
     one.eval()
-    np.testing.assert_array_equal(y1, one(x)[0].data)
+    np.testing.assert_array_equal(y1, one(x)[0].numpy())
 
 
 def test_recurrent_argument_errors(fg):
@@ -427,11 +427,11 @@ def test_scaled_dot_product_attention_dropout_and_errors(fg):
     F = fg.nn.functional
     rng = np.random.default_rng(14)
     q, k, v = (fg.tensor(rng.standard_normal((2, 4, 3))) for _ in range(3))
-    plain = F.scaled_dot_product_attention(q, k, v).data
+    plain = F.scaled_dot_product_attention(q, k, v).numpy()
     fg.manual_seed(0)
-    dropped = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5).data
+    dropped = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5).numpy()
     assert not np.allclose(plain, dropped)
-    assert np.all(F.scaled_dot_product_attention(q, k, v, dropout_p=1.0).data == 0)
+    assert np.all(F.scaled_dot_product_attention(q, k, v, dropout_p=1.0).numpy() == 0)
     with pytest.raises(ValueError, match="either attn_mask or is_causal"):
         F.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((4, 4), bool), is_causal=True)
     with pytest.raises(ValueError, match="query and key must have the same feature size"):
@@ -537,9 +537,9 @@ def test_multihead_attention_init_and_state_dict(fg):
     m = fg.nn.MultiheadAttention(8, 4, dtype=np.float64)
     names = [n for n, _ in m.named_parameters()]
     assert names == ["in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"]
-    assert np.all(m.in_proj_bias.data == 0) and np.all(m.out_proj.bias.data == 0)
+    assert np.all(m.in_proj_bias.numpy() == 0) and np.all(m.out_proj.bias.numpy() == 0)
     bound = np.sqrt(6.0 / (8 + 24))                           # Xavier on (24, 8)
-    assert np.all(np.abs(m.in_proj_weight.data) <= bound)
+    assert np.all(np.abs(m.in_proj_weight.numpy()) <= bound)
     tm = torch.nn.MultiheadAttention(8, 4).double()
     tm.load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
     x = np.random.default_rng(20).standard_normal((3, 2, 8))
@@ -554,12 +554,12 @@ def test_multihead_attention_dropout_train_and_eval(fg):
     m.eval()
     a, wa = m(x, x, x)
     b, _ = m(x, x, x)
-    np.testing.assert_array_equal(a.data, b.data)
-    np.testing.assert_allclose(wa.data.sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(wa.numpy().sum(-1), 1.0, rtol=1e-12)
     m.train()
     c, wc = m(x, x, x)
-    assert not np.allclose(a.data, c.data)
-    assert np.any(wc.data == 0)                                # dropped weights come back
+    assert not np.allclose(a.numpy(), c.numpy())
+    assert np.any(wc.numpy() == 0)                                # dropped weights come back
 
 
 def test_multihead_attention_errors(fg):
@@ -614,7 +614,7 @@ def test_sequence_layers_copy_pickle_and_replay(fg, same_copy):
     with same_copy():
         clones = [copy.deepcopy(model), pickle.loads(pickle.dumps(model))]
     for clone in clones:
-        np.testing.assert_array_equal(run(clone, x).data, run(model, x).data)
+        np.testing.assert_array_equal(run(clone, x).numpy(), run(model, x).numpy())
     eager = clones[0]
     opt = fg.optim.SGD(model.parameters(), lr=0.1)
     opt_eager = fg.optim.SGD(eager.parameters(), lr=0.1)
@@ -628,4 +628,4 @@ def test_sequence_layers_copy_pickle_and_replay(fg, same_copy):
         loss.backward()
         opt_eager.step()
         assert abs(replayed - loss.item()) < 1e-12
-    assert np.all(model[0].weight.data[0] == 0)              # the padding row never moved
+    assert np.all(model[0].weight.numpy()[0] == 0)              # the padding row never moved

@@ -36,7 +36,7 @@ class TinyLinear:
         return self.train(False)
 
     def state_dict(self):
-        return {"w": self.w.data.copy(), "b": self.b.data.copy()}
+        return {"w": self.w.numpy().copy(), "b": self.b.numpy().copy()}
 
     def load_state_dict(self, sd):
         self.w.data[...] = sd["w"]
@@ -81,7 +81,7 @@ def test_fit_equals_a_readable_hand_loop(fg):
     assert history["val_loss"] == pytest.approx(val_losses, rel=1e-12)
     assert history.history["val_loss"] is history["val_loss"]
     assert len(history) == 4
-    np.testing.assert_allclose(model.w.data, hand.w.data, rtol=1e-12)
+    np.testing.assert_allclose(model.w.numpy(), hand.w.numpy(), rtol=1e-12)
     assert history["train_loss"][-1] < history["train_loss"][0]
 
 
@@ -105,7 +105,7 @@ def test_fit_without_validation(fg):
 
 def test_metrics_are_recorded_per_epoch(fg):
     def mean_abs_error(out, target):
-        return float(np.abs(out.data - target.data).mean())
+        return float(np.abs(out.numpy() - target.numpy()).mean())
 
     model = TinyLinear(fg)
     train, val = loaders(fg)
@@ -113,7 +113,7 @@ def test_metrics_are_recorded_per_epoch(fg):
                      val_loader=val, metrics=[mean_abs_error], progress=False)
     assert set(history.keys()) == {"train_loss", "val_loss", "val_mean_abs_error"}
     # weighted by batch size: the mean over all 7 validation samples
-    expected = float(np.abs(XV @ model.w.data + model.b.data - TV).mean())
+    expected = float(np.abs(XV @ model.w.numpy() + model.b.numpy() - TV).mean())
     assert history["val_mean_abs_error"][-1] == pytest.approx(expected, rel=1e-12)
 
 
@@ -127,7 +127,7 @@ def test_fit_argument_errors_change_nothing(fg):
         fg.fit(model, mse, opt, train, 2, early_stopping=fg.EarlyStopping(), progress=False)
     with pytest.raises(ValueError, match="epochs"):
         fg.fit(model, mse, opt, train, -1, progress=False)
-    np.testing.assert_array_equal(model.w.data, np.zeros((3, 1)))
+    np.testing.assert_array_equal(model.w.numpy(), np.zeros((3, 1)))
     assert model.calls == []
 
 

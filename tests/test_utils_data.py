@@ -54,7 +54,7 @@ def test_loader_lengths_and_batches_match_torch(fg, batch_size, drop_last):
         assert len(a) == len(b)
         for field, other in zip(a, b):
             assert isinstance(field, fg.Tensor)
-            np.testing.assert_array_equal(field.data, other.numpy())
+            np.testing.assert_array_equal(field.numpy(), other.numpy())
 
 
 def test_batch_sampler_argument_of_the_loader_matches_torch(fg):
@@ -66,8 +66,8 @@ def test_batch_sampler_argument_of_the_loader_matches_torch(fg):
         batch_sampler=batches)
     assert len(ours) == len(theirs) == 3
     for (xa, ya), (xb, yb) in zip(ours, theirs):
-        np.testing.assert_array_equal(xa.data, xb.numpy())
-        np.testing.assert_array_equal(ya.data, yb.numpy())
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
 
 
 def _torch_ok(torch, **kwargs):
@@ -122,13 +122,13 @@ def test_collate_of_dict_and_tuple_items_matches_torch(fg):
     assert len(ours) == len(theirs) == 3
     for a, b in zip(ours, theirs):
         assert isinstance(a, dict) and set(a) == set(b)
-        np.testing.assert_array_equal(a["x"].data, b["x"].numpy())
+        np.testing.assert_array_equal(a["x"].numpy(), b["x"].numpy())
         assert a["x"].dtype == np.float64
-        np.testing.assert_array_equal(a["label"].data, b["label"].numpy())
+        np.testing.assert_array_equal(a["label"].numpy(), b["label"].numpy())
         assert a["label"].dtype == np.int64 == b["label"].numpy().dtype
         assert isinstance(a["pair"], tuple) and len(a["pair"]) == len(b["pair"]) == 2
         for mine, other in zip(a["pair"], b["pair"]):
-            np.testing.assert_array_equal(mine.data, other.numpy())
+            np.testing.assert_array_equal(mine.numpy(), other.numpy())
         assert a["name"] == b["name"]
 
 
@@ -142,7 +142,7 @@ def test_collate_fn_gets_the_list_of_items(fg):
     loader = fg.utils.data.DataLoader(_dataset(fg), batch_size=4, collate_fn=collate)
     assert list(loader) == [4, 4, 2]
     assert len(seen[0]) == 4 and isinstance(seen[0][0], tuple)
-    np.testing.assert_array_equal(seen[2][1][0].data, X[9])
+    np.testing.assert_array_equal(seen[2][1][0].numpy(), X[9])
 
 
 def test_default_collate_namedtuple_and_errors(fg):
@@ -151,7 +151,7 @@ def test_default_collate_namedtuple_and_errors(fg):
     Point = namedtuple("Point", "x y")
     batch = data.default_collate([Point(1, 2.5), Point(3, 4.5)])
     assert isinstance(batch, Point)
-    np.testing.assert_array_equal(batch.x.data, [1, 3])
+    np.testing.assert_array_equal(batch.x.numpy(), [1, 3])
     with pytest.raises(RuntimeError, match="equal size"):
         data.default_collate([(1, 2), (1,)])
     with pytest.raises(ValueError, match="different keys"):
@@ -164,7 +164,7 @@ def test_no_auto_batching_yields_items(fg):
     items = list(fg.utils.data.DataLoader([np.array([1.0, 2.0]), np.array([3.0, 4.0])],
                                           batch_size=None))
     assert len(items) == 2 and isinstance(items[0], fg.Tensor)
-    np.testing.assert_array_equal(items[1].data, [3.0, 4.0])
+    np.testing.assert_array_equal(items[1].numpy(), [3.0, 4.0])
 
 
 def test_generator_is_a_numpy_generator(fg):
@@ -173,8 +173,8 @@ def test_generator_is_a_numpy_generator(fg):
                         generator=np.random.default_rng(5))
     b = data.DataLoader(_dataset(fg), batch_size=3, shuffle=True, seed=5)
     for _ in range(2):                                   # two epochs, the same sequence
-        np.testing.assert_array_equal(np.concatenate([y.data for _, y in a]),
-                                      np.concatenate([y.data for _, y in b]))
+        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in a]),
+                                      np.concatenate([y.numpy() for _, y in b]))
     assert a.shuffle and not data.DataLoader(_dataset(fg)).shuffle
     with pytest.raises(TypeError, match="numpy.random.Generator"):
         data.DataLoader(_dataset(fg), shuffle=True, generator=123)
@@ -220,9 +220,9 @@ def test_custom_sampler_and_subclass_take_the_general_path(fg):
             return iter(range(len(self.data_source) - 1, -1, -1))
 
     loader = data.DataLoader(_dataset(fg), batch_size=4, sampler=Reversed(X))
-    np.testing.assert_array_equal(np.concatenate([y.data for _, y in loader]), Y[::-1])
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in loader]), Y[::-1])
     loader = data.DataLoader(_dataset(fg), batch_size=4, sampler=iter_order([2, 5, 1]))
-    np.testing.assert_array_equal(np.concatenate([y.data for _, y in loader]), Y[[2, 5, 1]])
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in loader]), Y[[2, 5, 1]])
 
 
 class iter_order:
@@ -248,7 +248,7 @@ def test_subset_of_tensor_dataset_is_indexed_once_per_batch(fg):
     subset = data.Subset(data.TensorDataset(X.view(Counting)), [9, 8, 7, 6, 5])
     batches = list(data.DataLoader(subset, batch_size=2, shuffle=True, seed=0))
     assert Counting.calls == 3 and len(batches) == 3
-    assert sorted(np.concatenate([b[0].data[:, 0] for b in batches])) == [10, 12, 14, 16, 18]
+    assert sorted(np.concatenate([b[0].numpy()[:, 0] for b in batches])) == [10, 12, 14, 16, 18]
 
 
 def test_workers_and_pin_memory_change_nothing(fg):
@@ -257,5 +257,5 @@ def test_workers_and_pin_memory_change_nothing(fg):
     other = list(data.DataLoader(_dataset(fg), batch_size=4, shuffle=True, seed=2, num_workers=2,
                                  pin_memory=True, persistent_workers=True, prefetch_factor=2))
     for (xa, ya), (xb, yb) in zip(plain, other):
-        np.testing.assert_array_equal(xa.data, xb.data)
-        np.testing.assert_array_equal(ya.data, yb.data)
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())

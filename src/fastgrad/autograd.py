@@ -251,9 +251,12 @@ def compile(fn):
     not run `fn` again: they recompute the recorded graph from the current
     values of its leaves, in C on the compiled core, so update parameters and
     data in place (`p.data -= lr * p.grad.data`, `x.data[...] = batch`).
-    Like tracing in other frameworks, Python control flow inside `fn` is
-    frozen at the first call, and values that did not require grad are
-    constants of the recording.
+    What `fn` computes from data alone (the batch scaled or reshaped before
+    it meets a weight) is recomputed too.  Like tracing in other frameworks,
+    Python control flow inside `fn` is frozen at the first call, and what is
+    not a float tensor op is a constant of the recording: Python numbers,
+    arrays built in `fn`, comparisons and other integer or bool results
+    (a mask `x > 0`, indices `argmax`), and integer index tensors.
     """
     if not callable(fn):
         raise TypeError("compile: expected a function, got %s" % type(fn).__name__)

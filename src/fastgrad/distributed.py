@@ -198,7 +198,7 @@ def barrier():
 
 def _values(x, where):
     if isinstance(x, core.TensorBase):
-        return x.data
+        return x.numpy()
     if isinstance(x, np.ndarray):
         return x
     raise TypeError("%s: expected a tensor or an ndarray, got %s" % (where, type(x).__name__))
@@ -338,12 +338,12 @@ def _by_dtype(tensors):
 def _broadcast_values(tensors):
     """Rank 0's values into `tensors`, one Bcast per dtype."""
     for dtype, group in _by_dtype(tensors):
-        flat = np.concatenate([t.data.reshape(-1) for t in group])
+        flat = np.concatenate([t.numpy().reshape(-1) for t in group])
         _state.comm.Bcast(flat, root=0)
         offset = 0
         with no_grad():
             for t in group:
-                size = t.data.size
+                size = t.numpy().size
                 t.copy_(flat[offset:offset + size].reshape(t.shape))
                 offset += size
 
@@ -467,7 +467,7 @@ class DistributedDataParallel(Module):
         if timer is not None:
             started = time.perf_counter()
         for dtype, params in self._groups:
-            sizes = [p.data.size for p in params]
+            sizes = [p.numpy().size for p in params]
             total = sum(sizes)
             flat = np.empty(total + len(params), dtype=dtype)
             counts = flat[total:]
@@ -478,7 +478,7 @@ class DistributedDataParallel(Module):
                     flat[offset:offset + n] = 0
                     counts[i] = 0
                 else:
-                    flat[offset:offset + n] = grad.data.reshape(-1)
+                    flat[offset:offset + n] = grad.numpy().reshape(-1)
                     counts[i] = 1
                 offset += n
             if timer is None:

@@ -93,12 +93,12 @@ def sweep(root, gradient=None, tool="explain"):
     for t in order:
         _check_alive(t)
     if gradient is None:
-        if root.data.size != 1:
+        if root.numpy().size != 1:
             raise RuntimeError("%s: the root has shape %s; pass gradient= for a root that is "
                                "not a scalar" % (tool, tuple(root.shape)))
         seed = np.ones(root.shape, dtype=root.dtype)
     else:
-        seed = np.asarray(gradient.data if isinstance(gradient, core.TensorBase) else gradient,
+        seed = np.asarray(gradient.numpy() if isinstance(gradient, core.TensorBase) else gradient,
                           dtype=root.dtype)
         if seed.shape != tuple(root.shape):
             raise RuntimeError("%s: gradient has shape %s but the root has shape %s"
@@ -174,11 +174,11 @@ def _values(t):
     """
     if getattr(t, "_values_dropped", False):
         return np.zeros(t.shape, dtype=t.dtype)
-    return t.data
+    return t.numpy()
 
 
 def _shown(t):
-    return "(not kept)" if getattr(t, "_values_dropped", False) else _fmt(t.data)
+    return "(not kept)" if getattr(t, "_values_dropped", False) else _fmt(t.numpy())
 
 
 # ---------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def draw_graph(t, path=None, names=None):
     `path` ending in .dot writes the text; .png or .svg renders it with
     Graphviz's `dot` program (a RuntimeError names Graphviz if it is missing).
     """
-    seed = None if t.data.size == 1 else np.ones(t.shape, dtype=t.dtype)
+    seed = None if t.numpy().size == 1 else np.ones(t.shape, dtype=t.dtype)
     steps = sweep(t, seed, tool="draw_graph")
     labels = _names(steps, names, sys._getframe(1))
     index = {id(s.tensor): i for i, s in enumerate(steps)}
@@ -375,7 +375,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
     copies = []
     for x in inputs:
         if isinstance(x, core.TensorBase) and x.dtype.kind == "f":
-            copies.append(_tensor(x.data, dtype=np.float64, requires_grad=x.requires_grad))
+            copies.append(_tensor(x.numpy(), dtype=np.float64, requires_grad=x.requires_grad))
         else:
             copies.append(x)
     wanted = [i for i, x in enumerate(copies)
@@ -396,31 +396,31 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
 
     with _enable_grad():                    # gradcheck inside no_grad still needs a graph
         outs = outputs()
-    sizes = [o.data.size for o in outs]
+    sizes = [o.numpy().size for o in outs]
     total = sum(sizes)
-    analytic = {i: np.zeros((total, copies[i].data.size)) for i in wanted}
+    analytic = {i: np.zeros((total, copies[i].numpy().size)) for i in wanted}
     row = 0
     for o in outs:
         if not o.requires_grad:
-            row += o.data.size
+            row += o.numpy().size
             continue
-        for k in range(o.data.size):
+        for k in range(o.numpy().size):
             seed = np.zeros(o.shape, dtype=o.dtype)
             seed.flat[k] = 1
             grads = _grad(o, [copies[i] for i in wanted], _tensor(seed), retain_graph=True)
             for i, g in zip(wanted, grads):
                 if g is not None:
-                    analytic[i][row] = g.data.ravel()
+                    analytic[i][row] = g.numpy().ravel()
             row += 1
 
     def values():
         with _no_grad():
-            return np.concatenate([np.asarray(o.data, dtype=np.float64).ravel()
+            return np.concatenate([np.asarray(o.numpy(), dtype=np.float64).ravel()
                                    for o in outputs()])
 
     failures = []
     for i in wanted:
-        x = copies[i].data
+        x = copies[i].numpy()
         numeric = np.zeros_like(analytic[i])
         for j in range(x.size):
             old = x.flat[j]

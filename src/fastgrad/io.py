@@ -171,7 +171,7 @@ class _Encoder:
         if isinstance(obj, complex):
             return {"$": "complex", "re": obj.real, "im": obj.imag}
         if isinstance(obj, core.TensorBase):
-            return {"$": "array", "id": self.array(np.asarray(obj.data), where)}
+            return {"$": "array", "id": self.array(np.asarray(obj.numpy()), where)}
         if isinstance(obj, np.ndarray):
             return {"$": "array", "id": self.array(obj, where)}
         if isinstance(obj, (list, tuple, dict)):
@@ -771,7 +771,7 @@ def _encode_safetensors(obj, metadata):
             raise TypeError("save: %s: the name '__metadata__' is reserved by the safetensors "
                             "format (pass metadata= instead)" % where)
         if isinstance(value, core.TensorBase):
-            arr = np.asarray(value.data)
+            arr = np.asarray(value.numpy())
         elif isinstance(value, np.ma.MaskedArray):
             raise TypeError("save: cannot store a masked array (numpy.ma.MaskedArray) at %s: its "
                             "mask would be lost" % where)

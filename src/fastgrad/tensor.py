@@ -98,7 +98,7 @@ def _dtype(name, dtype):
 def _to_array(data, dtype=None):
     """The array `fg.tensor(data, dtype)` holds (always a fresh copy)."""
     if isinstance(data, core.TensorBase):
-        data = data.data
+        data = data.numpy()
     elif data is None:
         raise TypeError("tensor: expected a number, a (nested) list or an array, got None")
     if dtype is not None:
@@ -120,9 +120,6 @@ def _to_array(data, dtype=None):
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
     return arr
-
-
-_core_data = core.TensorBase.data
 
 
 class Tensor(core.TensorBase):
@@ -161,16 +158,6 @@ class Tensor(core.TensorBase):
         _check_requires_grad(arr, requires_grad)
         self._init_leaf(arr, requires_grad)
 
-    # `t.data = array` goes through the same dtype check as fg.tensor; reading
-    # stays the core's own getter, called without a Python frame
-    def _set_data(self, value):
-        if isinstance(value, np.ndarray):
-            value = core.check_array("data", value)
-        _core_data.__set__(self, value)
-
-    data = property(_core_data.__get__, _set_data, doc=_core_data.__doc__)
-    del _set_data
-
     # -- information -------------------------------------------------------
     def size(self, dim=None):
         if dim is None:
@@ -196,13 +183,13 @@ class Tensor(core.TensorBase):
         if self.numel() != 1:
             raise ValueError("item: only a tensor with one element can be converted to a "
                              "Python number, this one has shape %s" % (self.shape,))
-        return self.data.item()
+        return self.numpy().item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.numpy().tolist()
 
     def __array__(self, dtype=None, copy=None):
-        arr = self.data
+        arr = self.numpy()
         if dtype is not None and arr.dtype != dtype:
             return arr.astype(dtype)
         return arr.copy() if copy else arr
@@ -211,7 +198,7 @@ class Tensor(core.TensorBase):
         if self.numel() != 1:
             raise RuntimeError("the truth value of a tensor with %d elements is ambiguous; "
                                "use .any() or .all()" % self.numel())
-        return bool(self.data)
+        return bool(self.numpy())
 
     def __float__(self):
         return float(self.item())
@@ -226,7 +213,7 @@ class Tensor(core.TensorBase):
             raise TypeError("__index__: only a 0-d integer or bool tensor can be used as an "
                             "index, got a tensor of dtype %s and shape %s (use int(t) to "
                             "convert a float)" % (self.dtype, tuple(self.shape)))
-        return int(self.data)
+        return int(self.numpy())
 
     def __format__(self, spec):
         # as PyTorch: a 0-d tensor formats as its value (f"{loss:.4f}"); so does a
@@ -245,7 +232,7 @@ class Tensor(core.TensorBase):
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self):
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extra = ["dtype=%s" % self.dtype]
         if self.grad_fn is not None:
             extra.append("grad_fn=<%s>" % self.grad_fn)
@@ -272,7 +259,7 @@ class Tensor(core.TensorBase):
 
     def __contains__(self, element):
         if isinstance(element, (core.TensorBase, bool, int, float, np.number)):
-            return bool(np.any(self.data == _values(element)))
+            return bool(np.any(self.numpy() == _values(element)))
         raise RuntimeError("__contains__: only a number or a tensor can be looked for in a "
                            "tensor, got %s" % type(element).__name__)
 
@@ -416,12 +403,12 @@ class Tensor(core.TensorBase):
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         axis = _one_axis("argmax", self, _axis(axis, dim, "argmax"))
-        return core.from_array(np.asarray(np.argmax(self.data, axis=axis,
+        return core.from_array(np.asarray(np.argmax(self.numpy(), axis=axis,
                                                     keepdims=_keep(keepdims, keepdim))))
 
     def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         axis = _one_axis("argmin", self, _axis(axis, dim, "argmin"))
-        return core.from_array(np.asarray(np.argmin(self.data, axis=axis,
+        return core.from_array(np.asarray(np.argmin(self.numpy(), axis=axis,
                                                     keepdims=_keep(keepdims, keepdim))))
 
     # -- elementwise with arguments --------------------------------------------
@@ -554,7 +541,7 @@ class Tensor(core.TensorBase):
             raise RuntimeError(
                 "%s: changing a tensor in place while autograd tracks it is not supported; "
                 "use the out-of-place form (y = y + 1)" % name)
-        values = self.data
+        values = self.numpy()
         if not values.flags.writeable:
             raise ValueError("%s: this tensor's memory is read-only (for example a read-only "
                              "np.memmap or np.frombuffer of bytes); use the out-of-place form, "
@@ -602,24 +589,13 @@ class Tensor(core.TensorBase):
         values[core.check_index(values, key)] = _values(value)
         self._changed()
 
-    # `y += x` rebinds y to a new node when autograd tracks y (the common
-    # `loss += term` idiom keeps working); otherwise it really is in place.
-    def _augmented(self, other, name, method, out_of_place):
+    # `y += x` (the core's __iadd__ and friends end here) rebinds y to a new
+    # node when autograd tracks y (the common `loss += term` idiom keeps
+    # working); otherwise it really is in place.
+    def _augmented(self, other, name):
         if core.is_grad_enabled() and self.requires_grad and not self.is_leaf:
-            return out_of_place(self, other)
-        return method(self, other)
-
-    def __iadd__(self, other):
-        return self._augmented(other, "add_", Tensor.add_, core.add)
-
-    def __isub__(self, other):
-        return self._augmented(other, "sub_", Tensor.sub_, core.sub)
-
-    def __imul__(self, other):
-        return self._augmented(other, "mul_", Tensor.mul_, core.mul)
-
-    def __itruediv__(self, other):
-        return self._augmented(other, "div_", Tensor.div_, core.div)
+            return _OUT_OF_PLACE[name](self, other)
+        return getattr(Tensor, name)(self, other)
 
     # -- pickling and copying --------------------------------------------------
     # PyTorch's rules.  pickle keeps the values, dtype, shape, requires_grad,
@@ -636,15 +612,18 @@ class Tensor(core.TensorBase):
     def __copy__(self):
         # A new leaf over the same values and version counter, as torch's
         # copy.copy; the grad and the graph stay behind, the attributes are shared.
-        return core.alias(_rebuild_tensor(type(self), np.asarray(self.data), self.requires_grad,
+        return core.alias(_rebuild_tensor(type(self), np.asarray(self.numpy()), self.requires_grad,
                                           _attributes(self)), self)
 
     def __deepcopy__(self, memo):
         return _deepcopy_leaf(self, memo, keep_grad=True)
 
 
+_OUT_OF_PLACE = {"add_": core.add, "sub_": core.sub, "mul_": core.mul, "div_": core.div}
+
+
 def _values(x):
-    return x.data if isinstance(x, core.TensorBase) else x
+    return x.numpy() if isinstance(x, core.TensorBase) else x
 
 
 def _spread(x, name, axis, keepdims, dim, keepdim, correction, ddof, unbiased):
@@ -1014,7 +993,7 @@ minimum = core.minimum
 def where(condition, input, other):
     """input where condition holds, else other (broadcast; only input and other get gradients)."""
     if isinstance(condition, core.TensorBase):
-        cond = condition.data
+        cond = condition.numpy()
     elif isinstance(condition, (np.ndarray, list, tuple, bool, np.bool_)):
         cond = np.asarray(condition)
     else:
@@ -1361,7 +1340,7 @@ def _fill_value(name, value, dtype):
         if value.numel() != 1 or value.ndim:
             raise ValueError("%s: value must be a number or a 0-d tensor, got shape %s"
                              % (name, tuple(value.shape)))
-        return value.to(dtype) if value.requires_grad else np.asarray(value.data, dtype=dtype)
+        return value.to(dtype) if value.requires_grad else np.asarray(value.numpy(), dtype=dtype)
     return np.asarray(_number(name, "value", value)).astype(dtype)
 
 
@@ -1416,7 +1395,7 @@ def _extreme(t, name, dim, axis, keepdim):
                         % (name, dim, name))
     d = _dim(name, t, dim)
     core.check_nonempty(name, t.shape)
-    data = t.data if t.ndim else t.data.reshape(1)
+    data = t.numpy() if t.ndim else t.numpy().reshape(1)
     pick = np.argmax if name == "max" else np.argmin
     # NaN wins, as in torch (argmax/argmin already return the first NaN)
     idx = np.expand_dims(pick(data, axis=d), d)
@@ -1453,7 +1432,7 @@ def sort(input, dim=-1, descending=False, stable=False):
     """(values, indices) sorted along dim; values differentiable (NaN sorts last, as torch)."""
     t = _t(input)
     d = _dim("sort", t, dim)
-    idx = _sort_indices("sort", t.data, d, descending)
+    idx = _sort_indices("sort", t.numpy(), d, descending)
     values = t if t.ndim == 0 else gather(t, d, idx)
     return _pair("sort", values, idx)
 
@@ -1461,7 +1440,7 @@ def sort(input, dim=-1, descending=False, stable=False):
 def argsort(input, dim=-1, descending=False, stable=False):
     t = _t(input)
     d = _dim("argsort", t, dim)
-    return core.from_array(np.asarray(_sort_indices("argsort", t.data, d, descending),
+    return core.from_array(np.asarray(_sort_indices("argsort", t.numpy(), d, descending),
                                       dtype=np.int64))
 
 
@@ -1477,7 +1456,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
                          % (int(k), d, n, tuple(t.shape)))
     if t.ndim == 0:
         return _pair("topk", t, np.zeros((), np.int64))
-    idx = np.take(_sort_indices("topk", t.data, d, largest), np.arange(int(k)), axis=d)
+    idx = np.take(_sort_indices("topk", t.numpy(), d, largest), np.arange(int(k)), axis=d)
     return _pair("topk", gather(t, d, idx), idx)
 
 
@@ -1633,7 +1612,7 @@ def repeat(input, *sizes):
 
 def contiguous(input):
     t = _t(input)
-    return t if t.data.flags.c_contiguous else core.clone(t)
+    return t if t.numpy().flags.c_contiguous else core.clone(t)
 
 
 def _zero_grad_unary(name, fn):
@@ -1891,7 +1870,7 @@ ge = _comparison("ge", lambda a, b: a.__ge__(b))
 
 def _elementwise_test(name, fn):
     def test(input):
-        return core.from_array(np.asarray(fn(_t(input).data)))
+        return core.from_array(np.asarray(fn(_t(input).numpy())))
     test.__name__ = test.__qualname__ = name
     return test
 
@@ -1905,7 +1884,7 @@ def _logical(name, fn):
     def reduce(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
         t = _t(input)
         axes = core.normalize_axes(name, t.shape, _axis(axis, dim, name))
-        return core.from_array(np.asarray(fn(t.data, axis=axes,
+        return core.from_array(np.asarray(fn(t.numpy(), axis=axes,
                                              keepdims=_keep(keepdims, keepdim))))
     reduce.__name__ = reduce.__qualname__ = name
     return reduce
@@ -1917,7 +1896,7 @@ all = _logical("all", np.all)
 
 def nonzero(input, *, as_tuple=False):
     t = _t(input)
-    where_ = np.nonzero(t.data.reshape(1) if t.ndim == 0 else t.data)
+    where_ = np.nonzero(t.numpy().reshape(1) if t.ndim == 0 else t.numpy())
     if as_tuple:
         return tuple(core.from_array(w.astype(np.int64)) for w in where_)
     return core.from_array(np.stack(where_, axis=1).astype(np.int64)
@@ -1934,7 +1913,7 @@ def multinomial(input, num_samples, replacement=False):
         raise ValueError("multinomial: num_samples must be a positive int, got %r"
                          % (num_samples,))
     k = int(num_samples)
-    w = np.asarray(t.data, dtype=np.float64).reshape(-1, t.shape[-1])
+    w = np.asarray(t.numpy(), dtype=np.float64).reshape(-1, t.shape[-1])
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("multinomial: weights must be finite and non-negative")
     totals = w.sum(axis=1)
@@ -2055,7 +2034,7 @@ Tensor.uniform_ = _uniform_
 
 def _own_values(t):
     """Just t's elements as one C-contiguous ndarray (not any base they live in)."""
-    values = np.asarray(t.data)
+    values = np.asarray(t.numpy())
     # numpy pickles a contiguous array's own elements only, so a slice of a
     # big array does not drag its base along; anything else is copied first
     # (np.ascontiguousarray would turn a 0-d array into a 1-d one).
@@ -2104,7 +2083,7 @@ def _deepcopy_leaf(t, memo, keep_grad):
             "deepcopy: only tensors created explicitly by the user (graph leaves) support the "
             "deepcopy protocol; this tensor was made by '%s'. Deep-copy t.detach() instead "
             "(a leaf with the same values)" % t.grad_fn)
-    new = _rebuild_tensor(type(t), np.array(t.data, order="C", copy=True), t.requires_grad)
+    new = _rebuild_tensor(type(t), np.array(t.numpy(), order="C", copy=True), t.requires_grad)
     # Registered before the grad and the attributes are copied, so that they
     # may refer back to t and still get this one copy.
     memo[id(t)] = new

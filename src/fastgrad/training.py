@@ -173,7 +173,7 @@ class EarlyStopping:
 # ---------------------------------------------------------------------------
 
 def _values(x):
-    return np.asarray(x.data if isinstance(x, core.TensorBase) else x)
+    return np.asarray(x.numpy() if isinstance(x, core.TensorBase) else x)
 
 
 def accuracy(outputs, targets, threshold=0.5):

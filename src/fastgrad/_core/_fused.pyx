@@ -169,10 +169,10 @@ cdef class _Plan:
         grad = t._grad
         if grad is None:
             return NULL
-        v = t._arr if t._arr is not None else t.data
+        v = t._arr if t._arr is not None else t.numpy()
         g = (<TensorBase>grad)._arr if isinstance(grad, TensorBase) else None
         if g is None:
-            g = grad.data
+            g = grad.numpy()
         typenum = _typenum(v)
         n = cnp.PyArray_SIZE(<cnp.ndarray>v) if typenum >= 0 else 0
         pv = _ptr(v, typenum, n, True) if typenum >= 0 else NULL

@@ -10,7 +10,8 @@ free of NumPy calls and Python frames:
 
 * `TensorBase` is a C struct (see _tape.pxd).  Results of native ops keep
   their values in a malloc'd block (`_buf`); an ndarray is made only when
-  someone asks for `.data` (it then takes the block over, without copying).
+  someone asks for the values (`.numpy()`, `.data`; it then takes the block
+  over, without copying).
 * Operators are C slots (`y * 0.9` never runs a Python frame).  The
   elementwise ops, full sums and their backward rules are C loops over raw
   pointers (float32 and float64 through a fused type), for operands of the
@@ -390,13 +391,42 @@ cdef class TensorBase:
             return _DTYPES[self._dt]
         return self._arr.dtype
 
+    # -- .data (as PyTorch: a Tensor over the same memory, outside autograd) --
     @property
     def data(self):
-        return _array(self)
+        return _data_view(self)
 
     @data.setter
     def data(self, value):
+        # `p.data -= g` assigns back the tensor it got: the same memory, nothing to rebind
+        if isinstance(value, TensorBase) and self._arr is not None \
+                and (<TensorBase>value)._arr is self._arr:
+            return
         _rebind(self, _check_data(self, value))
+
+    # `a -= b` of two same-shape float tensors (or a tensor and a number) is one
+    # C loop: `p.data -= lr * p.grad.data` is a training loop's update.  Anything
+    # else, and every error, goes through Tensor._augmented (tensor.py).
+    def __iadd__(self, other):
+        if _inplace_native(ADD, self, other):
+            return self
+        return self._augmented(other, "add_")
+
+    def __isub__(self, other):
+        if _inplace_native(SUB, self, other):
+            return self
+        return self._augmented(other, "sub_")
+
+    def __imul__(self, other):
+        if _inplace_native(MUL, self, other):
+            return self
+        return self._augmented(other, "mul_")
+
+    def __itruediv__(self, other):
+        if _inplace_native(DIV, self, other):
+            return self
+        return self._augmented(other, "div_")
+    # -- end of .data --------------------------------------------------------
 
     def numpy(self):
         return _array(self)
@@ -417,13 +447,15 @@ cdef class TensorBase:
     def grad(self, value):
         self._grad = _check_grad(self, value)
 
+    # As PyTorch: a tensor that does not require grad is a leaf (fg.compile
+    # records such tensors computed from data as nodes, see apply)
     @property
     def grad_fn(self):
-        return None if self._op == LEAF else _op_name(self)
+        return None if self._op == LEAF or not self._requires_grad else _op_name(self)
 
     @property
     def is_leaf(self):
-        return self._op == LEAF
+        return self._op == LEAF or not self._requires_grad
 
     @property
     def _values_dropped(self):
@@ -661,6 +693,23 @@ cdef object _array(TensorBase t):
     return t._arr
 
 
+cdef TensorBase _data_view(TensorBase t):
+    """t.data: a new leaf over t's memory with a version counter of its own.
+
+    As PyTorch's: it does not require grad, and changes made through it are
+    not seen by t's version counter (that is what tells it from detach()).
+    No NumPy call once t has its ndarray: the fields are copied over.
+    """
+    cdef object arr = _array(t)        # raises for values a consumer took over
+    cdef TensorBase d = _new_tensor()
+    d._arr = arr
+    d._data = t._data
+    d._shape = t._shape
+    d._size = t._size
+    d._dt = t._dt
+    return d
+
+
 cdef object _view(char* ptr, object shape, int dt):
     """A temporary ndarray over memory owned by someone else."""
     cdef cnp.npy_intp dims[64]
@@ -686,6 +735,8 @@ cdef int _rebind(TensorBase t, object value) except -1:
     cdef object shape = t._shape
     cdef object dtype = t.dtype
     cdef bint direct = t._data != NULL
+    if value is t._arr:
+        return 0     # the array it already holds: nothing was rebound
     _set_array(t, value)
     if t._shape != shape or value.dtype != dtype or (t._data != NULL) != direct:
         t._layout += 1
@@ -711,6 +762,14 @@ cdef str _op_name(TensorBase t):
 
 cdef int _set_requires_grad(TensorBase t, flag) except -1:
     flag = bool(flag)
+    if t._op != LEAF and not t._requires_grad:
+        if not flag:
+            return 0
+        # a node fg.compile recorded from data alone (apply): a leaf from now on, as in PyTorch
+        _release(t, False)
+        t._op = LEAF
+        t._native = False
+        t._released = False
     if t._op != LEAF and not flag:
         raise RuntimeError(
             "requires_grad: can only change the flag of a leaf tensor; "
@@ -728,6 +787,7 @@ cdef object _check_data(TensorBase t, value):
         value = _array(value)
     if not isinstance(value, np.ndarray):
         raise TypeError("data: expected an ndarray or a Tensor, got %s" % type(value).__name__)
+    value = check_array("data", value)
     if t._requires_grad and value.dtype not in _DTYPES:
         raise TypeError("data: a tensor that requires grad needs float data, got %s" % value.dtype)
     return value
@@ -811,12 +871,14 @@ def apply(int op, tuple inputs, tuple params=()):
         _alias(out, inputs[0])                    # a view (reference.VIEW_OPS)
     if not fg_grad_enabled() or out._dt == DT_OTHER:
         return out
+    cdef bint needs = False
     for x in inputs:
         if isinstance(x, TensorBase) and (<TensorBase>x)._requires_grad:
+            needs = True
             break
-    else:
+    if not needs and not fg_keeps_values():      # recording: data-only nodes too (reference.apply)
         return out
-    out._requires_grad = True
+    out._requires_grad = needs
     out._op = op
     out._inputs = inputs
     out._params = params
@@ -1447,9 +1509,9 @@ cdef object _binary(int op, object x, object y):
         out = _alloc(b._shape if form == FORM_1T or form == FORM_CT else a._shape,
                      b._size if form == FORM_1T or form == FORM_CT else a._size, dt)
         _binary_kernel_forward(op, form, a, b, c, out)
-    if fg_grad_enabled() and ((a is not None and a._requires_grad) or
-                          (b is not None and b._requires_grad)):
-        out._requires_grad = True
+    cdef bint needs = (a is not None and a._requires_grad) or (b is not None and b._requires_grad)
+    if fg_grad_enabled() and (needs or fg_keeps_values()):
+        out._requires_grad = needs
         out._op = op
         out._native = True
         out._form = form
@@ -1507,6 +1569,53 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
         binary_forward(op, <float*>pa, sa, <float*>pb, sb, <float*>out._data, out._size)
 
 
+# -- in place through .data: `a -= b` ------------------------------------------
+cdef bint _inplace_native(int op, TensorBase t, object other) except -1:
+    """Do `t op= other` in one C loop if the operands allow it; False: take the general path.
+
+    Only what the general path (Tensor._augmented) would do in place anyway:
+    t outside autograd (or grad mode off), writeable C-contiguous float
+    values, other a number or a tensor of t's shape and dtype whose memory is
+    t's own or does not overlap it (NumPy would copy an overlapping operand
+    first).  The same loops as the out-of-place op, so the values agree.
+    """
+    cdef TensorBase b = None
+    cdef double c = 0
+    cdef int form
+    cdef Py_ssize_t nbytes
+    if t._data == NULL or t._dt == DT_OTHER or (t._requires_grad and fg_grad_enabled()):
+        return False
+    if t._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>t._arr):
+        return False
+    if isinstance(other, TensorBase):
+        b = <TensorBase>other
+        if not (_nativeable(b) and b._dt == t._dt):
+            return False
+        if b._size == t._size and (b._shape is t._shape or b._shape == t._shape):
+            form = FORM_TT
+        elif b._size == 1 and len(b._shape) <= len(t._shape):
+            form = FORM_T1
+        else:
+            return False
+        nbytes = ITEMSIZE[t._dt]
+        if not (b._data == t._data and b._size == t._size) \
+                and b._data < t._data + t._size * nbytes and t._data < b._data + b._size * nbytes:
+            return False
+    elif type(other) is float:
+        form = FORM_TC
+        c = other
+    elif type(other) is int and -(1 << 53) <= other <= (1 << 53):   # exact as a double
+        form = FORM_TC
+        c = other
+    else:
+        return False
+    _binary_kernel_forward(op, form, t, b, c, t)
+    cdef TensorBase owner = _owner(t)
+    owner._version += 1
+    return True
+# -- end of in place through .data ---------------------------------------------
+
+
 cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q) except -1:
     if a._size >= UFUNC_MIN and op in _UFUNCS:
         # NumPy's SIMD loops beat libm on long arrays; write straight into out.
@@ -1537,8 +1646,8 @@ cdef object _unary(int op, object x, double p, double q):
     else:
         out = _alloc(a._shape, a._size, a._dt)
         _unary_values(op, a, out, p, q)
-    if fg_grad_enabled() and a._requires_grad:
-        out._requires_grad = True
+    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+        out._requires_grad = a._requires_grad
         out._op = op
         out._native = True
         out._form = FORM_TT
@@ -1599,8 +1708,9 @@ def matmul(a, b):
             ((tb._shape[1],) if len(tb._shape) == 2 else ())
     out = _alloc(shape, n * m, ta._dt)
     _matmul_values(ta, tb, out)
-    if fg_grad_enabled() and (ta._requires_grad or tb._requires_grad):
+    if fg_grad_enabled() and (ta._requires_grad or tb._requires_grad or fg_keeps_values()):
         _record(out, MATMUL, ta, tb, None)
+        out._requires_grad = ta._requires_grad or tb._requires_grad
     return out
 
 
@@ -1752,8 +1862,8 @@ def sum(x, axis=None, keepdims=False):
         sum_forward(<double*>a._data, <double*>out._data, a._size)
     else:
         sum_forward(<float*>a._data, <float*>out._data, a._size)
-    if fg_grad_enabled() and a._requires_grad:
-        out._requires_grad = True
+    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+        out._requires_grad = a._requires_grad
         out._op = SUM
         out._native = True
         out._form = FORM_TT
@@ -1881,9 +1991,11 @@ def linear(x, weight, bias=None):
     cdef int dt = tx._dt
     out = _alloc(tuple(tx._shape)[:len(tx._shape) - 1] + (m,), n * m, dt)
     _linear_values(tx, tw, tb, out)
-    if fg_grad_enabled() and (tx._requires_grad or tw._requires_grad or
-                          (tb is not None and tb._requires_grad)):
+    cdef bint needs = tx._requires_grad or tw._requires_grad or \
+        (tb is not None and tb._requires_grad)
+    if fg_grad_enabled() and (needs or fg_keeps_values()):
         _record(out, LINEAR, tx, tw, tb)
+        out._requires_grad = needs
     return out
 
 
@@ -1987,9 +2099,10 @@ def cross_entropy(logits, target, reduction="mean"):
     cdef double total
     out = _alloc((n,) if code == 0 else (), n if code == 0 else 1, z._dt)
     _cross_entropy_values(z, t, out, code)
-    if fg_grad_enabled() and z._requires_grad:
+    if fg_grad_enabled() and (z._requires_grad or fg_keeps_values()):
         _record(out, CROSS_ENTROPY, z, None, target)
         out._c = code
+        out._requires_grad = z._requires_grad
     return out
 
 
@@ -2048,7 +2161,12 @@ def topological_order(roots):
         return _topological_order(roots)
 
 
-cdef list _topological_order(roots):
+cdef inline bint _walks(object x, bint data_nodes):
+    # data_nodes (a Tape): also the nodes fg.compile recorded from data alone
+    return (<TensorBase>x)._requires_grad or (data_nodes and (<TensorBase>x)._op != LEAF)
+
+
+cdef list _topological_order(roots, bint data_nodes=False):
     global _sweep_id
     _sweep_id += 1
     cdef long mark = _sweep_id
@@ -2061,19 +2179,20 @@ cdef list _topological_order(roots):
             node._mark = mark
             node._stage = 1
             if node._native:
-                if node._a is not None and (<TensorBase>node._a)._requires_grad \
+                if node._a is not None and _walks(node._a, data_nodes) \
                         and (<TensorBase>node._a)._mark != mark:
                     stack.append(node._a)
-                if node._b is not None and (<TensorBase>node._b)._requires_grad \
+                if node._b is not None and _walks(node._b, data_nodes) \
                         and (<TensorBase>node._b)._mark != mark:
                     stack.append(node._b)
                 if node._op == LINEAR and node._d is not None \
-                        and (<TensorBase>node._d)._requires_grad \
+                        and _walks(node._d, data_nodes) \
                         and (<TensorBase>node._d)._mark != mark:
                     stack.append(node._d)
             elif node._inputs is not None:
                 for x in node._inputs:
-                    if _wants_grad(x) and (<TensorBase>x)._mark != mark:
+                    if isinstance(x, TensorBase) and _walks(x, data_nodes) \
+                            and (<TensorBase>x)._mark != mark:
                         stack.append(x)
         else:
             stack.pop()
@@ -2711,7 +2830,7 @@ cdef class Tape:
     def __init__(self, root):
         _check_tape_root(root)
         with _sweep_lock:
-            order = _topological_order([root])
+            order = _topological_order([root], True)
         for node in order:
             if (<TensorBase>node)._dropped:
                 raise ValueError("compile: the graph was built without keeping every "

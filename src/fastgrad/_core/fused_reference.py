@@ -63,7 +63,7 @@ def _values(name, gi, pi, p):
     grad = p.grad
     if grad is None:
         return None, None
-    v = p.data
+    v = p.numpy()
     if v.dtype.type not in _FLOATS:
         raise TypeError("%s: parameter %d in group %d has dtype %s, expected float32 or float64"
                         % (name, pi, gi, v.dtype.name))
@@ -71,7 +71,7 @@ def _values(name, gi, pi, p):
         raise ValueError("%s: parameter %d in group %d is read-only (its values live in "
                          "read-only memory), so it cannot be updated in place"
                          % (name, pi, gi))
-    g = grad.data
+    g = grad.numpy()
     if g.dtype.type is not v.dtype.type:
         raise TypeError("%s: gradient of parameter %d in group %d has dtype %s, expected %s"
                         % (name, pi, gi, g.dtype.name, v.dtype.name))

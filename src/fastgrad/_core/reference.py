@@ -74,6 +74,7 @@ class _ThreadMode(threading.local):
     must not stop another thread's recording.  The class attribute is what a
     new thread sees before it sets anything: grad on."""
     grad_enabled = True
+    recording = False      # inside fg.compile's first call (see apply)
 
 
 _mode = _ThreadMode()
@@ -107,6 +108,15 @@ def set_node_hook(fn):
     global _node_hook
     previous = _node_hook
     _node_hook = fn
+    return previous
+
+
+def _set_keep_values(keep):
+    """fg.compile's recording, in this thread: every op on tensors becomes a node,
+    also one computed from tensors that do not require grad (see apply); returns
+    the old setting.  (The compiled core also keeps every value then.)"""
+    previous = _mode.recording
+    _mode.recording = bool(keep)
     return previous
 
 
@@ -162,13 +172,34 @@ class TensorBase:
     def dtype(self):
         return self._value.dtype
 
+    # -- .data (as PyTorch: a Tensor over the same memory, outside autograd) --
     @property
     def data(self):
-        return self._value
+        # a leaf with a version counter of its own: changes through it are not
+        # seen by this tensor's counter (that is what tells it from detach())
+        return from_array(self._value)
 
     @data.setter
     def data(self, value):
+        # `p.data -= g` assigns back the tensor it got: the same memory, nothing to rebind
+        if isinstance(value, TensorBase) and value._value is self._value:
+            return
         _rebind(self, _check_data(self, value))
+
+    # In place `a -= b`: Tensor._augmented (tensor.py) decides between in place
+    # and a new node; the compiled core runs the common cases in one C loop first.
+    def __iadd__(self, other):
+        return self._augmented(other, "add_")
+
+    def __isub__(self, other):
+        return self._augmented(other, "sub_")
+
+    def __imul__(self, other):
+        return self._augmented(other, "mul_")
+
+    def __itruediv__(self, other):
+        return self._augmented(other, "div_")
+    # -- end of .data --------------------------------------------------------
 
     def numpy(self):
         return self._value
@@ -189,13 +220,15 @@ class TensorBase:
     def grad(self, value):
         self._grad = _check_grad(self, value)
 
+    # As PyTorch: a tensor that does not require grad is a leaf (fg.compile
+    # records such tensors computed from data as nodes, see apply)
     @property
     def grad_fn(self):
-        return None if self._op == LEAF else _op_name(self)
+        return None if self._op == LEAF or not self._requires_grad else _op_name(self)
 
     @property
     def is_leaf(self):
-        return self._op == LEAF
+        return self._op == LEAF or not self._requires_grad
 
     @property
     def _version_counter(self):
@@ -343,6 +376,8 @@ def _alias(t, base):
 
 def _rebind(t, value):
     """t.data = value: new values (a version bump), maybe of another shape, dtype or layout."""
+    if value is t._value:
+        return          # the array it already holds: nothing was rebound
     # Contiguity counts as layout too: the compiled core's loops need it, and
     # both cores must refuse the same graphs.
     if value.shape != t._value.shape or value.dtype != t._value.dtype or \
@@ -360,6 +395,13 @@ def _op_name(t):
 
 def _set_requires_grad(t, flag):
     flag = bool(flag)
+    if t._op != LEAF and not t._requires_grad:
+        if not flag:
+            return
+        # a node fg.compile recorded from data alone (apply): a leaf from now on, as in PyTorch
+        _release(t)
+        t._op = LEAF
+        t._released = False
     if t._op != LEAF and not flag:
         raise RuntimeError(
             "requires_grad: can only change the flag of a leaf tensor; "
@@ -375,6 +417,7 @@ def _check_data(t, value):
     value = value._value if isinstance(value, TensorBase) else value
     if not isinstance(value, np.ndarray):
         raise TypeError("data: expected an ndarray or a Tensor, got %s" % type(value).__name__)
+    value = check_array("data", value)
     if t._requires_grad and value.dtype.kind != "f":
         raise TypeError("data: a tensor that requires grad needs float data, got %s" % value.dtype)
     return value
@@ -452,10 +495,16 @@ def apply(op, inputs, params=()):
     out = _new(np.asarray(FORWARD[op](*values, *params)))
     if op in VIEW_OPS and np.may_share_memory(out._value, values[0]):
         _alias(out, inputs[0])
-    if _mode.grad_enabled and any(isinstance(x, TensorBase) and x._requires_grad for x in inputs):
+    if not _mode.grad_enabled:
+        return out
+    needs = any(isinstance(x, TensorBase) and x._requires_grad for x in inputs)
+    # While fg.compile records, what is computed from data alone is a node
+    # too (one that does not require grad): the replay recomputes it from the
+    # data's values of that call instead of keeping the recorded ones.
+    if needs or _mode.recording:
         if out._value.dtype.kind != "f":
             return out          # integer results (argmax, ...) carry no gradient
-        out._requires_grad = True
+        out._requires_grad = needs
         out._op = op
         out._inputs = tuple(inputs)
         out._params = tuple(params)
@@ -1109,7 +1158,7 @@ def index_backward(needs, g, out, a, key):
 
 def index_(x, key):
     x = _operand(x, "index")
-    return apply(INDEX, (x,), (check_index(x.data, key),))
+    return apply(INDEX, (x,), (check_index(x._value, key),))
 
 
 def check_index(values, key):
@@ -1118,7 +1167,7 @@ def check_index(values, key):
     out = []
     for k in items:
         if hasattr(k, "_init_leaf"):          # a Tensor of either core
-            k = np.asarray(k.data)
+            k = np.asarray(k.numpy())
         elif isinstance(k, list):
             k = np.asarray(k)
         if isinstance(k, np.ndarray):
@@ -1461,8 +1510,11 @@ BACKWARD = (
 # The backward sweep
 # ---------------------------------------------------------------------------
 
-def topological_order(roots):
+def topological_order(roots, data_nodes=False):
     """Nodes that need a gradient, reachable from `roots`, consumers first.
+
+    With `data_nodes`, also the nodes computed from data alone that fg.compile
+    recorded (they need no gradient, but a replay recomputes them).
 
     Depth-first with an explicit stack (no recursion limit).  A node is
     emitted only after all of its inputs, so the reversed emission order puts
@@ -1477,7 +1529,8 @@ def topological_order(roots):
         if mark is None:
             state[id(node)] = 1
             for x in node._inputs:
-                if isinstance(x, TensorBase) and x._requires_grad and id(x) not in state:
+                if isinstance(x, TensorBase) and (x._requires_grad or (data_nodes and
+                                                  x._op != LEAF)) and id(x) not in state:
                     stack.append(x)
         else:
             stack.pop()
@@ -1795,14 +1848,16 @@ class Tape:
     Most training steps build the same graph every time.  A Tape keeps the
     graph of `root` (its nodes in topological order) and replays it:
     forward() recomputes every node, in place, from the current values of
-    the leaves; backward() sweeps it again, keeping the graph.  Values that
-    did not require grad when recorded are constants of the tape.
+    the leaves; backward() sweeps it again, keeping the graph.  What was
+    computed from data alone is replayed too (apply records it while
+    fg.compile records); only values outside any op (Python numbers, integer
+    and bool results such as comparisons) are constants of the tape.
     """
 
     def __init__(self, root):
         _check_tape_root(root)
         self.root = root
-        self._order = topological_order([root])       # consumers first
+        self._order = topological_order([root], True)     # consumers first
 
     def forward(self):
         # Under the sweep lock: another thread's replay or sweep of the same

@@ -39,7 +39,7 @@ class Embedding(Module):
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight.numpy()[self.padding_idx] = 0
             self.weight._bump_version()
 
     @classmethod

@@ -100,14 +100,14 @@ def _reduce(losses, reduction):
 
 
 def _values(x):
-    return x.data if isinstance(x, core.TensorBase) else np.asarray(x)
+    return x.numpy() if isinstance(x, core.TensorBase) else np.asarray(x)
 
 
 def _float_target(name, input, target):
     """The target as a tensor; integer or bool targets become the input's float dtype."""
     if isinstance(target, core.TensorBase):
         if target.dtype.kind != "f":
-            return _new_tensor(target.data, dtype=input.dtype)
+            return _new_tensor(target.numpy(), dtype=input.dtype)
         return target
     target = np.asarray(target)
     if target.dtype.kind not in "fiub":
@@ -202,7 +202,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     input = _tensor(input)
     target = _float_target(name, input, target)
     _check_same_shape(name, input, target)
-    p = input.data
+    p = input.numpy()
     if p.size and not (np.all(p >= 0) and np.all(p <= 1)):
         bad = p[~((p >= 0) & (p <= 1))].flat[0]
         raise ValueError("%s: every input must be a probability in [0, 1], got %r (apply "
@@ -362,7 +362,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     # (an empty batch goes the long way: the fused op needs a row to divide by)
     if weight is None and not label_smoothing and ignore_index < 0 \
             and isinstance(input, core.TensorBase) and input.ndim == 2 and input.shape[0]:
-        values = target.data if isinstance(target, core.TensorBase) else target
+        values = target.numpy() if isinstance(target, core.TensorBase) else target
         if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
             try:
                 return core.cross_entropy(input, values, reduction)

@@ -24,7 +24,7 @@ def _linear(x, weight, bias=None):
     same numbers as a single (rows, in) matrix take one BLAS call, forward
     and backward (the reshapes are views).
     """
-    if x.ndim > 2 and x.data.flags.c_contiguous:
+    if x.ndim > 2 and x.numpy().flags.c_contiguous:
         lead = tuple(x.shape[:-1])
         out = core.linear(x.reshape(-1, x.shape[-1]), weight, bias)
         return out.reshape(*lead, weight.shape[0])
@@ -36,7 +36,7 @@ def _linear(x, weight, bias=None):
 # ---------------------------------------------------------------------------
 def _indices(name, input, num):
     """Integer indices as an int64 array, each checked against `num` rows."""
-    idx = input.data if isinstance(input, core.TensorBase) else np.asarray(input)
+    idx = input.numpy() if isinstance(input, core.TensorBase) else np.asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError("%s: indices must be integers, got dtype %s" % (name, idx.dtype))
     idx = idx.astype(np.int64, copy=False)
@@ -137,7 +137,7 @@ def _float_mask(name, what, mask, dtype, true_masks):
     true_masks: whether True means "masked out" (MultiheadAttention's
     convention) or "may attend" (scaled_dot_product_attention's).
     """
-    m = mask.data if isinstance(mask, core.TensorBase) else np.asarray(mask)
+    m = mask.numpy() if isinstance(mask, core.TensorBase) else np.asarray(mask)
     if m.dtype == np.bool_:
         blocked = m if true_masks else ~m
         return np.where(blocked, -np.inf, 0.0).astype(dtype)

@@ -24,7 +24,7 @@ def _target(name, tensor):
 
 
 def _fill(tensor, values):
-    tensor.data[...] = values
+    tensor.numpy()[...] = values
     tensor._bump_version()
     return tensor
 

@@ -219,7 +219,7 @@ class Module:
             if set_to_none:
                 param.grad = None
             else:
-                param.grad.data[...] = 0
+                param.grad.numpy()[...] = 0
 
     def apply(self, fn):
         """Call fn(module) on every sub-module and then on self (as PyTorch)."""
@@ -254,12 +254,12 @@ class Module:
             raise TypeError("Module.to: parameters must stay floating point, got %s" % dtype)
         for param in self.parameters():
             if param.dtype != dtype:
-                param.data = param.data.astype(dtype)
+                param.data = param.numpy().astype(dtype)
                 if param.grad is not None:
-                    param.grad = core.from_array(param.grad.data.astype(dtype))
+                    param.grad = core.from_array(param.grad.numpy().astype(dtype))
         for buf in self.buffers():
             if buf.dtype.kind == "f" and buf.dtype != dtype:
-                buf.data = buf.data.astype(dtype)
+                buf.data = buf.numpy().astype(dtype)
         return self
 
     def float(self):
@@ -309,7 +309,7 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            value = value.data if isinstance(value, core.TensorBase) else value
+            value = value.numpy() if isinstance(value, core.TensorBase) else value
             try:
                 value = np.asarray(value)
             except Exception as exc:          # e.g. a ragged list

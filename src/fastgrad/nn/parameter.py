@@ -18,7 +18,7 @@ class Parameter(Tensor):
         if data is None:
             values = np.empty((0,), dtype=_to_array(0.0).dtype)
         elif isinstance(data, core.TensorBase):
-            values = data.data
+            values = data.numpy()
         else:
             values = _to_array(data)
         if requires_grad and values.dtype.kind != "f":

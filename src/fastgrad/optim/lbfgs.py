@@ -80,7 +80,7 @@ class LBFGS(Optimizer):
         for pi, p in enumerate(self._params()):
             v, g = _checks._values(name, 0, pi, p)
             if g is None:
-                parts.append(np.zeros(p.data.size, dtype=self._dtype()))
+                parts.append(np.zeros(p.numpy().size, dtype=self._dtype()))
                 continue
             if self.error_if_nonfinite:
                 _checks._finite(name, 0, pi, g)
@@ -92,7 +92,7 @@ class LBFGS(Optimizer):
         name = type(self).__name__
         values = []
         for pi, p in enumerate(self._params()):
-            v = p.data
+            v = p.numpy()
             if not v.flags.writeable:
                 raise ValueError("%s: parameter %d in group 0 is read-only (its values live in "
                                  "read-only memory), so it cannot be updated in place"
@@ -107,7 +107,7 @@ class LBFGS(Optimizer):
 
     def _restore(self, values):
         for p, saved in zip(self._params(), values):
-            p.data[...] = saved
+            p.numpy()[...] = saved
             p._bump_version()
 
     def _evaluate_at(self, closure, start, t, d):
@@ -124,7 +124,7 @@ class LBFGS(Optimizer):
     @staticmethod
     def _loss_value(loss):
         if isinstance(loss, core.TensorBase):
-            return float(np.asarray(loss.data).reshape(-1)[0]) if loss.data.size == 1 \
+            return float(np.asarray(loss.numpy()).reshape(-1)[0]) if loss.numpy().size == 1 \
                 else _not_scalar(loss)
         return float(loss)
 
@@ -202,7 +202,7 @@ class LBFGS(Optimizer):
                 break
             evals_here = 0
             if group["line_search_fn"] == "strong_wolfe":
-                start = [p.data.copy() for p in self._params()]
+                start = [p.numpy().copy() for p in self._params()]
                 loss, flat_grad, t, evals_here = _strong_wolfe(
                     lambda step: self._evaluate_at(closure, start, step, d),
                     t, d, loss, flat_grad, gtd, tol_change)
@@ -252,7 +252,7 @@ class LBFGS(Optimizer):
     def _state_value(self, name, index, p, key, value):
         if key not in self._STATE_KEYS:
             return super()._state_value(name, index, p, key, value)
-        size = sum(q.data.size for q in self._params())
+        size = sum(q.numpy().size for q in self._params())
         if key in _COUNTS:
             if not _is_integer(value) or value < 0:
                 raise ValueError("%s: %r of parameter %d must be an integer >= 0, got %r"

@@ -42,8 +42,8 @@ class NAdam(Optimizer):
     def _state_value(self, name, index, p, key, value):
         if key != "mu_product":
             return super()._state_value(name, index, p, key, value)
-        if hasattr(value, "data") and not isinstance(value, np.ndarray):
-            value = value.data
+        if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+            value = value.numpy()
         arr = np.asarray(value)
         if arr.size != 1 or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
             raise ValueError("%s: 'mu_product' of parameter %d must be a finite number, got %r"

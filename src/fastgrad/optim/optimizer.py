@@ -152,7 +152,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    g.data[...] = 0
+                    g.numpy()[...] = 0
                     g._bump_version()
 
     @staticmethod
@@ -257,7 +257,7 @@ class Optimizer:
                              % (name, key, index, type(self).__name__,
                                 ", ".join(self._STATE_KEYS) or "no state"))
         if isinstance(value, core.TensorBase):
-            value = value.data
+            value = value.numpy()
         if key == "step":
             arr = np.asarray(value)
             if arr.size != 1 or arr.dtype.kind not in "iuf":

@@ -61,11 +61,11 @@ class Dataset:
 
 def _as_array(x, what):
     if isinstance(x, core.TensorBase):
-        return x.data
+        return x.numpy()
     if isinstance(x, np.ndarray):
         return x
     try:
-        return _tensor_of(x).data      # lists and numbers: fg.tensor's dtype rules
+        return _tensor_of(x).numpy()     # lists and numbers: fg.tensor's dtype rules
     except (TypeError, ValueError) as exc:
         raise TypeError("%s: cannot make an array from %s (%s)" % (what, type(x).__name__, exc))
 
@@ -144,11 +144,11 @@ def _short(x):
 def _stack(values, field):
     first = values[0]
     if isinstance(first, core.TensorBase):
-        arrays = [v.data if isinstance(v, core.TensorBase) else np.asarray(v) for v in values]
+        arrays = [v.numpy() if isinstance(v, core.TensorBase) else np.asarray(v) for v in values]
     elif isinstance(first, (np.ndarray, np.generic)):
-        arrays = [np.asarray(v.data if isinstance(v, core.TensorBase) else v) for v in values]
+        arrays = [np.asarray(v.numpy() if isinstance(v, core.TensorBase) else v) for v in values]
     else:                                  # Python numbers: fg.tensor's dtype rules
-        return _tensor_of(values).data
+        return _tensor_of(values).numpy()
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError("DataLoader: field %d has items of different shapes %s; they cannot be "
