@@ -14,3 +14,4 @@ from . import cnn  # noqa: F401
 from . import charlm  # noqa: F401
 from . import lstm  # noqa: F401
 from . import ddp  # noqa: F401
+from . import ops  # noqa: F401
