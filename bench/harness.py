@@ -204,6 +204,10 @@ class Workload:
     # "long": one table line per implementation; "wide": one line per row, a
     # column per implementation (for workloads of many rows).
     table: str = "long"
+    # What ratios and targets compare: "median" of the timing blocks, or "min"
+    # (many short blocks of microsecond ops on a shared machine: a block that
+    # lost the CPU only adds time, so the fastest block is the cleanest figure).
+    statistic: str = "median"
 
     def __post_init__(self):
         unknown = sorted(set(self.runners) - set(IMPLS))

@@ -1,5 +1,11 @@
 """What `run.py` prints and writes: machine info, the results table, the
-targets, the JSON file and the plot."""
+targets, the JSON file and the plot.
+
+    python bench/report.py --markdown results.json
+
+prints the Markdown table of a saved run's wide workloads (`ops`), the one
+README.md shows, without running anything again.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -232,13 +238,14 @@ def format_wide(name: str, results: List[dict]) -> str:
     then each implementation's median over compiled's."""
     impls = [i for i in IMPLS if any(r["impl"] == i for r in results)]
     others = [i for i in impls if i != BASELINE]
-    header = [name, "size"] + [f"{i} µs" for i in impls] + [f"{i} / {BASELINE}" for i in others] \
-        + ["check"]
+    stat = WORKLOADS[name].statistic
+    header = [name, "size"] + [f"{i} {stat}" for i in impls] + \
+        [f"{i} / {BASELINE}" for i in others] + ["check"]
     lines = []
     for row in wide_rows(results):
         by = row["by_impl"]
         cells = list(row["cells"])
-        cells += [fmt_us(by[i].get("median")) if i in by and by[i]["status"] == "ok" else "-"
+        cells += [fmt_us(by[i].get(stat)) if i in by and by[i]["status"] == "ok" else "-"
                   for i in impls]
         cells += [fmt_ratio(by[i].get("ratio")) if i in by else "" for i in others]
         cells.append(row["check"])
@@ -269,13 +276,15 @@ def format_markdown(results: List[dict], than: str = "torch-1thread") -> str:
 
         rows.sort(key=lambda row: (ratio(row, key) is None, ratio(row, key) or 0.0))
         others = [i for i in impls if i != BASELINE]
-        head = ["op", "size", f"{BASELINE} µs"] + [f"{i} / {BASELINE}" for i in others] + ["check"]
+        stat = WORKLOADS[name].statistic
+        head = ["op", "size", f"{BASELINE} µs ({stat})"] + [f"{i} / {BASELINE}" for i in others] \
+            + ["check"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 3) + ["---"]) + "|")
         for row in rows:
             base = row["by_impl"].get(BASELINE)
             cells = [f"`{row['cells'][0]}`", row["cells"][1],
-                     fmt_us(base.get("median")) if base and base["status"] == "ok" else "-"]
+                     fmt_us(base.get(stat)) if base and base["status"] == "ok" else "-"]
             cells += [fmt_ratio(ratio(row, i)) if ratio(row, i) is not None else "-"
                       for i in others]
             cells.append(row["check"].replace("|", "\\|"))
@@ -305,6 +314,9 @@ def format_legend(results: List[dict], settings: dict,
             lines.append(f"{' ' * len(name)}  timing: {own['repeats']} blocks of >= "
                          f"{own['min_time'] * 1e3:g} ms, {own['warmup'] * 1e3:g} ms warm-up "
                          f"(this workload's own settings)")
+        if wl.statistic != "median":
+            lines.append(f"{' ' * len(name)}  ratios and targets compare each implementation's "
+                         f"{wl.statistic} over the blocks, not the median")
         if wl.op_note:
             lines.append(f"{' ' * len(name)}  µs/op: µs per iteration / ops, {wl.op_note}")
         lines.append(f"{' ' * len(name)}  check: agrees with {wl.reference} to rtol {wl.rtol:g}"
@@ -350,7 +362,7 @@ def evaluate_targets(results: List[dict]) -> List[dict]:
                 bad = a if a.get("correct") is False else b
                 entry.update(verdict="FAIL", why=f"{bad['impl']} gives a wrong result")
             else:
-                ratio = b["median"] / a["median"]
+                ratio = b["value"] / a["value"]
                 entry["ratio"] = ratio
                 ok = target.passes(ratio)
                 if target.factor < 1:    # a ceiling reads better the other way round
@@ -380,7 +392,7 @@ def _group_target(target, name: str, rows, by_key) -> Optional[dict]:
         elif a.get("correct") is False or b.get("correct") is False:
             wrong.append(label)
         else:
-            ratios.append((b["median"] / a["median"], label))
+            ratios.append((b["value"] / a["value"], label))
     if not (ratios or skipped or wrong):
         return None
     entry = {"workload": name, "size": None, "label": target.name, "target": target.text(),
@@ -435,11 +447,12 @@ def format_targets(entries: List[dict]) -> str:
 def write_json(path: str, machine: dict, settings: dict, results: List[dict],
                targets: List[dict]) -> None:
     keep = ("workload", "size", "label", "impl", "status", "error", "iters", "info",
-            "median", "min", "max", "per_op", "ratio", "correct", "max_rel_err", "times")
+            "median", "min", "max", "value", "per_op", "ratio", "correct", "is_reference",
+            "max_rel_err", "times")
     clean = []
     for r in results:
         rec = {k: r[k] for k in keep if k in r}
-        for k in ("median", "min", "max", "per_op"):
+        for k in ("median", "min", "max", "value", "per_op"):
             if k in rec and rec[k] is not None:
                 rec[k + "_us"] = rec.pop(k) * 1e6
         if "times" in rec:
@@ -450,6 +463,24 @@ def write_json(path: str, machine: dict, settings: dict, results: List[dict],
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
+
+
+def read_json(path: str) -> List[dict]:
+    """The results of a file write_json wrote, as run.py holds them (seconds)."""
+    with open(path) as f:
+        doc = json.load(f)
+    results = []
+    for rec in doc["results"]:
+        rec = dict(rec)
+        for k in ("median", "min", "max", "value", "per_op"):
+            if k + "_us" in rec:
+                value = rec.pop(k + "_us")
+                rec[k] = None if value is None else value / 1e6
+        if "times_us" in rec:
+            rec["times"] = [t / 1e6 for t in rec.pop("times_us")]
+        rec.pop("check", None)
+        results.append(rec)
+    return results
 
 
 def plot_available() -> bool:
@@ -497,3 +528,19 @@ def write_plot(path: str, results: List[dict]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description="tables from a saved run (run.py --json FILE)")
+    ap.add_argument("--markdown", metavar="RESULTS.json", required=True,
+                    help="print the wide workloads' table as Markdown, sorted by the ratio to "
+                         "PyTorch at one thread")
+    args = ap.parse_args(argv)
+    print(format_markdown(read_json(args.markdown)))
+    return 0
+
+
+if __name__ == "__main__":
+    import workloads  # noqa: F401  (registers the workloads, for their settings)
+    sys.exit(main())

@@ -334,6 +334,7 @@ def summarise(wl, size, impls, records) -> list:
             times = rec["times"]
             rec["median"] = statistics.median(times)
             rec["min"], rec["max"] = min(times), max(times)
+            rec["value"] = rec[wl.statistic]        # what ratios and targets compare
             rec["per_op"] = rec["median"] / wl.ops(size) if wl.ops else None
             got = np.asarray(rec.pop("check"), dtype=np.float64).reshape(rec.pop("check_shape"))
             rec["is_reference"] = impl == wl.reference
@@ -350,7 +351,7 @@ def summarise(wl, size, impls, records) -> list:
         out.append(rec)
     base = next((r for r in out if r["impl"] == BASELINE and r["status"] == "ok"), None)
     for r in out:
-        r["ratio"] = r["median"] / base["median"] if base and r["status"] == "ok" else None
+        r["ratio"] = r["value"] / base["value"] if base and r["status"] == "ok" else None
     return out
 
 
@@ -439,6 +440,8 @@ def main(argv=None) -> int:
     used = {}
     try:
         for wl, size in rows:
+            if wl.name not in used:
+                pool.close()                 # the previous workload's shared children
             progress.next_row(f"{wl.name} {wl.label(size)}: {', '.join(row_impls[wl.name])}")
             wl_settings = workload_settings(wl, settings, given)
             used[wl.name] = wl_settings

@@ -147,7 +147,7 @@ def test_group_targets_report_every_row_and_the_median(harness):
     by_key = {}
     for label, ratio in rows:
         for impl, median in (("compiled", 1.0), ("torch", ratio)):
-            by_key[("w", label, impl)] = {"impl": impl, "status": "ok", "median": median,
+            by_key[("w", label, impl)] = {"impl": impl, "status": "ok", "value": median,
                                           "correct": True}
     sizes = [(label, label) for label, _ in rows]
     every = report._group_target(target_every, "w", sizes, by_key)
