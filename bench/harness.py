@@ -101,6 +101,17 @@ register_impl(Impl("compiled", "fastgrad, compiled core", "fastgrad",
 register_impl(Impl("python", "fastgrad, pure-Python reference core", "fastgrad",
                    {"FASTGRAD_BACKEND": "python"}, _probe_fastgrad("python")))
 register_impl(Impl("torch", "PyTorch eager (CPU, default threads)", "torch", probe=_probe_torch))
+
+
+def _probe_torch_1thread() -> dict:
+    import torch
+    torch.set_num_threads(1)          # the environment says so too; this makes sure
+    return _probe_torch()
+
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+register_impl(Impl("torch-1thread", "PyTorch eager (CPU, 1 intra-op thread)", "torch",
+                   ONE_THREAD, _probe_torch_1thread))
 register_impl(Impl("numpy", "hand-written NumPy forward + backward", "numpy", probe=_probe_numpy))
 register_impl(Impl("jax", "JAX (jit where the workload says so)", "jax", probe=_probe_version("jax")))
 register_impl(Impl("micrograd", "micrograd (scalar Values)", "micrograd",
@@ -144,6 +155,27 @@ class Target:
 
 
 @dataclass
+class GroupTarget:
+    """Speed goal over many rows of one workload at once (e.g. every op of `ops`).
+
+    Each row the filter ``where(size)`` keeps gives ``ratio = median(than) /
+    median(impl)``; ``stat="every"`` passes when every ratio reaches ``factor``,
+    ``stat="median"`` when the median of the ratios does.  ``name`` says which
+    rows (``"4x4 and 32x64"``); the verdict lists the rows that miss.
+    """
+    impl: str
+    than: str
+    factor: float
+    name: str
+    where: Callable[[Any], bool] = lambda size: True
+    stat: str = "every"
+
+    def text(self) -> str:
+        what = "every row" if self.stat == "every" else "median"
+        return f"{self.name}: {what} {self.impl} <= {self.than} / {self.factor:g}"
+
+
+@dataclass
 class Workload:
     name: str
     description: str
@@ -161,6 +193,21 @@ class Workload:
     # threads of the implementation timed just before would take the cores
     # from the next one (measured on 2 cores, batch-1024 matmuls: 2-4x slower).
     settle: float = 0.0
+    # Rows whose sizes give the same child_group(size) share one process per
+    # implementation, which builds each row's runner in turn (a workload of
+    # hundreds of small rows would otherwise spend its time starting Python).
+    child_group: Optional[Callable[[Any], Any]] = None
+    # settings(run_settings) -> this workload's repeats / min_time / warmup
+    # (values the user gave on the command line are kept).
+    settings: Optional[Callable[[dict], dict]] = None
+    group_targets: List["GroupTarget"] = field(default_factory=list)
+    # "long": one table line per implementation; "wide": one line per row, a
+    # column per implementation (for workloads of many rows).
+    table: str = "long"
+    # What ratios and targets compare: "median" of the timing blocks, or "min"
+    # (many short blocks of microsecond ops on a shared machine: a block that
+    # lost the CPU only adds time, so the fastest block is the cleanest figure).
+    statistic: str = "median"
 
     def __post_init__(self):
         unknown = sorted(set(self.runners) - set(IMPLS))
@@ -222,8 +269,57 @@ def _as_check(value) -> dict:
     return {"check": arr.ravel().tolist(), "check_shape": list(arr.shape)}
 
 
+def _prepare(workload: str, impl: str, size, min_time: float, warmup: float):
+    """Build the runner for one row, warm it up and size its timing block."""
+    made = WORKLOADS[workload].runners[impl](size)
+    step, result = made[0], made[1]
+    notes = made[2] if len(made) > 2 else None
+    calls, elapsed = warm_up(step, warmup)
+    iters = size_block(step, elapsed / calls, min_time)
+    return step, result, notes, iters
+
+
+def _time_row(emit, lines, prepared, info: dict, serve: bool, repeats: int) -> Optional[bool]:
+    """Time one prepared row and emit its final record.  Returns True when it
+    went well, False on an error, None when the parent went away."""
+    step, result, notes, iters = prepared
+    times: List[float] = []
+
+    def one_block():
+        gc.collect()   # start each block clean; collection during the block is part of the cost
+        t = time_block(step, iters) / iters
+        times.append(t)
+        return t
+
+    try:
+        if serve:
+            emit({"status": "ready", "iters": iters, "info": info})
+            for line in lines:
+                cmd = line.strip()
+                if cmd == "time":
+                    emit({"t": one_block()})
+                elif cmd == "done":
+                    break
+                else:
+                    raise ValueError(f"child: unknown command {cmd!r} (expected 'time' or 'done')")
+            else:
+                return None      # parent went away
+        else:
+            for _ in range(repeats):
+                one_block()
+        record = {"status": "ok", "times": times, "iters": iters, "info": info}
+        record.update(_as_check(result()))
+        if notes is not None:
+            info["notes"] = notes()
+    except Exception:
+        emit({"status": "error", "error": traceback.format_exc(limit=-3)})
+        return False
+    emit(record)
+    return True
+
+
 def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
-               warmup: float, serve: bool) -> int:
+               warmup: float, serve: bool, rows: bool = False) -> int:
     """Entry point of a child process. Protocol (one JSON object per line on stdout):
 
     - without ``serve``: time ``repeats`` blocks, print the final record, exit;
@@ -231,6 +327,11 @@ def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
       ``time`` line on stdin with ``{"t": seconds_per_iteration}`` for one
       block, and ``done`` with the final record. The parent uses this to
       interleave the blocks of all implementations of one row.
+    - with ``rows`` (implies ``serve``, for workloads with a ``child_group``):
+      print ``{"status": "idle", "info": ...}``, then for each ``row SIZE``
+      line (SIZE in JSON) build that row's runner and serve it as above;
+      end of input ends the process.  A row whose runner fails gets an
+      ``error`` record and the child waits for the next row.
 
     The final record has ``status`` ("ok", "missing" or "error"), ``times``
     (seconds per iteration, one per block), ``iters`` (iterations per block),
@@ -254,49 +355,31 @@ def child_main(workload: str, impl: str, size, *, repeats: int, min_time: float,
     except Exception as exc:
         emit({"status": "error", "error": f"{type(exc).__name__}: {exc}"})
         return 1
+    lines = iter(sys.stdin)
+    if rows:
+        emit({"status": "idle", "info": info})
+        for line in lines:
+            cmd = line.strip()
+            if not cmd.startswith("row "):
+                emit({"status": "error", "error": f"child: unknown command {cmd!r} "
+                                                  f"(expected 'row SIZE')"})
+                return 1
+            try:
+                prepared = _prepare(workload, impl, json.loads(cmd[4:]), min_time, warmup)
+            except Exception:
+                emit({"status": "error", "error": traceback.format_exc(limit=-3)})
+                continue
+            went = _time_row(emit, lines, prepared, dict(info), True, repeats)
+            if went is None:
+                return 1
+        return 0
     try:
-        made = WORKLOADS[workload].runners[impl](size)
-        step, result = made[0], made[1]
-        notes = made[2] if len(made) > 2 else None
-        calls, elapsed = warm_up(step, warmup)
-        iters = size_block(step, elapsed / calls, min_time)
+        prepared = _prepare(workload, impl, size, min_time, warmup)
     except Exception:
         emit({"status": "error", "error": traceback.format_exc(limit=-3)})
         return 1
-
-    times: List[float] = []
-
-    def one_block():
-        gc.collect()   # start each block clean; collection during the block is part of the cost
-        t = time_block(step, iters) / iters
-        times.append(t)
-        return t
-
-    try:
-        if serve:
-            emit({"status": "ready", "iters": iters, "info": info})
-            for line in sys.stdin:
-                cmd = line.strip()
-                if cmd == "time":
-                    emit({"t": one_block()})
-                elif cmd == "done":
-                    break
-                else:
-                    raise ValueError(f"child: unknown command {cmd!r} (expected 'time' or 'done')")
-            else:
-                return 1        # parent went away
-        else:
-            for _ in range(repeats):
-                one_block()
-        record = {"status": "ok", "times": times, "iters": iters, "info": info}
-        record.update(_as_check(result()))
-        if notes is not None:
-            info["notes"] = notes()
-    except Exception:
-        emit({"status": "error", "error": traceback.format_exc(limit=-3)})
-        return 1
-    emit(record)
-    return 0
+    went = _time_row(emit, lines, prepared, info, serve, repeats)
+    return 0 if went else 1
 
 
 def reference_value(workload: Workload, size):

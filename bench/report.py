@@ -1,5 +1,11 @@
 """What `run.py` prints and writes: machine info, the results table, the
-targets, the JSON file and the plot."""
+targets, the JSON file and the plot.
+
+    python bench/report.py --markdown results.json
+
+prints the Markdown table of a saved run's wide workloads (`ops`), the one
+README.md shows, without running anything again.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -203,7 +209,91 @@ def format_table(results: List[dict]) -> str:
     return "\n".join(out)
 
 
-def format_legend(results: List[dict], settings: dict) -> str:
+def _row_cells(rec: dict) -> List[str]:
+    size = rec["size"]
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return [str(size[0]), str(size[1])]
+    return [rec["label"], ""]
+
+
+def wide_rows(results: List[dict]) -> List[dict]:
+    """One dict per row of a wide workload: cells, each impl's record, the check text."""
+    rows: Dict[str, dict] = {}
+    for rec in results:
+        row = rows.setdefault(rec["label"], {"cells": _row_cells(rec), "size": rec["size"],
+                                              "by_impl": {}})
+        row["by_impl"][rec["impl"]] = rec
+    for row in rows.values():
+        problems = []
+        for impl, rec in row["by_impl"].items():
+            text = status_text(rec)
+            if not (text in ("ok", "reference", "ok (unchecked)")):
+                problems.append(f"{impl}: {text}")
+        row["check"] = "; ".join(problems) if problems else "ok"
+    return list(rows.values())
+
+
+def format_wide(name: str, results: List[dict]) -> str:
+    """A workload of many rows: one line per row, a time column per implementation,
+    then each implementation's median over compiled's."""
+    impls = [i for i in IMPLS if any(r["impl"] == i for r in results)]
+    others = [i for i in impls if i != BASELINE]
+    stat = WORKLOADS[name].statistic
+    header = [name, "size"] + [f"{i} {stat}" for i in impls] + \
+        [f"{i} / {BASELINE}" for i in others] + ["check"]
+    lines = []
+    for row in wide_rows(results):
+        by = row["by_impl"]
+        cells = list(row["cells"])
+        cells += [fmt_us(by[i].get(stat)) if i in by and by[i]["status"] == "ok" else "-"
+                  for i in impls]
+        cells += [fmt_ratio(by[i].get("ratio")) if i in by else "" for i in others]
+        cells.append(row["check"])
+        lines.append(cells)
+    right = set(range(2, 2 + len(impls) + len(others)))
+    widths = [max(len(str(r[i])) for r in lines + [header]) for i in range(len(header))]
+
+    def line(cells):
+        return "  ".join(str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i])
+                         for i, c in enumerate(cells)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(c) for c in lines])
+
+
+def format_markdown(results: List[dict], than: str = "torch-1thread") -> str:
+    """The wide workloads' rows as a Markdown table, sorted by than's median over
+    compiled's (the slowest against PyTorch first)."""
+    out = []
+    for name in dict.fromkeys(r["workload"] for r in results
+                              if WORKLOADS[r["workload"]].table == "wide"):
+        rows = wide_rows([r for r in results if r["workload"] == name])
+        impls = [i for i in IMPLS if any(i in row["by_impl"] for row in rows)]
+        key = than if than in impls else next((i for i in impls if i.startswith("torch")), None)
+
+        def ratio(row, impl):
+            rec = row["by_impl"].get(impl)
+            return rec.get("ratio") if rec is not None and rec["status"] == "ok" else None
+
+        rows.sort(key=lambda row: (ratio(row, key) is None, ratio(row, key) or 0.0))
+        others = [i for i in impls if i != BASELINE]
+        stat = WORKLOADS[name].statistic
+        head = ["op", "size", f"{BASELINE} µs ({stat})"] + [f"{i} / {BASELINE}" for i in others] \
+            + ["check"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 3) + ["---"]) + "|")
+        for row in rows:
+            base = row["by_impl"].get(BASELINE)
+            cells = [f"`{row['cells'][0]}`", row["cells"][1],
+                     fmt_us(base.get(stat)) if base and base["status"] == "ok" else "-"]
+            cells += [fmt_ratio(ratio(row, i)) if ratio(row, i) is not None else "-"
+                      for i in others]
+            cells.append(row["check"].replace("|", "\\|"))
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def format_legend(results: List[dict], settings: dict,
+                  per_workload: Optional[Dict[str, dict]] = None) -> str:
     lines = [
         f"times: µs (or ms where marked) per iteration, median / min / max over "
         f"{settings['repeats']} timing blocks of >= {settings['min_time'] * 1e3:.0f} ms each;",
@@ -219,6 +309,14 @@ def format_legend(results: List[dict], settings: dict) -> str:
     for name in seen:
         wl = WORKLOADS[name]
         lines.append(f"{name}: {wl.description}")
+        own = (per_workload or {}).get(name)
+        if own is not None and own != settings:
+            lines.append(f"{' ' * len(name)}  timing: {own['repeats']} blocks of >= "
+                         f"{own['min_time'] * 1e3:g} ms, {own['warmup'] * 1e3:g} ms warm-up "
+                         f"(this workload's own settings)")
+        if wl.statistic != "median":
+            lines.append(f"{' ' * len(name)}  ratios and targets compare each implementation's "
+                         f"{wl.statistic} over the blocks, not the median")
         if wl.op_note:
             lines.append(f"{' ' * len(name)}  µs/op: µs per iteration / ops, {wl.op_note}")
         lines.append(f"{' ' * len(name)}  check: agrees with {wl.reference} to rtol {wl.rtol:g}"
@@ -241,6 +339,12 @@ def evaluate_targets(results: List[dict]) -> List[dict]:
         if (r["workload"], r["size"], r["label"]) not in rows_seen:
             rows_seen.append((r["workload"], r["size"], r["label"]))
     out = []
+    for name in dict.fromkeys(n for n, _, _ in rows_seen):
+        for target in WORKLOADS[name].group_targets:
+            entry = _group_target(target, name, [(s, l) for n, s, l in rows_seen if n == name],
+                                  by_key)
+            if entry is not None:
+                out.append(entry)
     for name, size, label in rows_seen:
         for target in WORKLOADS[name].targets:
             if not target.applies_to(size):
@@ -258,7 +362,7 @@ def evaluate_targets(results: List[dict]) -> List[dict]:
                 bad = a if a.get("correct") is False else b
                 entry.update(verdict="FAIL", why=f"{bad['impl']} gives a wrong result")
             else:
-                ratio = b["median"] / a["median"]
+                ratio = b["value"] / a["value"]
                 entry["ratio"] = ratio
                 ok = target.passes(ratio)
                 if target.factor < 1:    # a ceiling reads better the other way round
@@ -270,6 +374,57 @@ def evaluate_targets(results: List[dict]) -> List[dict]:
                 entry.update(verdict="PASS" if ok else "FAIL", why=why)
             out.append(entry)
     return out
+
+
+def _group_target(target, name: str, rows, by_key) -> Optional[dict]:
+    """One verdict for a GroupTarget over the workload's rows (None: not selected)."""
+    import statistics
+    ratios, skipped, wrong = [], [], []
+    for size, label in rows:
+        if not target.where(size):
+            continue
+        a = by_key.get((name, label, target.impl))
+        b = by_key.get((name, label, target.than))
+        if a is None or b is None:
+            continue
+        if a["status"] != "ok" or b["status"] != "ok":
+            skipped.append(label)
+        elif a.get("correct") is False or b.get("correct") is False:
+            wrong.append(label)
+        else:
+            ratios.append((b["value"] / a["value"], label))
+    if not (ratios or skipped or wrong):
+        return None
+    entry = {"workload": name, "size": None, "label": target.name, "target": target.text(),
+             "impl": target.impl, "than": target.than, "factor": target.factor,
+             "stat": target.stat, "ratios": {label: r for r, label in ratios}}
+    if not ratios:
+        entry.update(verdict="SKIP", why=f"no row has both {target.impl} and {target.than}")
+        return entry
+    ratios.sort()
+    extra = ""
+    if skipped:
+        extra += f"; {len(skipped)} rows skipped (an implementation missing or broken)"
+    if wrong:
+        extra += f"; {len(wrong)} rows wrong: {', '.join(wrong[:3])}"
+    if target.stat == "median":
+        med = statistics.median(r for r, _ in ratios)
+        entry["ratio"] = med
+        ok = med >= target.factor and not wrong
+        why = (f"median {target.than} / {target.impl} = {fmt_ratio(med)} over {len(ratios)} rows "
+               f"(need >= {target.factor:g}x)")
+    else:
+        below = [(r, label) for r, label in ratios if r < target.factor]
+        entry["ratio"] = ratios[0][0]
+        ok = not below and not wrong
+        worst = ", ".join(f"{label} {fmt_ratio(r)}" for r, label in ratios[:4])
+        if below:
+            why = (f"{len(below)} of {len(ratios)} rows below {target.factor:g}x; "
+                   f"worst {target.than} / {target.impl}: {worst}")
+        else:
+            why = f"all {len(ratios)} rows >= {target.factor:g}x; lowest: {worst}"
+    entry.update(verdict="PASS" if ok else "FAIL", why=why + extra)
+    return entry
 
 
 def format_targets(entries: List[dict]) -> str:
@@ -292,11 +447,12 @@ def format_targets(entries: List[dict]) -> str:
 def write_json(path: str, machine: dict, settings: dict, results: List[dict],
                targets: List[dict]) -> None:
     keep = ("workload", "size", "label", "impl", "status", "error", "iters", "info",
-            "median", "min", "max", "per_op", "ratio", "correct", "max_rel_err", "times")
+            "median", "min", "max", "value", "per_op", "ratio", "correct", "is_reference",
+            "max_rel_err", "times")
     clean = []
     for r in results:
         rec = {k: r[k] for k in keep if k in r}
-        for k in ("median", "min", "max", "per_op"):
+        for k in ("median", "min", "max", "value", "per_op"):
             if k in rec and rec[k] is not None:
                 rec[k + "_us"] = rec.pop(k) * 1e6
         if "times" in rec:
@@ -307,6 +463,24 @@ def write_json(path: str, machine: dict, settings: dict, results: List[dict],
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
+
+
+def read_json(path: str) -> List[dict]:
+    """The results of a file write_json wrote, as run.py holds them (seconds)."""
+    with open(path) as f:
+        doc = json.load(f)
+    results = []
+    for rec in doc["results"]:
+        rec = dict(rec)
+        for k in ("median", "min", "max", "value", "per_op"):
+            if k + "_us" in rec:
+                value = rec.pop(k + "_us")
+                rec[k] = None if value is None else value / 1e6
+        if "times_us" in rec:
+            rec["times"] = [t / 1e6 for t in rec.pop("times_us")]
+        rec.pop("check", None)
+        results.append(rec)
+    return results
 
 
 def plot_available() -> bool:
@@ -321,6 +495,8 @@ def write_plot(path: str, results: List[dict]) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    # A wide workload has hundreds of rows: its Markdown table (--markdown) shows them.
+    results = [r for r in results if WORKLOADS[r["workload"]].table != "wide"]
     groups = []
     for r in results:
         key = f"{r['workload']}\n{r['label']}"
@@ -354,3 +530,19 @@ def write_plot(path: str, results: List[dict]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description="tables from a saved run (run.py --json FILE)")
+    ap.add_argument("--markdown", metavar="RESULTS.json", required=True,
+                    help="print the wide workloads' table as Markdown, sorted by the ratio to "
+                         "PyTorch at one thread")
+    args = ap.parse_args(argv)
+    print(format_markdown(read_json(args.markdown)))
+    return 0
+
+
+if __name__ == "__main__":
+    import workloads  # noqa: F401  (registers the workloads, for their settings)
+    sys.exit(main())

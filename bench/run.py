@@ -116,12 +116,13 @@ class ChildError(RuntimeError):
 class Child:
     """One (workload, size, implementation) process in ``--serve`` mode."""
 
-    def __init__(self, workload: str, impl: str, size, settings: dict, timeout: float):
+    def __init__(self, workload: str, impl: str, size, settings: dict, timeout: float,
+                 rows: bool = False):
         launcher = IMPLS[impl].launcher
         cmd = (launcher() if launcher else []) + [
                sys.executable, os.path.abspath(__file__), "--child", workload, impl,
-               "--size", json.dumps(size), "--min-time", str(settings["min_time"]),
-               "--warmup", str(settings["warmup"]), "--serve"]
+               "--min-time", str(settings["min_time"]), "--warmup", str(settings["warmup"])] + (
+               ["--rows"] if rows else ["--size", json.dumps(size), "--serve"])
         env = dict(os.environ)
         env.update(IMPLS[impl].env)
         self.timeout = timeout
@@ -189,32 +190,82 @@ class Child:
         self.stderr.close()
 
 
-def run_row(wl, size, impls, settings, timeout, progress: Progress) -> dict:
+class Pool:
+    """The shared children of a workload with a ``child_group``: at most one per
+    implementation, kept while consecutive rows have the same group."""
+
+    def __init__(self):
+        self.entries = {}     # impl -> (workload, group, child or None, hello record)
+
+    def get(self, wl, impl, size, settings, timeout):
+        """(child or None, the child's hello record) for this row's group."""
+        group = (wl.name, json.dumps(wl.child_group(size)))
+        entry = self.entries.get(impl)
+        if entry is not None and entry[0] != group:
+            self.drop(impl)
+            entry = None
+        if entry is None:
+            child = Child(wl.name, impl, None, settings, timeout, rows=True)
+            try:
+                hello = child.ask(None)
+            except ChildError as exc:
+                hello = {"status": "error", "error": str(exc)}
+            if hello.get("status") != "idle":
+                child.close(kill=True)
+                child = None
+            entry = self.entries[impl] = (group, child, hello)
+        return entry[1], entry[2]
+
+    def drop(self, impl, kill=False):
+        entry = self.entries.pop(impl, None)
+        if entry is not None and entry[1] is not None:
+            entry[1].close(kill=kill)
+
+    def owns(self, child) -> bool:
+        return any(e[1] is child for e in self.entries.values())
+
+    def close(self):
+        for impl in list(self.entries):
+            self.drop(impl)
+
+
+def run_row(wl, size, impls, settings, timeout, progress: Progress, pool: Pool = None) -> dict:
     """Time every implementation of one (workload, size); returns impl -> record."""
     label = wl.label(size)
     records, live = {}, []
+    shared = wl.child_group is not None and pool is not None
     for impl in impls:
         if importlib.util.find_spec(IMPLS[impl].module) is None:
             records[impl] = {"status": "missing", "error": f"{IMPLS[impl].module} not installed"}
             continue
         progress.show(f"{wl.name} {label}: {impl} starting and warming up")
         try:
-            child = Child(wl.name, impl, size, settings, timeout)
+            if shared:
+                child, hello = pool.get(wl, impl, size, settings, timeout)
+                if child is None:
+                    records[impl] = dict(hello)
+                    continue
+            else:
+                child = Child(wl.name, impl, size, settings, timeout)
         except OSError as exc:           # e.g. a launcher that is not installed
             records[impl] = {"status": "error", "error": f"could not start: {exc}"}
             continue
         try:
-            msg = child.ask(None)
+            msg = child.ask("row " + json.dumps(size) if shared else None)
         except ChildError as exc:
             records[impl] = {"status": "error", "error": str(exc)}
-            child.close(kill=True)
+            if shared:
+                pool.drop(impl, kill=True)
+            else:
+                child.close(kill=True)
             continue
         if msg.get("status") == "ready":
             records[impl] = {"status": "running", "iters": msg["iters"], "info": msg["info"]}
             live.append((impl, child))
         else:
             records[impl] = msg
-            child.close(kill=True)
+            if not shared:
+                child.close(kill=True)
 
     repeats = settings["repeats"]
     for r in range(repeats):
@@ -228,14 +279,33 @@ def run_row(wl, size, impls, settings, timeout, progress: Progress) -> dict:
             except ChildError as exc:
                 records[impl] = {"status": "error", "error": str(exc)}
                 live = [(i, c) for i, c in live if c is not child]
-                child.close(kill=True)
+                if shared:
+                    pool.drop(impl, kill=True)
+                else:
+                    child.close(kill=True)
     for impl, child in live:
         try:
             records[impl] = child.ask("done")
         except ChildError as exc:
             records[impl] = {"status": "error", "error": str(exc)}
-        child.close()
+            if shared:
+                pool.drop(impl, kill=True)
+                continue
+        if shared and records[impl].get("status") == "error":
+            pool.drop(impl, kill=True)       # it failed while timing: start afresh
+        elif not shared:
+            child.close()
     return records
+
+
+def workload_settings(wl, settings: dict, given: dict) -> dict:
+    """The run's settings as this workload adjusts them, except those the user gave."""
+    if wl.settings is None:
+        return settings
+    out = dict(settings)
+    out.update(wl.settings(dict(settings)))
+    out.update(given)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -264,6 +334,7 @@ def summarise(wl, size, impls, records) -> list:
             times = rec["times"]
             rec["median"] = statistics.median(times)
             rec["min"], rec["max"] = min(times), max(times)
+            rec["value"] = rec[wl.statistic]        # what ratios and targets compare
             rec["per_op"] = rec["median"] / wl.ops(size) if wl.ops else None
             got = np.asarray(rec.pop("check"), dtype=np.float64).reshape(rec.pop("check_shape"))
             rec["is_reference"] = impl == wl.reference
@@ -280,7 +351,7 @@ def summarise(wl, size, impls, records) -> list:
         out.append(rec)
     base = next((r for r in out if r["impl"] == BASELINE and r["status"] == "ok"), None)
     for r in out:
-        r["ratio"] = r["median"] / base["median"] if base and r["status"] == "ok" else None
+        r["ratio"] = r["value"] / base["value"] if base and r["status"] == "ok" else None
     return out
 
 
@@ -306,6 +377,9 @@ def main(argv=None) -> int:
                     help="workloads and/or implementations to run (names or wildcards), "
                          "e.g. 'perop' or 'compiled,torch'")
     ap.add_argument("--json", metavar="FILE", help="write all results and machine info as JSON")
+    ap.add_argument("--markdown", metavar="FILE",
+                    help="write the ops workload's table (sorted by the ratio to PyTorch) as "
+                         "Markdown ('-' for stdout)")
     ap.add_argument("--plot", metavar="FILE.png",
                     help="bar chart of each implementation's time over compiled's (needs matplotlib)")
     ap.add_argument("--repeats", type=int, help="timing blocks per implementation")
@@ -318,12 +392,13 @@ def main(argv=None) -> int:
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--size", help=argparse.SUPPRESS)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rows", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     settings = dict(QUICK if args.quick else DEFAULTS)
-    for key in ("repeats", "min_time", "warmup"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    given = {key: getattr(args, key) for key in ("repeats", "min_time", "warmup")
+             if getattr(args, key) is not None}
+    settings.update(given)
     if settings["repeats"] < 1 or settings["min_time"] <= 0 or settings["warmup"] < 0:
         ap.error(f"need --repeats >= 1, --min-time > 0 and --warmup >= 0, got {settings}")
 
@@ -334,7 +409,7 @@ def main(argv=None) -> int:
         size = json.loads(args.size) if args.size is not None else WORKLOADS[workload].sizes[0]
         return harness.child_main(workload, impl, size, repeats=settings["repeats"],
                                   min_time=settings["min_time"], warmup=settings["warmup"],
-                                  serve=args.serve)
+                                  serve=args.serve, rows=args.rows)
 
     if args.list:
         for name, wl in WORKLOADS.items():
@@ -361,18 +436,32 @@ def main(argv=None) -> int:
 
     progress = Progress(len(rows), enabled=not args.no_progress)
     results = []
+    pool = Pool()
+    used = {}
     try:
         for wl, size in rows:
+            if wl.name not in used:
+                pool.close()                 # the previous workload's shared children
             progress.next_row(f"{wl.name} {wl.label(size)}: {', '.join(row_impls[wl.name])}")
-            records = run_row(wl, size, row_impls[wl.name], settings, args.timeout, progress)
+            wl_settings = workload_settings(wl, settings, given)
+            used[wl.name] = wl_settings
+            records = run_row(wl, size, row_impls[wl.name], wl_settings, args.timeout, progress,
+                              pool)
             results.extend(summarise(wl, size, row_impls[wl.name], records))
     finally:
+        pool.close()
         progress.done()
 
     targets = report.evaluate_targets(results)
-    print(report.format_table(results))
+    long_rows = [r for r in results if WORKLOADS[r["workload"]].table != "wide"]
+    wide_rows = [r for r in results if WORKLOADS[r["workload"]].table == "wide"]
+    if long_rows:
+        print(report.format_table(long_rows))
+    for name in dict.fromkeys(r["workload"] for r in wide_rows):
+        print()
+        print(report.format_wide(name, [r for r in wide_rows if r["workload"] == name]))
     print()
-    print(report.format_legend(results, settings))
+    print(report.format_legend(results, settings, used))
     print()
     print(report.format_targets(targets))
     notes = format_notes(results)
@@ -380,8 +469,17 @@ def main(argv=None) -> int:
         print()
         print(notes)
 
+    if args.markdown:
+        text = report.format_markdown(results)
+        if args.markdown == "-":
+            print()
+            print(text)
+        else:
+            with open(args.markdown, "w") as f:
+                f.write(text + "\n")
+            print(f"\nwrote {args.markdown}")
     if args.json:
-        run_settings = dict(settings, quick=args.quick, only=args.only,
+        run_settings = dict(settings, quick=args.quick, only=args.only, per_workload=used,
                             started=time.strftime("%Y-%m-%dT%H:%M:%S%z", started))
         report.write_json(args.json, machine, run_settings, results, targets)
         print(f"\nwrote {args.json}")

@@ -9,8 +9,10 @@ from . import mlp231  # noqa: F401
 from . import digits  # noqa: F401
 from . import moons_scalar  # noqa: F401
 from . import moons_vec  # noqa: F401
+from . import moons_raw  # noqa: F401
 from . import bigbatch  # noqa: F401
 from . import cnn  # noqa: F401
 from . import charlm  # noqa: F401
 from . import lstm  # noqa: F401
 from . import ddp  # noqa: F401
+from . import ops  # noqa: F401
