@@ -24,9 +24,9 @@ the package index (what .ci/run calls; needs the `release` extra):
      pip's cache off), checks the warning and the reference core, and runs the
      suite there on the reference core;
   5. installs the sdist with no compiler, then with one through the same pip
-     cache (saying whether pip reused the compiler-less build, as pip does for
-     any wheel it built from an sdist), then as the warning says
-     (--no-cache-dir --force-reinstall), which must give the compiled core.
+     cache (which must not reuse the compiler-less build), then as the
+     warning says (--no-cache-dir --force-reinstall): both must give the
+     compiled core.
 
 Usage:  python tools/check_wheels.py [--pythons 3.11,3.12] [--keep] [--no-tests]
         python tools/check_wheels.py --ci [--keep]
@@ -265,11 +265,10 @@ def ci(args):
         problems.append("the compiler-less install: core=%s, build warning=%s, import "
                         "warning=%s, tests: %s" % (backend, build_warned, import_warned, summary))
 
-    # pip's wheel cache.  pip keeps every wheel it builds from an sdist, keyed by
-    # where the sdist came from, whatever the build found; so after a
-    # compiler-less install, a plain reinstall with a compiler reuses that
-    # build.  The warning's command (--no-cache-dir --force-reinstall) must give
-    # the compiled core; whether the plain reinstall reused the cache is told.
+    # pip's wheel cache: a later install with a compiler must not reuse the
+    # compiler-less build (pip keys its cache by where the sdist came from, not
+    # by what the build found), and the reinstall the warning gives
+    # (--no-cache-dir --force-reinstall) must give the compiled core.
     t = time.time()
     cache = os.path.join(work, "pip-cache")
     pip = [py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps"]
@@ -280,13 +279,16 @@ def ci(args):
     run(pip + ["--no-cache-dir", sdist], quiet=True)
     remedy, _ = backend_of(py, work)
     times["pip cache check"] = time.time() - t
-    good = first == "python" and remedy == "compiled"
-    rows.append(("no compiler, then the warning's reinstall", good,
+    good = first == "python" and plain == "compiled" and remedy == "compiled"
+    rows.append(("no compiler, then a compiler, one pip cache", good,
                  "first install core=%s; plain reinstall with a compiler and the same cache: "
                  "core=%s%s; with --no-cache-dir --force-reinstall: core=%s"
                  % (first, plain, " (pip reused its cached compiler-less build)"
                     if plain == "python" else "", remedy)))
-    if not good:
+    if plain != "compiled":
+        problems.append("after a compiler-less install, an install with a compiler through "
+                        "the same pip cache gives the %s core" % plain)
+    if remedy != "compiled":
         problems.append("after a compiler-less install, the reinstall the warning gives "
                         "leads to the %s core" % remedy)
 
