@@ -2147,7 +2147,7 @@ cdef inline bint _wants_grad(object x):
     return isinstance(x, TensorBase) and (<TensorBase>x)._requires_grad
 
 
-def topological_order(roots):
+def topological_order(roots, data_nodes=False):
     """Nodes that need a gradient, reachable from `roots`, consumers first.
 
     The algorithm of reference.topological_order, with the visit state kept
@@ -2158,7 +2158,7 @@ def topological_order(roots):
     # interleaved: a list it grows may start a garbage collection, whose
     # finalizers run Python code.
     with _sweep_lock:
-        return _topological_order(roots)
+        return _topological_order(roots, data_nodes)
 
 
 cdef inline bint _walks(object x, bint data_nodes):
