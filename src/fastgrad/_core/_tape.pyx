@@ -262,80 +262,7 @@ def op_codes():
     return dict(zip(names, codes))
 
 
-
-# ---------------------------------------------------------------------------
-# Memory for values and gradients
-# ---------------------------------------------------------------------------
-# A training step allocates and frees the same blocks every time.  With plain
-# malloc, freeing a step's ~10 MB of 32 KB blocks lets glibc return the heap to
-# the OS and the next step page-faults it all in again: 40% of the per-op
-# workload's time at n = 4096 (perf).  So blocks of CACHE_MIN bytes or more
-# are kept on per-size-class free lists (power-of-two classes, at most
-# CACHE_LIMIT bytes in all) and handed out again.  Every block carries a
-# 16-byte header with its class (-1: plain malloc), keeping 16-byte alignment.
-# Small blocks are cached too: a free-list pop is ~20 instructions, malloc and
-# free ~150 together, and the per-op workload allocates two blocks per op.
-cdef enum:
-    CACHE_MIN = 16
-    CACHE_MIN_CLASS = 4        # log2(CACHE_MIN)
-    CACHE_CLASSES = 48
-    HEADER = 16
-
-cdef void* _free_lists[CACHE_CLASSES]
-cdef size_t _cached_bytes = 0
-cdef size_t CACHE_LIMIT = 256 * 1024 * 1024
-
-
-cdef void* _mem_alloc(size_t nbytes) noexcept:
-    """A block of at least nbytes (NULL when out of memory)."""
-    cdef int k = -1
-    cdef size_t cap = nbytes
-    cdef char* block
-    if nbytes < CACHE_MIN:
-        nbytes = CACHE_MIN
-    if True:
-        k = CACHE_MIN_CLASS
-        cap = CACHE_MIN
-        while cap < nbytes:
-            cap <<= 1
-            k += 1
-        if _free_lists[k] != NULL:
-            block = <char*>_free_lists[k]
-            _free_lists[k] = (<void**>(block + HEADER))[0]
-            _cached_bytes_sub(cap)
-            return block + HEADER
-    block = <char*>malloc(cap + HEADER)
-    if block == NULL:
-        return NULL
-    (<long*>block)[0] = k
-    return block + HEADER
-
-
-cdef inline void _cached_bytes_sub(size_t n) noexcept:
-    global _cached_bytes
-    _cached_bytes -= n
-
-
-cdef void _mem_free(void* ptr) noexcept:
-    global _cached_bytes
-    if ptr == NULL:
-        return
-    cdef char* block = <char*>ptr - HEADER
-    cdef long k = (<long*>block)[0]
-    cdef size_t cap
-    if k >= 0:
-        cap = (<size_t>1) << k
-        if _cached_bytes + cap <= CACHE_LIMIT:
-            (<void**>ptr)[0] = _free_lists[k]
-            _free_lists[k] = block
-            _cached_bytes += cap
-            return
-    free(block)
-
-
-def _memory_cached():
-    """Bytes held on the free lists (for tests)."""
-    return _cached_bytes
+include "_alloc.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -1214,190 +1141,6 @@ cdef void unary_backward_inplace(int op, floating* g, const floating* x, const f
             g[i] = g[i] if p <= x[i] <= q else 0
 
 
-cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
-    # NumPy's order in the element type, so a full sum equals np.sum bit for
-    # bit (a float32 sum that overflows is inf, as in NumPy and PyTorch).
-    # The total starts at +0, so a sum of -0.0s is +0.0, as in both.
-    y[0] = 0
-    y[0] += _pairwise(x, n)
-
-
-cdef floating _pairwise(const floating* x, Py_ssize_t n) noexcept nogil:
-    """NumPy's pairwise sum: a plain loop below 8 items; up to 128, eight
-    interleaved partial sums (a loop the compiler vectorizes) combined as a
-    tree, then the tail; above, halves cut at a multiple of 8."""
-    cdef Py_ssize_t i, m
-    cdef floating r0, r1, r2, r3, r4, r5, r6, r7, s
-    if n < 8:
-        s = 0
-        for i in range(n):
-            s = s + x[i]
-        return s
-    if n <= 128:
-        r0 = x[0]
-        r1 = x[1]
-        r2 = x[2]
-        r3 = x[3]
-        r4 = x[4]
-        r5 = x[5]
-        r6 = x[6]
-        r7 = x[7]
-        m = n - n % 8
-        for i in range(8, m, 8):
-            r0 = r0 + x[i]
-            r1 = r1 + x[i + 1]
-            r2 = r2 + x[i + 2]
-            r3 = r3 + x[i + 3]
-            r4 = r4 + x[i + 4]
-            r5 = r5 + x[i + 5]
-            r6 = r6 + x[i + 6]
-            r7 = r7 + x[i + 7]
-        s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        for i in range(m, n):
-            s = s + x[i]
-        return s
-    m = n // 2
-    m -= m % 8
-    return _pairwise(x, m) + _pairwise(x + m, n - m)
-
-
-cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating gv = g[0]
-    for i in range(n):
-        _put(&gx[i], gv, write)
-
-
-
-# -- matrix products: C loops for small shapes, BLAS (through NumPy) for big -----
-# A NumPy matmul call costs ~1.5 us before it multiplies anything, so small
-# products (the lectures' networks, batch-1 SGD) run these loops; from
-# BLAS_MIN multiply-adds on, BLAS wins (bench/ measures the crossover).
-cdef Py_ssize_t BLAS_MIN = 8192
-
-
-def _set_blas_min(Py_ssize_t n):
-    """Set the C-loop/BLAS crossover (multiply-adds); returns the old one (for bench/)."""
-    global BLAS_MIN
-    old = BLAS_MIN
-    BLAS_MIN = n
-    return old
-
-
-cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_ssize_t n,
-                         Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y."""
-    cdef Py_ssize_t r, i, o
-    cdef floating av
-    memset(y, 0, n * m * sizeof(floating))
-    for r in range(n):
-        for i in range(k):
-            av = a[r * k + i]
-            for o in range(m):
-                y[r * m + o] += av * b[i * m + o]
-
-
-cdef void matmul_backward(const floating* g, const floating* a, const floating* b, floating* ga,
-                          floating* gb, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """ga += g @ b.T and gb += a.T @ g (either may be NULL)."""
-    cdef Py_ssize_t r, i, o
-    cdef floating s, av
-    if ga != NULL:
-        for r in range(n):
-            for i in range(k):
-                s = 0
-                for o in range(m):
-                    s += g[r * m + o] * b[i * m + o]
-                ga[r * k + i] += s
-    if gb != NULL:
-        for r in range(n):
-            for i in range(k):
-                av = a[r * k + i]
-                for o in range(m):
-                    gb[i * m + o] += av * g[r * m + o]
-
-
-cdef void linear_forward(const floating* x, const floating* w, const floating* bias, floating* y,
-                         Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """y (n, m) = x (n, k) @ w (m, k).T + bias (m) (bias may be NULL)."""
-    cdef Py_ssize_t r, i, o
-    cdef floating s
-    for r in range(n):
-        for o in range(m):
-            s = bias[o] if bias != NULL else 0
-            for i in range(k):
-                s += x[r * k + i] * w[o * k + i]
-            y[r * m + o] = s
-
-
-cdef void column_sums(const floating* g, floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
-    """out (m) += the column sums of g (n, m), row by row (contiguous inner loop)."""
-    cdef Py_ssize_t r, o
-    for r in range(n):
-        for o in range(m):
-            out[o] += g[r * m + o]
-
-
-cdef void linear_backward(const floating* g, const floating* x, const floating* w, floating* gx,
-                          floating* gw, floating* gb, Py_ssize_t n, Py_ssize_t k,
-                          Py_ssize_t m) noexcept nogil:
-    """gx += g @ w, gw += g.T @ x, gb += column sums of g (any may be NULL)."""
-    cdef Py_ssize_t r, i, o
-    cdef floating gv
-    for r in range(n):
-        for o in range(m):
-            gv = g[r * m + o]
-            if gx != NULL:
-                for i in range(k):
-                    gx[r * k + i] += gv * w[o * k + i]
-            if gw != NULL:
-                for i in range(k):
-                    gw[o * k + i] += gv * x[r * k + i]
-            if gb != NULL:
-                gb[o] += gv
-
-
-# -- cross entropy of rows of logits against class targets ------------------------
-cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
-                                  Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
-    cdef Py_ssize_t r, j
-    cdef double top, acc, loss, total = 0
-    for r in range(n):
-        top = z[r * c]
-        for j in range(1, c):
-            if z[r * c + j] > top:
-                top = z[r * c + j]
-        acc = 0
-        for j in range(c):
-            acc += c_exp(z[r * c + j] - top)
-        loss = top + c_log(acc) - z[r * c + target[r]]
-        if losses != NULL:
-            losses[r] = <floating>loss
-        total += loss
-    return total
-
-
-cdef void cross_entropy_backward(const floating* g, Py_ssize_t g_step, double scale,
-                                 const floating* z, const long long* target, floating* gz,
-                                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """gz[r] += g[r * g_step] * scale * (softmax(z[r]) - onehot(target[r]))."""
-    cdef Py_ssize_t r, j
-    cdef double top, acc, w
-    for r in range(n):
-        top = z[r * c]
-        for j in range(1, c):
-            if z[r * c + j] > top:
-                top = z[r * c + j]
-        acc = 0
-        for j in range(c):
-            acc += c_exp(z[r * c + j] - top)
-        w = g[r * g_step] * scale / acc
-        for j in range(c):
-            gz[r * c + j] += <floating>(w * c_exp(z[r * c + j] - top))
-        gz[r * c + target[r]] -= <floating>(g[r * g_step] * scale)
-
-
 # ---------------------------------------------------------------------------
 # Dispatch: native path when the operands allow it, reference rule otherwise
 # ---------------------------------------------------------------------------
@@ -1579,6 +1322,54 @@ def pow(a, b):
     return _binary(POW, a, b)
 
 
+# -- matrix products: C loops for small shapes, BLAS (through NumPy) for big -----
+# A NumPy matmul call costs ~1.5 us before it multiplies anything, so small
+# products (the lectures' networks, batch-1 SGD) run these loops; from
+# BLAS_MIN multiply-adds on, BLAS wins (bench/ measures the crossover).
+cdef Py_ssize_t BLAS_MIN = 8192
+
+
+def _set_blas_min(Py_ssize_t n):
+    """Set the C-loop/BLAS crossover (multiply-adds); returns the old one (for bench/)."""
+    global BLAS_MIN
+    old = BLAS_MIN
+    BLAS_MIN = n
+    return old
+
+
+cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_ssize_t n,
+                         Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y."""
+    cdef Py_ssize_t r, i, o
+    cdef floating av
+    memset(y, 0, n * m * sizeof(floating))
+    for r in range(n):
+        for i in range(k):
+            av = a[r * k + i]
+            for o in range(m):
+                y[r * m + o] += av * b[i * m + o]
+
+
+cdef void matmul_backward(const floating* g, const floating* a, const floating* b, floating* ga,
+                          floating* gb, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """ga += g @ b.T and gb += a.T @ g (either may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating s, av
+    if ga != NULL:
+        for r in range(n):
+            for i in range(k):
+                s = 0
+                for o in range(m):
+                    s += g[r * m + o] * b[i * m + o]
+                ga[r * k + i] += s
+    if gb != NULL:
+        for r in range(n):
+            for i in range(k):
+                av = a[r * k + i]
+                for o in range(m):
+                    gb[i * m + o] += av * g[r * m + o]
+
+
 def matmul(a, b):
     a, b = _operand(a, "matmul"), _operand(b, "matmul")
     if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
@@ -1739,6 +1530,61 @@ def clip(x, min=None, max=None):
                   INFINITY if max is None else float(max))
 
 
+cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    # NumPy's order in the element type, so a full sum equals np.sum bit for
+    # bit (a float32 sum that overflows is inf, as in NumPy and PyTorch).
+    # The total starts at +0, so a sum of -0.0s is +0.0, as in both.
+    y[0] = 0
+    y[0] += _pairwise(x, n)
+
+
+cdef floating _pairwise(const floating* x, Py_ssize_t n) noexcept nogil:
+    """NumPy's pairwise sum: a plain loop below 8 items; up to 128, eight
+    interleaved partial sums (a loop the compiler vectorizes) combined as a
+    tree, then the tail; above, halves cut at a multiple of 8."""
+    cdef Py_ssize_t i, m
+    cdef floating r0, r1, r2, r3, r4, r5, r6, r7, s
+    if n < 8:
+        s = 0
+        for i in range(n):
+            s = s + x[i]
+        return s
+    if n <= 128:
+        r0 = x[0]
+        r1 = x[1]
+        r2 = x[2]
+        r3 = x[3]
+        r4 = x[4]
+        r5 = x[5]
+        r6 = x[6]
+        r7 = x[7]
+        m = n - n % 8
+        for i in range(8, m, 8):
+            r0 = r0 + x[i]
+            r1 = r1 + x[i + 1]
+            r2 = r2 + x[i + 2]
+            r3 = r3 + x[i + 3]
+            r4 = r4 + x[i + 4]
+            r5 = r5 + x[i + 5]
+            r6 = r6 + x[i + 6]
+            r7 = r7 + x[i + 7]
+        s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        for i in range(m, n):
+            s = s + x[i]
+        return s
+    m = n // 2
+    m -= m % 8
+    return _pairwise(x, m) + _pairwise(x + m, n - m)
+
+
+cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gv = g[0]
+    for i in range(n):
+        _put(&gx[i], gv, write)
+
+
+
 def sum(x, axis=None, keepdims=False):
     cdef TensorBase a, out
     x = _operand(x, "sum")
@@ -1862,6 +1708,46 @@ def alias(TensorBase t, TensorBase base):
     return _alias(t, base)
 
 
+cdef void linear_forward(const floating* x, const floating* w, const floating* bias, floating* y,
+                         Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """y (n, m) = x (n, k) @ w (m, k).T + bias (m) (bias may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating s
+    for r in range(n):
+        for o in range(m):
+            s = bias[o] if bias != NULL else 0
+            for i in range(k):
+                s += x[r * k + i] * w[o * k + i]
+            y[r * m + o] = s
+
+
+cdef void column_sums(const floating* g, floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    """out (m) += the column sums of g (n, m), row by row (contiguous inner loop)."""
+    cdef Py_ssize_t r, o
+    for r in range(n):
+        for o in range(m):
+            out[o] += g[r * m + o]
+
+
+cdef void linear_backward(const floating* g, const floating* x, const floating* w, floating* gx,
+                          floating* gw, floating* gb, Py_ssize_t n, Py_ssize_t k,
+                          Py_ssize_t m) noexcept nogil:
+    """gx += g @ w, gw += g.T @ x, gb += column sums of g (any may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating gv
+    for r in range(n):
+        for o in range(m):
+            gv = g[r * m + o]
+            if gx != NULL:
+                for i in range(k):
+                    gx[r * k + i] += gv * w[o * k + i]
+            if gw != NULL:
+                for i in range(k):
+                    gw[o * k + i] += gv * x[r * k + i]
+            if gb != NULL:
+                gb[o] += gv
+
+
 def linear(x, weight, bias=None):
     x, weight = _operand(x, "linear"), _operand(weight, "linear")
     bias = None if bias is None else _operand(bias, "linear")
@@ -1941,6 +1827,47 @@ cdef int _linear_backward(TensorBase node) except -1:
         linear_backward(<float*>node._g, <float*>x._data, <float*>w._data, <float*>gx,
                         <float*>gw, <float*>gb, n, k, m)
     return 0
+
+
+# -- cross entropy of rows of logits against class targets ------------------------
+cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
+                                  Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
+    cdef Py_ssize_t r, j
+    cdef double top, acc, loss, total = 0
+    for r in range(n):
+        top = z[r * c]
+        for j in range(1, c):
+            if z[r * c + j] > top:
+                top = z[r * c + j]
+        acc = 0
+        for j in range(c):
+            acc += c_exp(z[r * c + j] - top)
+        loss = top + c_log(acc) - z[r * c + target[r]]
+        if losses != NULL:
+            losses[r] = <floating>loss
+        total += loss
+    return total
+
+
+cdef void cross_entropy_backward(const floating* g, Py_ssize_t g_step, double scale,
+                                 const floating* z, const long long* target, floating* gz,
+                                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """gz[r] += g[r * g_step] * scale * (softmax(z[r]) - onehot(target[r]))."""
+    cdef Py_ssize_t r, j
+    cdef double top, acc, w
+    for r in range(n):
+        top = z[r * c]
+        for j in range(1, c):
+            if z[r * c + j] > top:
+                top = z[r * c + j]
+        acc = 0
+        for j in range(c):
+            acc += c_exp(z[r * c + j] - top)
+        w = g[r * g_step] * scale / acc
+        for j in range(c):
+            gz[r * c + j] += <floating>(w * c_exp(z[r * c + j] - top))
+        gz[r * c + target[r]] -= <floating>(g[r * g_step] * scale)
 
 
 cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
