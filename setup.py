@@ -74,7 +74,11 @@ def extensions():
     else:
         # -fno-math-errno: sqrt never sets errno, so loops with sqrt can be
         # vectorized; the results are the same (sqrt is exact either way).
-        cflags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+        # -fno-trapping-math: nothing reads the floating-point exception flags,
+        # and without it gcc will not turn a branch around a multiply (leaky_relu,
+        # maximum's gradient) into a select, so those loops do not vectorize
+        # (measured: 10x slower than relu's); the results are the same.
+        cflags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     ldflags = []
     if SANITIZE and sys.platform != "win32":
         # -O1 keeps reports readable and the run bearable; frame pointers give
