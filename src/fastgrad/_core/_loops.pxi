@@ -179,8 +179,8 @@ cdef void unary_kernel(int op, int role, const floating* g, const floating* x, f
         _unary_loops(<ClipOp*>NULL, role, g, x, y, gx, n, p, q)
 
 
-cdef void unary_run(int op, int role, int dt, const char* g, const char* x, char* y, char* gx,
-                    Py_ssize_t n, double p, double q) noexcept nogil:
+cdef inline void unary_run(int op, int role, int dt, const char* g, const char* x, char* y,
+                           char* gx, Py_ssize_t n, double p, double q) noexcept nogil:
     """unary_kernel over raw buffers of dtype dt."""
     if dt == DT_F64:
         unary_kernel(op, role, <const double*>g, <const double*>x, <double*>y, <double*>gx,
@@ -317,9 +317,9 @@ cdef void binary_kernel(int op, int role, const floating* g, const floating* a, 
         _binary_loops(<MinimumOp*>NULL, role, g, a, sa, b, sb, y, ga, gb, n, wa, wb)
 
 
-cdef void binary_run(int op, int role, int dt, const char* g, const char* a, Py_ssize_t sa,
-                     const char* b, Py_ssize_t sb, char* y, char* ga, char* gb, Py_ssize_t n,
-                     bint wa, bint wb) noexcept nogil:
+cdef inline void binary_run(int op, int role, int dt, const char* g, const char* a,
+                            Py_ssize_t sa, const char* b, Py_ssize_t sb, char* y, char* ga,
+                            char* gb, Py_ssize_t n, bint wa, bint wb) noexcept nogil:
     """binary_kernel over raw buffers of dtype dt."""
     if dt == DT_F64:
         binary_kernel(op, role, <const double*>g, <const double*>a, sa, <const double*>b, sb,

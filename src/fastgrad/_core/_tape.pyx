@@ -28,6 +28,19 @@ free of NumPy calls and Python frames:
   buffer becomes its `.grad` without a copy.
 * Large transcendental forwards call NumPy's ufuncs (SIMD) into the output
   buffer; below UFUNC_MIN elements a C loop wins.
+
+Layout, in reference.py's order
+-------------------------------
+  this file     op codes, thread state; tensor storage and node (TensorBase,
+                apply); the elementwise dispatch (_binary, _unary and their
+                node rules); the ops, one block each (an elementwise op's
+                forward and derivative kernels beside its def; matmul, sum,
+                linear and cross entropy with their loops, values, replay and
+                backward); the table of native rules; the sweep; the replay
+  _alloc.pxi    the block allocator (_mem_alloc / _mem_free)
+  _loops.pxi    the loop drivers, written once and instantiated per op:
+                same-shape and scalar-operand elementwise loops, in-place
+                accumulate, reductions
 """
 cimport cython
 cimport numpy as cnp
@@ -55,7 +68,8 @@ cnp.import_array()
 
 BACKEND = "compiled"
 
-# Op codes: the same numbers as fastgrad._ops (tests/test_agree.py checks).
+# Op codes: the same numbers as fastgrad._ops (tests/test_agree.py checks them and
+# op_codes()'s names).
 cdef enum:
     LEAF = 0
     ADD = 1
@@ -757,6 +771,8 @@ def apply(int op, tuple inputs, tuple params=()):
 
 
 include "_loops.pxi"
+# General NumPy broadcasting of binary ops (the strided N-d driver) goes in
+# _broadcast.pxi, included here, after the drivers whose element kernels it reuses.
 
 
 # ---------------------------------------------------------------------------
@@ -1116,7 +1132,8 @@ def pow(a, b):
     return _binary(POW, a, b)
 
 
-# -- matrix products: C loops for small shapes, BLAS (through NumPy) for big -----
+# -- matmul ------------------------------------------------------------------
+# C loops for small shapes, BLAS (through NumPy) for big.
 # A NumPy matmul call costs ~1.5 us before it multiplies anything, so small
 # products (the lectures' networks, batch-1 SGD) run these loops; from
 # BLAS_MIN multiply-adds on, BLAS wins (bench/ measures the crossover).
@@ -1476,6 +1493,7 @@ def clip(x, min=None, max=None):
     return _unary(CLIP, x, lo, hi)
 
 
+# -- sum ---------------------------------------------------------------------
 cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
     # NumPy's order in the element type, so a full sum equals np.sum bit for
     # bit (a float32 sum that overflows is inf, as in NumPy and PyTorch).
@@ -1538,6 +1556,7 @@ cdef int _sum_backward(TensorBase node) except -1:
     return 0
 
 
+# -- max ... where: the reference rules, through apply ----------------------
 def max(x, axis=None, keepdims=False):
     x = _operand(x, "max")
     check_nonempty("max", x.shape)
@@ -1645,6 +1664,7 @@ def minimum(a, b):
     return _binary(MINIMUM, a, b)
 
 
+# -- cast, function, clone, detach, alias ----------------------------------
 def cast(x, dtype):
     x = _operand(x, "cast")
     dtype = np.dtype(dtype)
@@ -1675,6 +1695,7 @@ def alias(TensorBase t, TensorBase base):
     return _alias(t, base)
 
 
+# -- linear ------------------------------------------------------------------
 cdef void linear_forward(const floating* x, const floating* w, const floating* bias, floating* y,
                          Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
     """y (n, m) = x (n, k) @ w (m, k).T + bias (m) (bias may be NULL)."""
@@ -1792,7 +1813,8 @@ cdef int _linear_backward(TensorBase node) except -1:
     return 0
 
 
-# -- cross entropy of rows of logits against class targets ------------------------
+# -- cross_entropy -----------------------------------------------------------
+# Rows of logits against class targets.
 cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
                                   Py_ssize_t n, Py_ssize_t c) noexcept nogil:
     """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
