@@ -8,6 +8,7 @@ Switches (environment variables):
 A failed compile does not fail the install: the package then runs on the
 reference core and says so once at import.
 """
+import glob
 import os
 import sys
 
@@ -73,7 +74,11 @@ def extensions():
     else:
         # -fno-math-errno: sqrt never sets errno, so loops with sqrt can be
         # vectorized; the results are the same (sqrt is exact either way).
-        cflags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+        # -fno-trapping-math: nothing reads the floating-point exception flags,
+        # and without it gcc will not turn a branch around a multiply (leaky_relu,
+        # maximum's gradient) into a select, so those loops do not vectorize
+        # (measured: 10x slower than relu's); the results are the same.
+        cflags = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     # Linux: link without the symbol table and debug sections (a seventh of the
     # size); the dynamic symbols Python looks up are kept.  Debug and sanitizer
     # builds keep everything.
@@ -92,6 +97,8 @@ def extensions():
     ext = Extension(
         "fastgrad._core._tape",
         ["src/fastgrad/_core/_tape.pyx"],
+        # The include files and the header: a change to any of them rebuilds the module.
+        depends=sorted(glob.glob("src/fastgrad/_core/_*.pxi")) + ["src/fastgrad/_core/_tape.pxd"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("FASTGRAD_BUILD", '"%s"' % build.replace('"', "'"))],

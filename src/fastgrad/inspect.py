@@ -49,23 +49,7 @@ def _graph(root):
     """Nodes reachable from root through inputs that require grad, consumers first."""
     if not isinstance(root, core.TensorBase):
         raise TypeError("expected a tensor, got %s" % type(root).__name__)
-    order, state, stack = [], {}, [root]
-    while stack:
-        node = stack[-1]
-        mark = state.get(id(node))
-        if mark is None:
-            state[id(node)] = 1
-            _, inputs, _ = node._node()
-            for x in inputs:
-                if isinstance(x, core.TensorBase) and x.requires_grad and id(x) not in state:
-                    stack.append(x)
-        else:
-            stack.pop()
-            if mark == 1:
-                state[id(node)] = 2
-                order.append(node)
-    order.reverse()
-    return order
+    return core.topological_order([root])      # the order the core's own sweep uses
 
 
 def _check_alive(t):

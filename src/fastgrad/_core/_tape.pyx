@@ -29,6 +29,19 @@ free of NumPy calls and Python frames:
   buffer becomes its `.grad` without a copy.
 * Large transcendental forwards call NumPy's ufuncs (SIMD) into the output
   buffer; below UFUNC_MIN elements a C loop wins.
+
+Layout, in reference.py's order
+-------------------------------
+  this file     op codes, thread state; tensor storage and node (TensorBase,
+                apply); the elementwise dispatch (_binary, _unary and their
+                node rules); the ops, one block each (an elementwise op's
+                forward and derivative kernels beside its def; matmul, sum,
+                linear and cross entropy with their loops, values, replay and
+                backward); the table of native rules; the sweep; the replay
+  _alloc.pxi    the block allocator (_mem_alloc / _mem_free)
+  _loops.pxi    the loop drivers, written once and instantiated per op:
+                same-shape and scalar-operand elementwise loops, in-place
+                accumulate, reductions
 """
 cimport cython
 cimport numpy as cnp
@@ -57,7 +70,8 @@ cnp.import_array()
 
 BACKEND = "compiled"
 
-# Op codes: the same numbers as fastgrad._ops (tests/test_agree.py checks).
+# Op codes: the same numbers as fastgrad._ops (tests/test_agree.py checks them and
+# op_codes()'s names).
 cdef enum:
     LEAF = 0
     ADD = 1
@@ -130,7 +144,8 @@ for _i in range(N_OPS):
     SAVES_B[_i] = "1" in SAVES[_i]
     SAVES_OUT[_i] = "o" in SAVES[_i]
 
-_UFUNCS = {EXP: np.exp, LOG: np.log, SQRT: np.sqrt, SIN: np.sin, COS: np.cos, TANH: np.tanh}
+# op -> the NumPy ufunc that computes its forward on long arrays (filled by each op's block)
+_UFUNCS = {}
 
 cdef extern from "Python.h":
     ctypedef struct _PyType "PyTypeObject":
@@ -264,80 +279,7 @@ def op_codes():
     return dict(zip(names, codes))
 
 
-
-# ---------------------------------------------------------------------------
-# Memory for values and gradients
-# ---------------------------------------------------------------------------
-# A training step allocates and frees the same blocks every time.  With plain
-# malloc, freeing a step's ~10 MB of 32 KB blocks lets glibc return the heap to
-# the OS and the next step page-faults it all in again: 40% of the per-op
-# workload's time at n = 4096 (perf).  So blocks of CACHE_MIN bytes or more
-# are kept on per-size-class free lists (power-of-two classes, at most
-# CACHE_LIMIT bytes in all) and handed out again.  Every block carries a
-# 16-byte header with its class (-1: plain malloc), keeping 16-byte alignment.
-# Small blocks are cached too: a free-list pop is ~20 instructions, malloc and
-# free ~150 together, and the per-op workload allocates two blocks per op.
-cdef enum:
-    CACHE_MIN = 16
-    CACHE_MIN_CLASS = 4        # log2(CACHE_MIN)
-    CACHE_CLASSES = 48
-    HEADER = 16
-
-cdef void* _free_lists[CACHE_CLASSES]
-cdef size_t _cached_bytes = 0
-cdef size_t CACHE_LIMIT = 256 * 1024 * 1024
-
-
-cdef void* _mem_alloc(size_t nbytes) noexcept:
-    """A block of at least nbytes (NULL when out of memory)."""
-    cdef int k = -1
-    cdef size_t cap = nbytes
-    cdef char* block
-    if nbytes < CACHE_MIN:
-        nbytes = CACHE_MIN
-    if True:
-        k = CACHE_MIN_CLASS
-        cap = CACHE_MIN
-        while cap < nbytes:
-            cap <<= 1
-            k += 1
-        if _free_lists[k] != NULL:
-            block = <char*>_free_lists[k]
-            _free_lists[k] = (<void**>(block + HEADER))[0]
-            _cached_bytes_sub(cap)
-            return block + HEADER
-    block = <char*>malloc(cap + HEADER)
-    if block == NULL:
-        return NULL
-    (<long*>block)[0] = k
-    return block + HEADER
-
-
-cdef inline void _cached_bytes_sub(size_t n) noexcept:
-    global _cached_bytes
-    _cached_bytes -= n
-
-
-cdef void _mem_free(void* ptr) noexcept:
-    global _cached_bytes
-    if ptr == NULL:
-        return
-    cdef char* block = <char*>ptr - HEADER
-    cdef long k = (<long*>block)[0]
-    cdef size_t cap
-    if k >= 0:
-        cap = (<size_t>1) << k
-        if _cached_bytes + cap <= CACHE_LIMIT:
-            (<void**>ptr)[0] = _free_lists[k]
-            _free_lists[k] = block
-            _cached_bytes += cap
-            return
-    free(block)
-
-
-def _memory_cached():
-    """Bytes held on the free lists (for tests)."""
-    return _cached_bytes
+include "_alloc.pxi"
 
 
 # ---------------------------------------------------------------------------
@@ -891,574 +833,9 @@ def apply(int op, tuple inputs, tuple params=()):
     return out
 
 
-# ---------------------------------------------------------------------------
-# Native elementwise ops: each op's forward and backward formulas side by side
-# ---------------------------------------------------------------------------
-ctypedef fused floating:
-    float
-    double
-
-
-cdef inline double _sigmoid(double x) noexcept nogil:
-    cdef double e
-    if x >= 0:
-        return 1.0 / (1.0 + c_exp(-x))
-    e = c_exp(x)
-    return e / (1.0 + e)
-
-
-cdef inline double _sign(double x) noexcept nogil:
-    return (x > 0) - (x < 0)
-
-
-cdef inline double _share(double a, double b) noexcept nogil:
-    # maximum/minimum: ties share the gradient; a NaN on either side gives
-    # both inputs the whole of it (PyTorch's rule: only a strict loser gets 0)
-    return 0.5 if a == b else 1.0
-
-
-cdef inline double _max_share(double a, double b) noexcept nogil:
-    # d maximum(a, b) / da (swap a and b for db; minimum swaps the comparison)
-    return 0.0 if a < b else _share(a, b)
-
-
-cdef inline double _pow_one(double a, double b) noexcept nogil:
-    # One exponent for every element (a number, or a size-1 tensor: the kernel
-    # cannot tell them apart): PyTorch takes a square root for +-0.5, which
-    # differs from pow at -inf (NaN) and -0.0 (sign), so we do too.
-    if b == 0.5:
-        return c_sqrt(a)
-    if b == -0.5:
-        return 1.0 / c_sqrt(a)
-    return c_pow(a, b)
-
-
-cdef inline void _binary_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
-                                Py_ssize_t sb, floating* y, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    if op == ADD:                                    # add: a + b
-        for i in range(n):
-            y[i] = a[i * sa] + b[i * sb]
-    elif op == SUB:                                  # sub: a - b
-        for i in range(n):
-            y[i] = a[i * sa] - b[i * sb]
-    elif op == MUL:                                  # mul: a * b
-        for i in range(n):
-            y[i] = a[i * sa] * b[i * sb]
-    elif op == DIV:                                  # div: a / b
-        for i in range(n):
-            y[i] = a[i * sa] / b[i * sb]
-
-
-
-cdef inline void _extreme_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
-                                  Py_ssize_t sb, floating* y, Py_ssize_t n) noexcept nogil:
-    # maximum / minimum, apart from the arithmetic above, for the same reason as pow.
-    cdef Py_ssize_t i
-    if op == MAXIMUM:                                # NaN on either side propagates
-        for i in range(n):
-            y[i] = a[i * sa] if (a[i * sa] > b[i * sb] or a[i * sa] != a[i * sa]) \
-                else b[i * sb]            # a tie gives b: maximum(0.0, -0.0) is -0.0
-    elif op == MINIMUM:
-        for i in range(n):
-            y[i] = a[i * sa] if (a[i * sa] < b[i * sb] or a[i * sa] != a[i * sa]) \
-                else b[i * sb]
-
-
-cdef inline void _put(floating* p, floating v, bint write) noexcept nogil:
-    # `write` is loop-invariant: gcc -O3 unswitches it out of the loops below.
-    if write:
-        p[0] = v
-    else:
-        p[0] += v
-
-
-cdef inline void _binary_backward(int op, const floating* g, const floating* a, Py_ssize_t sa,
-                                 const floating* b, Py_ssize_t sb, const floating* y,
-                                 floating* ga, floating* gb, Py_ssize_t n, bint wa,
-                                 bint wb) noexcept nogil:
-    """ga[i*sa] += g * d(y)/d(a), gb[i*sb] += g * d(y)/d(b); NULL skips an input.
-
-    A stride of 0 is a broadcast size-1 operand: its gradient sums over i.
-    wa / wb: the buffer is fresh, so write (=) instead of adding: one pass,
-    no zeroing first (only ever set with stride 1).
-    """
-    cdef Py_ssize_t i
-    cdef double av, bv
-    if op == ADD:
-        if ga != NULL:
-            for i in range(n):
-                _put(&ga[i * sa], g[i], wa)
-        if gb != NULL:
-            for i in range(n):
-                _put(&gb[i * sb], g[i], wb)
-    elif op == SUB:
-        if ga != NULL:
-            for i in range(n):
-                _put(&ga[i * sa], g[i], wa)
-        if gb != NULL:
-            for i in range(n):
-                _put(&gb[i * sb], -g[i], wb)
-    elif op == MUL:
-        if ga != NULL:
-            for i in range(n):
-                _put(&ga[i * sa], g[i] * b[i * sb], wa)
-        if gb != NULL:
-            for i in range(n):
-                _put(&gb[i * sb], g[i] * a[i * sa], wb)
-    elif op == DIV:
-        if ga != NULL:
-            for i in range(n):
-                _put(&ga[i * sa], g[i] / b[i * sb], wa)
-        if gb != NULL:
-            for i in range(n):
-                _put(&gb[i * sb], -(g[i] / b[i * sb]) * a[i * sa] / b[i * sb], wb)
-    elif op == POW:
-        # As PyTorch: d/da is 0 where b == 0 (even at a = 0 or NaN), d/db is 0
-        # where a == 0 and b >= 0 (0 * -inf there otherwise).
-        if ga != NULL:
-            for i in range(n):
-                bv = b[i * sb]
-                _put(&ga[i * sa], <floating>(g[i] * bv * (_pow_one(a[i * sa], bv - 1) if sb == 0
-                                                          else c_pow(a[i * sa], bv - 1)))
-                     if bv != 0 else 0, wa)
-        if gb != NULL:
-            for i in range(n):
-                av = a[i * sa]
-                _put(&gb[i * sb], <floating>(g[i] * (y[i] * c_log(av)))
-                     if (av != 0 or not (b[i * sb] >= 0)) else 0, wb)
-    elif op == MAXIMUM:                  # one loop per input, as above
-        if ga != NULL:
-            for i in range(n):
-                _put(&ga[i * sa], <floating>(g[i] * _max_share(a[i * sa], b[i * sb])), wa)
-        if gb != NULL:
-            for i in range(n):
-                _put(&gb[i * sb], <floating>(g[i] * _max_share(b[i * sb], a[i * sa])), wb)
-    elif op == MINIMUM:
-        if ga != NULL:
-            for i in range(n):
-                _put(&ga[i * sa], <floating>(g[i] * _max_share(b[i * sb], a[i * sa])), wa)
-        if gb != NULL:
-            for i in range(n):
-                _put(&gb[i * sb], <floating>(g[i] * _max_share(a[i * sa], b[i * sb])), wb)
-
-
-# The strides are 0 or 1.  Calling the inline bodies with literal strides lets
-# the C compiler emit a contiguous (SIMD) loop for each layout; one loop with
-# run-time strides did not vectorize and ran 2.3x slower than NumPy on 4096
-# elements (bench/: per-op workload).
-cdef void binary_forward(int op, const floating* a, Py_ssize_t sa, const floating* b,
-                         Py_ssize_t sb, floating* y, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    # pow: a call per element either way, so one loop with run-time strides; here,
-    # not in _binary_forward, whose body must stay small enough for the compiler to
-    # inline it into each stride case below (measured: with pow inside, the double
-    # add/mul loops were no longer inlined or vectorized, 2.2x the instructions).
-    if op == POW:
-        if sb == 0 and (b[0] == 0.5 or b[0] == -0.5):
-            for i in range(n):       # as torch: a square root for these (see _pow_one)
-                y[i] = <floating>_pow_one(a[i * sa], b[0])
-        else:
-            for i in range(n):
-                y[i] = <floating>c_pow(a[i * sa], b[i * sb])
-        return
-    if op == MAXIMUM or op == MINIMUM:
-        if sa == 1 and sb == 1:
-            _extreme_forward(op, a, 1, b, 1, y, n)
-        elif sa == 1:
-            _extreme_forward(op, a, 1, b, 0, y, n)
-        elif sb == 1:
-            _extreme_forward(op, a, 0, b, 1, y, n)
-        else:
-            _extreme_forward(op, a, 0, b, 0, y, n)
-    elif sa == 1 and sb == 1:
-        _binary_forward(op, a, 1, b, 1, y, n)
-    elif sa == 1:
-        _binary_forward(op, a, 1, b, 0, y, n)
-    elif sb == 1:
-        _binary_forward(op, a, 0, b, 1, y, n)
-    else:
-        _binary_forward(op, a, 0, b, 0, y, n)
-
-
-cdef void binary_backward(int op, const floating* g, const floating* a, Py_ssize_t sa,
-                          const floating* b, Py_ssize_t sb, const floating* y,
-                          floating* ga, floating* gb, Py_ssize_t n, bint wa,
-                          bint wb) noexcept nogil:
-    if sa == 1 and sb == 1:
-        _binary_backward(op, g, a, 1, b, 1, y, ga, gb, n, wa, wb)
-    elif sa == 1:
-        _binary_backward(op, g, a, 1, b, 0, y, ga, gb, n, wa, False)
-    elif sb == 1:
-        _binary_backward(op, g, a, 0, b, 1, y, ga, gb, n, False, wb)
-    else:
-        _binary_backward(op, g, a, 0, b, 0, y, ga, gb, n, False, False)
-
-
-cdef inline void _binary_backward_inplace(int op, floating* g, const floating* a,
-                                         const floating* b, Py_ssize_t sb,
-                                         Py_ssize_t n) noexcept nogil:
-    """g[i] = g[i] * d(y)/d(a): a's first gradient over the incoming one (a's stride 1).
-
-    The arithmetic of _binary_backward, with one pointer for the gradient read
-    and written, so the compiler sees no overlap and vectorizes (see
-    unary_backward_inplace).  add and sub never get here: there the incoming
-    gradient already is a's.
-    """
-    cdef Py_ssize_t i
-    cdef double av, bv
-    if op == MUL:
-        for i in range(n):
-            g[i] = g[i] * b[i * sb]
-    elif op == DIV:
-        for i in range(n):
-            g[i] = g[i] / b[i * sb]
-    elif op == POW:
-        for i in range(n):
-            bv = b[i * sb]
-            g[i] = <floating>(g[i] * bv * (_pow_one(a[i], bv - 1) if sb == 0
-                                           else c_pow(a[i], bv - 1))) if bv != 0 else 0
-    elif op == MAXIMUM:
-        for i in range(n):
-            g[i] = <floating>(g[i] * _max_share(a[i], b[i * sb]))
-    elif op == MINIMUM:
-        for i in range(n):
-            g[i] = <floating>(g[i] * _max_share(b[i * sb], a[i]))
-
-
-cdef void binary_backward_inplace(int op, floating* g, const floating* a, const floating* b,
-                                  Py_ssize_t sb, Py_ssize_t n) noexcept nogil:
-    if sb == 1:
-        _binary_backward_inplace(op, g, a, b, 1, n)
-    else:
-        _binary_backward_inplace(op, g, a, b, 0, n)
-
-
-cdef inline double _clip(double x, double p, double q) noexcept nogil:
-    cdef double t = p if (x < p or p != p) else x
-    return q if (t > q or q != q) else t
-
-
-cdef void unary_forward(int op, const floating* x, floating* y, Py_ssize_t n,
-                        double p, double q) noexcept nogil:
-    cdef Py_ssize_t i
-    if op == NEG:                                    # neg: -x
-        for i in range(n):
-            y[i] = -x[i]
-    elif op == EXP:                                  # exp
-        for i in range(n):
-            y[i] = <floating>c_exp(x[i])
-    elif op == LOG:                                  # log
-        for i in range(n):
-            y[i] = <floating>c_log(x[i])
-    elif op == SQRT:                                 # sqrt
-        for i in range(n):
-            y[i] = <floating>c_sqrt(x[i])
-    elif op == ABS:                                  # abs
-        for i in range(n):
-            y[i] = <floating>fabs(x[i])
-    elif op == SIN:                                  # sin
-        for i in range(n):
-            y[i] = <floating>c_sin(x[i])
-    elif op == COS:                                  # cos
-        for i in range(n):
-            y[i] = <floating>c_cos(x[i])
-    elif op == TANH:                                 # tanh
-        for i in range(n):
-            y[i] = <floating>c_tanh(x[i])
-    elif op == SIGMOID:                              # sigmoid
-        for i in range(n):
-            y[i] = <floating>_sigmoid(x[i])
-    elif op == RELU:                                 # relu: NaN and -0.0 pass (as torch)
-        for i in range(n):
-            y[i] = 0 if x[i] < 0 else x[i]
-    elif op == LEAKY_RELU:                           # leaky_relu(p)
-        for i in range(n):
-            y[i] = x[i] if x[i] > 0 else <floating>(x[i] * p)
-    elif op == CLIP:                                 # clip(p, q) = min(max(x, p), q)
-        # As torch.clamp: a NaN bound gives NaN, p > q gives q, NaN x stays NaN.
-        for i in range(n):
-            y[i] = <floating>_clip(x[i], p, q)
-
-
-cdef void unary_backward(int op, const floating* g, const floating* x, const floating* y,
-                         floating* gx, Py_ssize_t n, double p, double q, bint write) noexcept nogil:
-    """gx[i] += g[i] * dy/dx (= when `write`: a fresh buffer, usually g's own): one pass per op."""
-    cdef Py_ssize_t i
-    if write:
-        if gx != g:
-            memcpy(gx, g, n * sizeof(floating))
-        unary_backward_inplace(op, gx, x, y, n, p, q)
-        return
-    if op == NEG:
-        for i in range(n):
-            gx[i] += -g[i]
-    elif op == EXP:
-        for i in range(n):
-            gx[i] += g[i] * y[i]
-    elif op == LOG:
-        for i in range(n):
-            gx[i] += g[i] / x[i]
-    elif op == SQRT:
-        for i in range(n):
-            gx[i] += g[i] / (2 * y[i])
-    elif op == ABS:
-        for i in range(n):
-            gx[i] += g[i] * <floating>_sign(x[i])
-    elif op == SIN:
-        for i in range(n):
-            gx[i] += g[i] * <floating>c_cos(x[i])
-    elif op == COS:
-        for i in range(n):
-            gx[i] += -(g[i] * <floating>c_sin(x[i]))
-    elif op == TANH:
-        for i in range(n):
-            gx[i] += g[i] * (1 - y[i] * y[i])
-    elif op == SIGMOID:
-        for i in range(n):
-            gx[i] += g[i] * y[i] * (1 - y[i])
-    elif op == RELU:                                 # NaN passes the gradient, as torch
-        for i in range(n):
-            gx[i] += 0 if x[i] <= 0 else g[i]
-    elif op == LEAKY_RELU:
-        for i in range(n):
-            gx[i] += g[i] if x[i] > 0 else <floating>(g[i] * p)
-    elif op == CLIP:
-        for i in range(n):
-            gx[i] += g[i] if p <= x[i] <= q else 0
-
-
-cdef void unary_backward_inplace(int op, floating* g, const floating* x, const floating* y,
-                                 Py_ssize_t n, double p, double q) noexcept nogil:
-    """g[i] = g[i] * dy/dx, over the incoming gradient itself.
-
-    The loops of unary_backward with one pointer for both the gradient read
-    and the one written: with two pointers to the same buffer the compiler's
-    overlap check sends the loop down its scalar path, where a data-dependent
-    select (relu on random signs) mispredicts every other element (measured:
-    1024 x 512 float32 relu backward 2.6 ms; vectorized here 0.2 ms).
-    """
-    cdef Py_ssize_t i
-    if op == NEG:
-        for i in range(n):
-            g[i] = -g[i]
-    elif op == EXP:
-        for i in range(n):
-            g[i] = g[i] * y[i]
-    elif op == LOG:
-        for i in range(n):
-            g[i] = g[i] / x[i]
-    elif op == SQRT:
-        for i in range(n):
-            g[i] = g[i] / (2 * y[i])
-    elif op == ABS:
-        for i in range(n):
-            g[i] = g[i] * <floating>_sign(x[i])
-    elif op == SIN:
-        for i in range(n):
-            g[i] = g[i] * <floating>c_cos(x[i])
-    elif op == COS:
-        for i in range(n):
-            g[i] = -(g[i] * <floating>c_sin(x[i]))
-    elif op == TANH:
-        for i in range(n):
-            g[i] = g[i] * (1 - y[i] * y[i])
-    elif op == SIGMOID:
-        for i in range(n):
-            g[i] = g[i] * y[i] * (1 - y[i])
-    elif op == RELU:                                 # NaN passes the gradient, as torch
-        for i in range(n):
-            g[i] = 0 if x[i] <= 0 else g[i]
-    elif op == LEAKY_RELU:
-        for i in range(n):
-            g[i] = g[i] if x[i] > 0 else <floating>(g[i] * p)
-    elif op == CLIP:
-        for i in range(n):
-            g[i] = g[i] if p <= x[i] <= q else 0
-
-
-cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
-    # NumPy's order in the element type, so a full sum equals np.sum bit for
-    # bit (a float32 sum that overflows is inf, as in NumPy and PyTorch).
-    # The total starts at +0, so a sum of -0.0s is +0.0, as in both.
-    y[0] = 0
-    y[0] += _pairwise(x, n)
-
-
-cdef floating _pairwise(const floating* x, Py_ssize_t n) noexcept nogil:
-    """NumPy's pairwise sum: a plain loop below 8 items; up to 128, eight
-    interleaved partial sums (a loop the compiler vectorizes) combined as a
-    tree, then the tail; above, halves cut at a multiple of 8."""
-    cdef Py_ssize_t i, m
-    cdef floating r0, r1, r2, r3, r4, r5, r6, r7, s
-    if n < 8:
-        s = 0
-        for i in range(n):
-            s = s + x[i]
-        return s
-    if n <= 128:
-        r0 = x[0]
-        r1 = x[1]
-        r2 = x[2]
-        r3 = x[3]
-        r4 = x[4]
-        r5 = x[5]
-        r6 = x[6]
-        r7 = x[7]
-        m = n - n % 8
-        for i in range(8, m, 8):
-            r0 = r0 + x[i]
-            r1 = r1 + x[i + 1]
-            r2 = r2 + x[i + 2]
-            r3 = r3 + x[i + 3]
-            r4 = r4 + x[i + 4]
-            r5 = r5 + x[i + 5]
-            r6 = r6 + x[i + 6]
-            r7 = r7 + x[i + 7]
-        s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        for i in range(m, n):
-            s = s + x[i]
-        return s
-    m = n // 2
-    m -= m % 8
-    return _pairwise(x, m) + _pairwise(x + m, n - m)
-
-
-cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating gv = g[0]
-    for i in range(n):
-        _put(&gx[i], gv, write)
-
-
-
-# -- matrix products: C loops for small shapes, BLAS (through NumPy) for big -----
-# A NumPy matmul call costs ~1.5 us before it multiplies anything, so small
-# products (the lectures' networks, batch-1 SGD) run these loops; from
-# BLAS_MIN multiply-adds on, BLAS wins (bench/ measures the crossover).
-cdef Py_ssize_t BLAS_MIN = 8192
-
-
-def _set_blas_min(Py_ssize_t n):
-    """Set the C-loop/BLAS crossover (multiply-adds); returns the old one (for bench/)."""
-    global BLAS_MIN
-    old = BLAS_MIN
-    BLAS_MIN = n
-    return old
-
-
-cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_ssize_t n,
-                         Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y."""
-    cdef Py_ssize_t r, i, o
-    cdef floating av
-    memset(y, 0, n * m * sizeof(floating))
-    for r in range(n):
-        for i in range(k):
-            av = a[r * k + i]
-            for o in range(m):
-                y[r * m + o] += av * b[i * m + o]
-
-
-cdef void matmul_backward(const floating* g, const floating* a, const floating* b, floating* ga,
-                          floating* gb, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """ga += g @ b.T and gb += a.T @ g (either may be NULL)."""
-    cdef Py_ssize_t r, i, o
-    cdef floating s, av
-    if ga != NULL:
-        for r in range(n):
-            for i in range(k):
-                s = 0
-                for o in range(m):
-                    s += g[r * m + o] * b[i * m + o]
-                ga[r * k + i] += s
-    if gb != NULL:
-        for r in range(n):
-            for i in range(k):
-                av = a[r * k + i]
-                for o in range(m):
-                    gb[i * m + o] += av * g[r * m + o]
-
-
-cdef void linear_forward(const floating* x, const floating* w, const floating* bias, floating* y,
-                         Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """y (n, m) = x (n, k) @ w (m, k).T + bias (m) (bias may be NULL)."""
-    cdef Py_ssize_t r, i, o
-    cdef floating s
-    for r in range(n):
-        for o in range(m):
-            s = bias[o] if bias != NULL else 0
-            for i in range(k):
-                s += x[r * k + i] * w[o * k + i]
-            y[r * m + o] = s
-
-
-cdef void column_sums(const floating* g, floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
-    """out (m) += the column sums of g (n, m), row by row (contiguous inner loop)."""
-    cdef Py_ssize_t r, o
-    for r in range(n):
-        for o in range(m):
-            out[o] += g[r * m + o]
-
-
-cdef void linear_backward(const floating* g, const floating* x, const floating* w, floating* gx,
-                          floating* gw, floating* gb, Py_ssize_t n, Py_ssize_t k,
-                          Py_ssize_t m) noexcept nogil:
-    """gx += g @ w, gw += g.T @ x, gb += column sums of g (any may be NULL)."""
-    cdef Py_ssize_t r, i, o
-    cdef floating gv
-    for r in range(n):
-        for o in range(m):
-            gv = g[r * m + o]
-            if gx != NULL:
-                for i in range(k):
-                    gx[r * k + i] += gv * w[o * k + i]
-            if gw != NULL:
-                for i in range(k):
-                    gw[o * k + i] += gv * x[r * k + i]
-            if gb != NULL:
-                gb[o] += gv
-
-
-# -- cross entropy of rows of logits against class targets ------------------------
-cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
-                                  Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
-    cdef Py_ssize_t r, j
-    cdef double top, acc, loss, total = 0
-    for r in range(n):
-        top = z[r * c]
-        for j in range(1, c):
-            if z[r * c + j] > top:
-                top = z[r * c + j]
-        acc = 0
-        for j in range(c):
-            acc += c_exp(z[r * c + j] - top)
-        loss = top + c_log(acc) - z[r * c + target[r]]
-        if losses != NULL:
-            losses[r] = <floating>loss
-        total += loss
-    return total
-
-
-cdef void cross_entropy_backward(const floating* g, Py_ssize_t g_step, double scale,
-                                 const floating* z, const long long* target, floating* gz,
-                                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """gz[r] += g[r * g_step] * scale * (softmax(z[r]) - onehot(target[r]))."""
-    cdef Py_ssize_t r, j
-    cdef double top, acc, w
-    for r in range(n):
-        top = z[r * c]
-        for j in range(1, c):
-            if z[r * c + j] > top:
-                top = z[r * c + j]
-        acc = 0
-        for j in range(c):
-            acc += c_exp(z[r * c + j] - top)
-        w = g[r * g_step] * scale / acc
-        for j in range(c):
-            gz[r * c + j] += <floating>(w * c_exp(z[r * c + j] - top))
-        gz[r * c + target[r]] -= <floating>(g[r * g_step] * scale)
+include "_loops.pxi"
+# General NumPy broadcasting of binary ops (the strided N-d driver) goes in
+# _broadcast.pxi, included here, after the drivers whose element kernels it reuses.
 
 
 # ---------------------------------------------------------------------------
@@ -1563,10 +940,64 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
     cdef char* pb
     cdef Py_ssize_t sa, sb
     _operand_ptrs(form, a, b, c, &slot, out._dt, &pa, &sa, &pb, &sb)
-    if out._dt == DT_F64:
-        binary_forward(op, <double*>pa, sa, <double*>pb, sb, <double*>out._data, out._size)
-    else:
-        binary_forward(op, <float*>pa, sa, <float*>pb, sb, <float*>out._data, out._size)
+    binary_run(op, FORWARD, out._dt, NULL, pa, sa, pb, sb, out._data, NULL, NULL, out._size,
+               False, False)
+
+
+cdef int _binary_backward(TensorBase node) except -1:
+    """The backward of every native binary op, for each operand form (FORM_*)."""
+    cdef TensorBase a = node._a, b = node._b
+    cdef char* ga = NULL
+    cdef char* gb = NULL
+    cdef char* pa
+    cdef char* pb
+    cdef Py_ssize_t sa, sb
+    cdef double slot
+    cdef bint wa = False, wb = False
+    cdef char* g
+    cdef int op = node._op
+    if b is not None and b._data == NULL and not b._dropped:
+        raise RuntimeError("backward: the values of an input of '%s' were replaced "
+                           "through .data by an array of another layout" % _op_name(node))
+    _operand_ptrs(node._form, a, b, node._c, &slot, node._dt, &pa, &sa, &pb, &sb)
+    # As for unary ops: a's first gradient may be computed in place over
+    # the output's gradient buffer (after b's, which reads it).
+    if a is not None and a._requires_grad and a._g == NULL and sa == 1 and a is not b:
+        g = node._g
+        if b is not None and b._requires_grad:
+            gb = _grad_buffer_raw(b, &wb)
+            if wb and sb == 0:
+                memset(gb, 0, ITEMSIZE[b._dt])
+                wb = False
+            binary_run(op, BACKWARD, node._dt, g, pa, sa, pb, sb, node._data, NULL, gb,
+                       node._size, False, wb)
+        a._g = g
+        node._g = NULL
+        if op == ADD or op == SUB:
+            return 0                      # d(a + b)/da = 1: the buffer is the gradient
+        binary_run(op, BACKWARD_OVER, node._dt, g, pa, sa, pb, sb, node._data, g, NULL,
+                   node._size, False, False)
+        return 0
+    # A fresh buffer is written, not added to, unless it is a broadcast
+    # (stride 0) operand whose gradient is a sum: that one starts at zero.
+    if a is not None and a._requires_grad:
+        ga = _grad_buffer_raw(a, &wa)
+        if wa and sa == 0:
+            memset(ga, 0, ITEMSIZE[a._dt])
+            wa = False
+    if b is not None and b._requires_grad:
+        gb = _grad_buffer_raw(b, &wb)
+        if wb and sb == 0:
+            memset(gb, 0, ITEMSIZE[b._dt])
+            wb = False
+    binary_run(op, BACKWARD, node._dt, node._g, pa, sa, pb, sb, node._data, ga, gb,
+               node._size, wa, wb)
+    return 0
+
+
+cdef int _binary_replay(TensorBase node) except -1:
+    _binary_kernel_forward(node._op, node._form, node._a, node._b, node._c, node)
+    return 0
 
 
 # -- in place through .data: `a -= b` ------------------------------------------
@@ -1621,10 +1052,8 @@ cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q)
         # NumPy's SIMD loops beat libm on long arrays; write straight into out.
         # (out passed positionally: a keyword costs a dict per call)
         (<object>_UFUNCS[op])(_view(a._data, a._shape, a._dt), _view(out._data, a._shape, a._dt))
-    elif a._dt == DT_F64:
-        unary_forward(op, <double*>a._data, <double*>out._data, a._size, p, q)
     else:
-        unary_forward(op, <float*>a._data, <float*>out._data, a._size, p, q)
+        unary_run(op, FORWARD, a._dt, NULL, a._data, out._data, NULL, a._size, p, q)
     return 0
 
 
@@ -1661,32 +1090,205 @@ cdef object _unary(int op, object x, double p, double q):
     return out
 
 
+cdef int _unary_backward(TensorBase node) except -1:
+    """The backward of every native unary op: gx (+)= g * f'(x), one pass."""
+    cdef TensorBase a = node._a
+    cdef char* g = node._g
+    cdef char* ga = a._g
+    cdef bint fresh = ga == NULL
+    if fresh:
+        # The input's first gradient: computed in place over the output's
+        # gradient buffer, which is then handed down the chain.  No new
+        # block, and the memory stays in cache (n = 4096: -9% per op).
+        ga = g
+        a._g = g
+        node._g = NULL
+    unary_run(node._op, BACKWARD_OVER if fresh else BACKWARD, a._dt, g, a._data, node._data, ga,
+              a._size, node._c, node._c2)
+    return 0
+
+
+cdef int _unary_replay(TensorBase node) except -1:
+    _unary_values(node._op, node._a, node, node._c, node._c2)
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # The ops, in reference.py's order
 # ---------------------------------------------------------------------------
 
+# -- add ---------------------------------------------------------------------
+cdef inline floating add_forward(floating a, floating b, bint one) noexcept nogil:
+    return a + b
+
+
+cdef inline floating add_backward_a(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return g
+
+
+cdef inline floating add_backward_b(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return g
+
+
 def add(a, b):
     return _binary(ADD, a, b)
+
+
+# -- sub ---------------------------------------------------------------------
+cdef inline floating sub_forward(floating a, floating b, bint one) noexcept nogil:
+    return a - b
+
+
+cdef inline floating sub_backward_a(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return g
+
+
+cdef inline floating sub_backward_b(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return -g
 
 
 def sub(a, b):
     return _binary(SUB, a, b)
 
 
+# -- mul ---------------------------------------------------------------------
+cdef inline floating mul_forward(floating a, floating b, bint one) noexcept nogil:
+    return a * b
+
+
+cdef inline floating mul_backward_a(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return g * b
+
+
+cdef inline floating mul_backward_b(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return g * a
+
+
 def mul(a, b):
     return _binary(MUL, a, b)
+
+
+# -- div ---------------------------------------------------------------------
+cdef inline floating div_forward(floating a, floating b, bint one) noexcept nogil:
+    return a / b
+
+
+cdef inline floating div_backward_a(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return g / b
+
+
+cdef inline floating div_backward_b(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    return -(g / b) * a / b
 
 
 def div(a, b):
     return _binary(DIV, a, b)
 
 
+# -- neg ---------------------------------------------------------------------
+cdef inline floating neg_forward(floating x, double p, double q) noexcept nogil:
+    return -x
+
+
+cdef inline floating neg_backward(floating g, floating x, floating y, double p,
+                                  double q) noexcept nogil:
+    return -g
+
+
 def neg(x):
     return _unary(NEG, x, 0, 0)
 
 
+# -- pow ---------------------------------------------------------------------
+cdef inline double _pow_one(double a, double b) noexcept nogil:
+    # One exponent for every element (a number, or a size-1 tensor: the kernel
+    # cannot tell them apart): PyTorch takes a square root for +-0.5, which
+    # differs from pow at -inf (NaN) and -0.0 (sign), so we do too.
+    if b == 0.5:
+        return c_sqrt(a)
+    if b == -0.5:
+        return 1.0 / c_sqrt(a)
+    return c_pow(a, b)
+
+
+cdef inline floating pow_forward(floating a, floating b, bint one) noexcept nogil:
+    return <floating>(_pow_one(a, b) if one else c_pow(a, b))
+
+
+cdef inline floating pow_backward_a(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    # As PyTorch: d/da is 0 where b == 0 (even at a = 0 or NaN)
+    cdef double bv = b
+    return <floating>(g * bv * (_pow_one(a, bv - 1) if one else c_pow(a, bv - 1))) \
+        if bv != 0 else 0
+
+
+cdef inline floating pow_backward_b(floating g, floating a, floating b, floating y,
+                                    bint one) noexcept nogil:
+    # d/db is 0 where a == 0 and b >= 0 (0 * -inf there otherwise)
+    cdef double av = a
+    return <floating>(g * (y * c_log(av))) if (av != 0 or not (b >= 0)) else 0
+
+
 def pow(a, b):
     return _binary(POW, a, b)
+
+
+# -- matmul ------------------------------------------------------------------
+# C loops for small shapes, BLAS (through NumPy) for big.
+# A NumPy matmul call costs ~1.5 us before it multiplies anything, so small
+# products (the lectures' networks, batch-1 SGD) run these loops; from
+# BLAS_MIN multiply-adds on, BLAS wins (bench/ measures the crossover).
+cdef Py_ssize_t BLAS_MIN = 8192
+
+
+def _set_blas_min(Py_ssize_t n):
+    """Set the C-loop/BLAS crossover (multiply-adds); returns the old one (for bench/)."""
+    global BLAS_MIN
+    old = BLAS_MIN
+    BLAS_MIN = n
+    return old
+
+
+cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_ssize_t n,
+                         Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y."""
+    cdef Py_ssize_t r, i, o
+    cdef floating av
+    memset(y, 0, n * m * sizeof(floating))
+    for r in range(n):
+        for i in range(k):
+            av = a[r * k + i]
+            for o in range(m):
+                y[r * m + o] += av * b[i * m + o]
+
+
+cdef void matmul_backward(const floating* g, const floating* a, const floating* b, floating* ga,
+                          floating* gb, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """ga += g @ b.T and gb += a.T @ g (either may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating s, av
+    if ga != NULL:
+        for r in range(n):
+            for i in range(k):
+                s = 0
+                for o in range(m):
+                    s += g[r * m + o] * b[i * m + o]
+                ga[r * k + i] += s
+    if gb != NULL:
+        for r in range(n):
+            for i in range(k):
+                av = a[r * k + i]
+                for o in range(m):
+                    gb[i * m + o] += av * g[r * m + o]
 
 
 def matmul(a, b):
@@ -1728,6 +1330,10 @@ cdef int _matmul_values(TensorBase ta, TensorBase tb, TensorBase out) except -1:
     return 0
 
 
+cdef int _matmul_replay(TensorBase node) except -1:
+    return _matmul_values(node._a, node._b, node)
+
+
 cdef int _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) except -1:
     """Make `out` a native node of `op` over tensors a, b (and d)."""
     out._requires_grad = True
@@ -1753,16 +1359,11 @@ cdef int _record(TensorBase out, int op, TensorBase a, TensorBase b, object d) e
 cdef int _product_into(char* dst, bint fresh, int dt, Py_ssize_t n, object product) except -1:
     """dst (n items) = product if fresh, else dst += product (an array of dtype dt)."""
     cdef cnp.ndarray arr = np.ascontiguousarray(product, dtype=_DTYPES[dt])
-    cdef Py_ssize_t i
     cdef char* src = <char*>cnp.PyArray_DATA(arr)
     if fresh:
         memcpy(dst, src, n * ITEMSIZE[dt])
-    elif dt == DT_F64:
-        for i in range(n):
-            (<double*>dst)[i] += (<double*>src)[i]
     else:
-        for i in range(n):
-            (<float*>dst)[i] += (<float*>src)[i]
+        add_into(dt, dst, src, n)
     return 0
 
 
@@ -1803,51 +1404,221 @@ cdef inline void _zero_if_fresh(char* buf, bint fresh, size_t nbytes) noexcept:
         memset(buf, 0, nbytes)
 
 
+# -- exp ---------------------------------------------------------------------
+cdef inline floating exp_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>c_exp(x)
+
+
+cdef inline floating exp_backward(floating g, floating x, floating y, double p,
+                                  double q) noexcept nogil:
+    return g * y
+
+
+_UFUNCS[EXP] = np.exp
+
+
 def exp(x):
     return _unary(EXP, x, 0, 0)
+
+
+# -- log ---------------------------------------------------------------------
+cdef inline floating log_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>c_log(x)
+
+
+cdef inline floating log_backward(floating g, floating x, floating y, double p,
+                                  double q) noexcept nogil:
+    return g / x
+
+
+_UFUNCS[LOG] = np.log
 
 
 def log(x):
     return _unary(LOG, x, 0, 0)
 
 
+# -- sqrt --------------------------------------------------------------------
+cdef inline floating sqrt_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>c_sqrt(x)
+
+
+cdef inline floating sqrt_backward(floating g, floating x, floating y, double p,
+                                   double q) noexcept nogil:
+    return g / (2 * y)
+
+
+_UFUNCS[SQRT] = np.sqrt
+
+
 def sqrt(x):
     return _unary(SQRT, x, 0, 0)
+
+
+# -- abs ---------------------------------------------------------------------
+cdef inline floating abs_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>fabs(x)
+
+
+cdef inline floating abs_backward(floating g, floating x, floating y, double p,
+                                  double q) noexcept nogil:
+    return g * <floating>((x > 0) - (x < 0))
 
 
 def abs(x):
     return _unary(ABS, x, 0, 0)
 
 
+# -- sin ---------------------------------------------------------------------
+cdef inline floating sin_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>c_sin(x)
+
+
+cdef inline floating sin_backward(floating g, floating x, floating y, double p,
+                                  double q) noexcept nogil:
+    return g * <floating>c_cos(x)
+
+
+_UFUNCS[SIN] = np.sin
+
+
 def sin(x):
     return _unary(SIN, x, 0, 0)
+
+
+# -- cos ---------------------------------------------------------------------
+cdef inline floating cos_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>c_cos(x)
+
+
+cdef inline floating cos_backward(floating g, floating x, floating y, double p,
+                                  double q) noexcept nogil:
+    return -(g * <floating>c_sin(x))
+
+
+_UFUNCS[COS] = np.cos
 
 
 def cos(x):
     return _unary(COS, x, 0, 0)
 
 
+# -- tanh --------------------------------------------------------------------
+cdef inline floating tanh_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>c_tanh(x)
+
+
+cdef inline floating tanh_backward(floating g, floating x, floating y, double p,
+                                   double q) noexcept nogil:
+    return g * (1 - y * y)
+
+
+_UFUNCS[TANH] = np.tanh
+
+
 def tanh(x):
     return _unary(TANH, x, 0, 0)
+
+
+# -- sigmoid -----------------------------------------------------------------
+cdef inline double _sigmoid(double x) noexcept nogil:
+    # exp of a non-positive number only: no overflow for large |x|
+    cdef double e
+    if x >= 0:
+        return 1.0 / (1.0 + c_exp(-x))
+    e = c_exp(x)
+    return e / (1.0 + e)
+
+
+cdef inline floating sigmoid_forward(floating x, double p, double q) noexcept nogil:
+    return <floating>_sigmoid(x)
+
+
+cdef inline floating sigmoid_backward(floating g, floating x, floating y, double p,
+                                      double q) noexcept nogil:
+    return g * y * (1 - y)
 
 
 def sigmoid(x):
     return _unary(SIGMOID, x, 0, 0)
 
 
+# -- relu --------------------------------------------------------------------
+cdef inline floating relu_forward(floating x, double p, double q) noexcept nogil:
+    # NaN and -0.0 pass (as torch)
+    return 0 if x < 0 else x
+
+
+cdef inline floating relu_backward(floating g, floating x, floating y, double p,
+                                   double q) noexcept nogil:
+    # NaN passes the gradient, as torch
+    return 0 if x <= 0 else g
+
+
 def relu(x):
     return _unary(RELU, x, 0, 0)
+
+
+# -- leaky_relu --------------------------------------------------------------
+cdef inline floating leaky_relu_forward(floating x, double p, double q) noexcept nogil:
+    # the slope in the element type, as torch and NumPy (reference) multiply: a
+    # float32 product of doubles would differ in the last bit and not vectorize
+    return x if x > 0 else x * <floating>p
+
+
+cdef inline floating leaky_relu_backward(floating g, floating x, floating y, double p,
+                                         double q) noexcept nogil:
+    return g if x > 0 else g * <floating>p
 
 
 def leaky_relu(x, negative_slope=0.01):
     return _unary(LEAKY_RELU, x, float(negative_slope), 0)
 
 
+# -- clip --------------------------------------------------------------------
+cdef inline double _clip(double x, double p, double q) noexcept nogil:
+    # p and q are not NaN (clip sends a NaN bound to the reference rule): two
+    # selects without a branch, so the loop vectorizes
+    cdef double t = p if x < p else x
+    return q if t > q else t
+
+
+cdef inline floating clip_forward(floating x, double p, double q) noexcept nogil:
+    # min(max(x, p), q) as torch.clamp: p > q gives q, NaN x stays NaN
+    return <floating>_clip(x, p, q)
+
+
+cdef inline floating clip_backward(floating g, floating x, floating y, double p,
+                                   double q) noexcept nogil:
+    return g if p <= x <= q else 0
+
+
 def clip(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
-    return _unary(CLIP, x, -INFINITY if min is None else float(min),
-                  INFINITY if max is None else float(max))
+    cdef double lo = -INFINITY if min is None else float(min)
+    cdef double hi = INFINITY if max is None else float(max)
+    if lo != lo or hi != hi:         # a NaN bound: every value NaN, as torch.clamp gives
+        x = _operand(x, "clip")
+        return apply(CLIP, (x,), (None if min is None else lo, None if max is None else hi))
+    return _unary(CLIP, x, lo, hi)
+
+
+# -- sum ---------------------------------------------------------------------
+cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    # NumPy's order in the element type, so a full sum equals np.sum bit for
+    # bit (a float32 sum that overflows is inf, as in NumPy and PyTorch).
+    # The total starts at +0, so a sum of -0.0s is +0.0, as in both.
+    y[0] = 0
+    y[0] += _pairwise(x, n)
+
+
+cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gv = g[0]
+    for i in range(n):
+        _put(&gx[i], gv, write)
+
 
 
 def sum(x, axis=None, keepdims=False):
@@ -1858,10 +1629,7 @@ def sum(x, axis=None, keepdims=False):
         return apply(SUM, (x,), (axis, bool(keepdims)))
     a = x
     out = _alloc((1,) * len(a._shape) if keepdims else (), 1, a._dt)
-    if a._dt == DT_F64:
-        sum_forward(<double*>a._data, <double*>out._data, a._size)
-    else:
-        sum_forward(<float*>a._data, <float*>out._data, a._size)
+    _sum_values(a, out)
     if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
         out._requires_grad = a._requires_grad
         out._op = SUM
@@ -1876,6 +1644,30 @@ def sum(x, axis=None, keepdims=False):
     return out
 
 
+cdef int _sum_values(TensorBase a, TensorBase out) except -1:
+    if a._dt == DT_F64:
+        sum_forward(<double*>a._data, <double*>out._data, a._size)
+    else:
+        sum_forward(<float*>a._data, <float*>out._data, a._size)
+    return 0
+
+
+cdef int _sum_replay(TensorBase node) except -1:
+    return _sum_values(node._a, node)
+
+
+cdef int _sum_backward(TensorBase node) except -1:
+    cdef TensorBase a = node._a
+    cdef bint fresh = False
+    cdef char* ga = _grad_buffer_raw(a, &fresh)
+    if a._dt == DT_F64:
+        sum_backward(<double*>node._g, <double*>ga, a._size, fresh)
+    else:
+        sum_backward(<float*>node._g, <float*>ga, a._size, fresh)
+    return 0
+
+
+# -- max ... where: the reference rules, through apply ----------------------
 def max(x, axis=None, keepdims=False):
     x = _operand(x, "max")
     check_nonempty("max", x.shape)
@@ -1935,14 +1727,55 @@ def set_default_float(dtype):
     _ref.set_default_float(dtype)
 
 
+# -- maximum -----------------------------------------------------------------
+cdef inline floating _max_share(floating a, floating b) noexcept nogil:
+    # d maximum(a, b) / da (swap a and b for db; minimum swaps the comparison).
+    # Ties share the gradient; a NaN on either side gives both inputs the whole
+    # of it (PyTorch's rule: only a strict loser gets 0).  0, 0.5 and 1 are
+    # exact in either type, so the product is the same as in double, and the
+    # loop stays in the element type (vectorized).
+    return 0 if a < b else (0.5 if a == b else 1)
+
+
+cdef inline floating maximum_forward(floating a, floating b, bint one) noexcept nogil:
+    # NaN on either side propagates; a tie gives b: maximum(0.0, -0.0) is -0.0
+    return a if ((a > b) | (a != a)) else b     # `|`, not `or`: no branch, so it vectorizes
+
+
+cdef inline floating maximum_backward_a(floating g, floating a, floating b, floating y,
+                                        bint one) noexcept nogil:
+    return g * _max_share(a, b)
+
+
+cdef inline floating maximum_backward_b(floating g, floating a, floating b, floating y,
+                                        bint one) noexcept nogil:
+    return g * _max_share(b, a)
+
+
 def maximum(a, b):
     return _binary(MAXIMUM, a, b)
+
+
+# -- minimum -----------------------------------------------------------------
+cdef inline floating minimum_forward(floating a, floating b, bint one) noexcept nogil:
+    return a if ((a < b) | (a != a)) else b
+
+
+cdef inline floating minimum_backward_a(floating g, floating a, floating b, floating y,
+                                        bint one) noexcept nogil:
+    return g * _max_share(b, a)
+
+
+cdef inline floating minimum_backward_b(floating g, floating a, floating b, floating y,
+                                        bint one) noexcept nogil:
+    return g * _max_share(a, b)
 
 
 def minimum(a, b):
     return _binary(MINIMUM, a, b)
 
 
+# -- cast, function, clone, detach, alias ----------------------------------
 def cast(x, dtype):
     x = _operand(x, "cast")
     dtype = np.dtype(dtype)
@@ -1971,6 +1804,39 @@ def detach(x):
 def alias(TensorBase t, TensorBase base):
     """Make t (which shares base's memory) share base's version counter too (copy.copy)."""
     return _alias(t, base)
+
+
+# -- linear ------------------------------------------------------------------
+cdef void linear_forward(const floating* x, const floating* w, const floating* bias, floating* y,
+                         Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """y (n, m) = x (n, k) @ w (m, k).T + bias (m) (bias may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating s
+    for r in range(n):
+        for o in range(m):
+            s = bias[o] if bias != NULL else 0
+            for i in range(k):
+                s += x[r * k + i] * w[o * k + i]
+            y[r * m + o] = s
+
+
+cdef void linear_backward(const floating* g, const floating* x, const floating* w, floating* gx,
+                          floating* gw, floating* gb, Py_ssize_t n, Py_ssize_t k,
+                          Py_ssize_t m) noexcept nogil:
+    """gx += g @ w, gw += g.T @ x, gb += column sums of g (any may be NULL)."""
+    cdef Py_ssize_t r, i, o
+    cdef floating gv
+    for r in range(n):
+        for o in range(m):
+            gv = g[r * m + o]
+            if gx != NULL:
+                for i in range(k):
+                    gx[r * k + i] += gv * w[o * k + i]
+            if gw != NULL:
+                for i in range(k):
+                    gw[o * k + i] += gv * x[r * k + i]
+            if gb != NULL:
+                gb[o] += gv
 
 
 def linear(x, weight, bias=None):
@@ -2018,6 +1884,10 @@ cdef int _linear_values(TensorBase tx, TensorBase tw, TensorBase tb, TensorBase 
     return 0
 
 
+cdef int _linear_replay(TensorBase node) except -1:
+    return _linear_values(node._a, node._b, node._d, node)
+
+
 cdef int _linear_backward(TensorBase node) except -1:
     cdef TensorBase x = node._a, w = node._b, b = node._d
     cdef Py_ssize_t k = w._shape[1], m = w._shape[0]
@@ -2054,6 +1924,48 @@ cdef int _linear_backward(TensorBase node) except -1:
         linear_backward(<float*>node._g, <float*>x._data, <float*>w._data, <float*>gx,
                         <float*>gw, <float*>gb, n, k, m)
     return 0
+
+
+# -- cross_entropy -----------------------------------------------------------
+# Rows of logits against class targets.
+cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
+                                  Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
+    cdef Py_ssize_t r, j
+    cdef double top, acc, loss, total = 0
+    for r in range(n):
+        top = z[r * c]
+        for j in range(1, c):
+            if z[r * c + j] > top:
+                top = z[r * c + j]
+        acc = 0
+        for j in range(c):
+            acc += c_exp(z[r * c + j] - top)
+        loss = top + c_log(acc) - z[r * c + target[r]]
+        if losses != NULL:
+            losses[r] = <floating>loss
+        total += loss
+    return total
+
+
+cdef void cross_entropy_backward(const floating* g, Py_ssize_t g_step, double scale,
+                                 const floating* z, const long long* target, floating* gz,
+                                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """gz[r] += g[r * g_step] * scale * (softmax(z[r]) - onehot(target[r]))."""
+    cdef Py_ssize_t r, j
+    cdef double top, acc, w
+    for r in range(n):
+        top = z[r * c]
+        for j in range(1, c):
+            if z[r * c + j] > top:
+                top = z[r * c + j]
+        acc = 0
+        for j in range(c):
+            acc += c_exp(z[r * c + j] - top)
+        w = g[r * g_step] * scale / acc
+        for j in range(c):
+            gz[r * c + j] += <floating>(w * c_exp(z[r * c + j] - top))
+        gz[r * c + target[r]] -= <floating>(g[r * g_step] * scale)
 
 
 cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
@@ -2122,6 +2034,11 @@ cdef int _cross_entropy_values(TensorBase z, long long* t, TensorBase out, int c
     return 0
 
 
+cdef int _cross_entropy_replay(TensorBase node) except -1:
+    return _cross_entropy_values(node._a, <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d),
+                                 node, <int>node._c)
+
+
 cdef int _cross_entropy_backward(TensorBase node) except -1:
     cdef TensorBase z = node._a
     cdef Py_ssize_t n = z._shape[0], c = z._shape[1]
@@ -2137,6 +2054,53 @@ cdef int _cross_entropy_backward(TensorBase node) except -1:
         cross_entropy_backward(<float*>node._g, step, scale, <float*>z._data, t,
                                <float*>gz, n, c)
     return 0
+
+
+# ---------------------------------------------------------------------------
+# The native rules of each op (reference.FORWARD / BACKWARD's twins)
+# ---------------------------------------------------------------------------
+# A node made by a native kernel (`_native`) is replayed and differentiated by
+# these; every other node by the reference rule (apply, _generic_backward).
+# One row per op with a native kernel, in _ops.py's order.
+ctypedef int (*node_rule)(TensorBase node) except -1
+
+cdef node_rule NATIVE_REPLAY[N_OPS]      # recompute the node's values in place
+cdef node_rule NATIVE_BACKWARD[N_OPS]    # add the node's gradient into its inputs'
+
+
+cdef void _native(int op, node_rule replay, node_rule backward) noexcept:
+    NATIVE_REPLAY[op] = replay
+    NATIVE_BACKWARD[op] = backward
+
+
+_native(ADD, _binary_replay, _binary_backward)
+_native(SUB, _binary_replay, _binary_backward)
+_native(MUL, _binary_replay, _binary_backward)
+_native(DIV, _binary_replay, _binary_backward)
+_native(NEG, _unary_replay, _unary_backward)
+_native(POW, _binary_replay, _binary_backward)
+_native(MATMUL, _matmul_replay, _matmul_backward)
+_native(EXP, _unary_replay, _unary_backward)
+_native(LOG, _unary_replay, _unary_backward)
+_native(SQRT, _unary_replay, _unary_backward)
+_native(ABS, _unary_replay, _unary_backward)
+_native(SIN, _unary_replay, _unary_backward)
+_native(COS, _unary_replay, _unary_backward)
+_native(TANH, _unary_replay, _unary_backward)
+_native(SIGMOID, _unary_replay, _unary_backward)
+_native(RELU, _unary_replay, _unary_backward)
+_native(LEAKY_RELU, _unary_replay, _unary_backward)
+_native(CLIP, _unary_replay, _unary_backward)
+_native(SUM, _sum_replay, _sum_backward)
+_native(MAXIMUM, _binary_replay, _binary_backward)
+_native(MINIMUM, _binary_replay, _binary_backward)
+_native(LINEAR, _linear_replay, _linear_backward)
+_native(CROSS_ENTROPY, _cross_entropy_replay, _cross_entropy_backward)
+
+
+def _native_ops():
+    """Names of the ops with native kernels (for tests)."""
+    return [NAMES[op] for op in range(N_OPS) if NATIVE_BACKWARD[op] != NULL]
 
 
 # ---------------------------------------------------------------------------
@@ -2316,8 +2280,7 @@ cdef int _add_array(TensorBase t, object gx) except -1:
     """t's gradient buffer += gx (an array of t's broadcast result)."""
     cdef cnp.ndarray arr = np.ascontiguousarray(unbroadcast(np.asarray(gx), t._shape),
                                                 dtype=_DTYPES[t._dt])
-    cdef Py_ssize_t i, n = t._size
-    cdef char* dst
+    cdef Py_ssize_t n = t._size
     if cnp.PyArray_SIZE(arr) != n:          # the copies below read n items of arr
         raise RuntimeError("backward: a gradient of shape %s does not fit the input of shape %s"
                            % (np.shape(gx), tuple(t._shape)))
@@ -2327,108 +2290,19 @@ cdef int _add_array(TensorBase t, object gx) except -1:
             raise MemoryError()
         memcpy(t._g, cnp.PyArray_DATA(arr), n * ITEMSIZE[t._dt])
         return 0
-    dst = t._g
-    if t._dt == DT_F64:
-        for i in range(n):
-            (<double*>dst)[i] += (<double*>cnp.PyArray_DATA(arr))[i]
-    else:
-        for i in range(n):
-            (<float*>dst)[i] += (<float*>cnp.PyArray_DATA(arr))[i]
+    add_into(t._dt, t._g, <char*>cnp.PyArray_DATA(arr), n)
     return 0
 
 
 cdef int _native_backward(TensorBase node) except -1:
-    cdef TensorBase a = node._a, b = node._b
-    cdef char* ga = NULL
-    cdef char* gb = NULL
-    cdef char* pa
-    cdef char* pb
-    cdef Py_ssize_t sa, sb
-    cdef double slot
-    cdef bint wa = False, wb = False
-    cdef char* g
-    cdef int op = node._op
+    """The node's native rule (NATIVE_BACKWARD, the twin of reference.BACKWARD)."""
+    cdef TensorBase a = node._a
     if a is not None and a._data == NULL and not a._dropped:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
                            ".data by an array of another layout" % _op_name(node))
-    if op == MATMUL:
-        return _matmul_backward(node)
-    if op == LINEAR:
-        return _linear_backward(node)
-    if op == CROSS_ENTROPY:
-        return _cross_entropy_backward(node)
-    if op == SUM:
-        ga = _grad_buffer_raw(a, &wa)
-        if a._dt == DT_F64:
-            sum_backward(<double*>node._g, <double*>ga, a._size, wa)
-        else:
-            sum_backward(<float*>node._g, <float*>ga, a._size, wa)
-    elif b is None and node._form == FORM_TT:          # unary
-        if a._g == NULL:
-            # The input's first gradient: computed in place over the output's
-            # gradient buffer, which is then handed down the chain.  No new
-            # block, and the memory stays in cache (n = 4096: -9% per op).
-            g = ga = node._g
-            a._g = node._g
-            node._g = NULL
-            wa = True
-        else:
-            g = node._g
-            ga = a._g
-        if a._dt == DT_F64:
-            unary_backward(op, <double*>g, <double*>a._data, <double*>node._data,
-                           <double*>ga, a._size, node._c, node._c2, wa)
-        else:
-            unary_backward(op, <float*>g, <float*>a._data, <float*>node._data,
-                           <float*>ga, a._size, node._c, node._c2, wa)
-    else:
-        if b is not None and b._data == NULL and not b._dropped:
-            raise RuntimeError("backward: the values of an input of '%s' were replaced "
-                               "through .data by an array of another layout" % _op_name(node))
-        _operand_ptrs(node._form, a, b, node._c, &slot, node._dt, &pa, &sa, &pb, &sb)
-        # As for unary ops: a's first gradient may be computed in place over
-        # the output's gradient buffer (after b's, which reads it).
-        if a is not None and a._requires_grad and a._g == NULL and sa == 1 and a is not b:
-            g = node._g
-            if b is not None and b._requires_grad:
-                gb = _grad_buffer_raw(b, &wb)
-                if wb and sb == 0:
-                    memset(gb, 0, ITEMSIZE[b._dt])
-                    wb = False
-                if node._dt == DT_F64:
-                    binary_backward(op, <double*>g, <double*>pa, sa, <double*>pb, sb,
-                                    <double*>node._data, NULL, <double*>gb, node._size, False, wb)
-                else:
-                    binary_backward(op, <float*>g, <float*>pa, sa, <float*>pb, sb,
-                                    <float*>node._data, NULL, <float*>gb, node._size, False, wb)
-            a._g = g
-            node._g = NULL
-            if op == ADD or op == SUB:
-                return 0                      # d(a + b)/da = 1: the buffer is the gradient
-            if node._dt == DT_F64:
-                binary_backward_inplace(op, <double*>g, <double*>pa, <double*>pb, sb, node._size)
-            else:
-                binary_backward_inplace(op, <float*>g, <float*>pa, <float*>pb, sb, node._size)
-            return 0
-        # A fresh buffer is written, not added to, unless it is a broadcast
-        # (stride 0) operand whose gradient is a sum: that one starts at zero.
-        if a is not None and a._requires_grad:
-            ga = _grad_buffer_raw(a, &wa)
-            if wa and sa == 0:
-                memset(ga, 0, ITEMSIZE[a._dt])
-                wa = False
-        if b is not None and b._requires_grad:
-            gb = _grad_buffer_raw(b, &wb)
-            if wb and sb == 0:
-                memset(gb, 0, ITEMSIZE[b._dt])
-                wb = False
-        if node._dt == DT_F64:
-            binary_backward(op, <double*>node._g, <double*>pa, sa, <double*>pb, sb,
-                            <double*>node._data, <double*>ga, <double*>gb, node._size, wa, wb)
-        else:
-            binary_backward(op, <float*>node._g, <float*>pa, sa, <float*>pb, sb,
-                            <float*>node._data, <float*>ga, <float*>gb, node._size, wa, wb)
-    return 0
+    if NATIVE_BACKWARD[node._op] == NULL:      # a native kernel without its row below
+        raise SystemError("backward: '%s' has no native backward rule" % _op_name(node))
+    return NATIVE_BACKWARD[node._op](node)
 
 
 cdef int _generic_backward(TensorBase node) except -1:
@@ -2450,7 +2324,6 @@ cdef object _grad_copy(TensorBase t):
 cdef int _accumulate_grad(TensorBase t) except -1:
     """Move the sweep's gradient buffer of a leaf into .grad (no copy if new)."""
     cdef TensorBase gt
-    cdef Py_ssize_t i
     if t._grad is None:
         gt = _new_tensor()
         gt._buf = t._g
@@ -2463,12 +2336,7 @@ cdef int _accumulate_grad(TensorBase t) except -1:
         return 0
     gt = t._grad
     if _writable_as(gt, t):
-        if t._dt == DT_F64:
-            for i in range(t._size):
-                (<double*>gt._data)[i] += (<double*>t._g)[i]
-        else:
-            for i in range(t._size):
-                (<float*>gt._data)[i] += (<float*>t._g)[i]
+        add_into(t._dt, gt._data, t._g, t._size)
     else:
         _replace_grad(t, _view(t._g, t._shape, t._dt))
     _mem_free(t._g)
@@ -2779,29 +2647,13 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
 
 cdef int _replay_forward(TensorBase node) except -1:
     """Recompute a native node's values, in place, from its inputs' current values."""
-    cdef int op = node._op
-    cdef TensorBase a = node._a, b = node._b
     _check_node(node, True)
     if node._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>node._arr):
         raise RuntimeError("compile: the values of '%s' were rebound through .data to read-only "
                            "memory; the replay cannot write them" % _op_name(node))
-    if op == MATMUL:
-        _matmul_values(a, b, node)
-    elif op == LINEAR:
-        _linear_values(a, b, node._d, node)
-    elif op == CROSS_ENTROPY:
-        _cross_entropy_values(a, <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d), node,
-                              <int>node._c)
-    elif op == SUM:
-        if a._dt == DT_F64:
-            sum_forward(<double*>a._data, <double*>node._data, a._size)
-        else:
-            sum_forward(<float*>a._data, <float*>node._data, a._size)
-    elif b is None and node._form == FORM_TT:
-        _unary_values(op, a, node, node._c, node._c2)
-    else:
-        _binary_kernel_forward(op, node._form, a, b, node._c, node)
-    return 0
+    if NATIVE_REPLAY[node._op] == NULL:
+        raise SystemError("compile: '%s' has no native replay rule" % _op_name(node))
+    return NATIVE_REPLAY[node._op](node)
 
 
 cdef int _replay_values(TensorBase node, object result) except -1:
