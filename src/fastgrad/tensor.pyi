@@ -1,6 +1,6 @@
 # Type stub of fastgrad.tensor (the runtime module has the same names).
 import builtins
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 from typing_extensions import Self
