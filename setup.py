@@ -8,6 +8,7 @@ Switches (environment variables):
 A failed compile does not fail the install: the package then runs on the
 reference core and says so once at import.
 """
+import glob
 import os
 import sys
 
@@ -89,6 +90,8 @@ def extensions():
     ext = Extension(
         "fastgrad._core._tape",
         ["src/fastgrad/_core/_tape.pyx"],
+        # the kernels _tape.pyx includes: an edit to one of them rebuilds the module
+        depends=sorted(glob.glob("src/fastgrad/_core/*.pxi")),
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("FASTGRAD_BUILD", '"%s"' % build.replace('"', "'"))],

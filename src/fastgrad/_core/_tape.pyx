@@ -1422,6 +1422,9 @@ cdef object _binary(int op, object x, object y):
         elif a._size == 1 and len(a._shape) <= len(b._shape):
             form = FORM_1T
         else:
+            out = _binary_broadcast(op, a, b)          # native: _broadcast.pxi
+            if out is not None:
+                return out
             return _binary_generic(op, a, b)
     elif isinstance(x, TensorBase):
         a = <TensorBase>x
@@ -1499,6 +1502,11 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
     cdef char* pa
     cdef char* pb
     cdef Py_ssize_t sa, sb
+    if form == FORM_BC:                                     # native: _broadcast.pxi
+        _bc_replay(op, a, b, out)
+        return
+    if op == POW and _pow_forward(form, a, b, c, out):      # native: _pow.pxi
+        return
     _operand_ptrs(form, a, b, c, &slot, out._dt, &pa, &sa, &pb, &sb)
     if out._dt == DT_F64:
         binary_forward(op, <double*>pa, sa, <double*>pb, sb, <double*>out._data, out._size)
@@ -1507,6 +1515,8 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
 
 
 cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q) except -1:
+    if _unary_loop(op, a, out):                 # native: NumPy's inner loops, _ufunc_loops.pxi
+        return 0
     if a._size >= UFUNC_MIN and op in _UFUNCS:
         # NumPy's SIMD loops beat libm on long arrays; write straight into out.
         # (out passed positionally: a keyword costs a dict per call)
@@ -2237,6 +2247,8 @@ cdef int _native_backward(TensorBase node) except -1:
         return _linear_backward(node)
     if op == CROSS_ENTROPY:
         return _cross_entropy_backward(node)
+    if op == POW and _pow_backward(node):          # native: one exponent, _pow.pxi
+        return 0
     if op == SUM:
         ga = _grad_buffer_raw(a, &wa)
         if a._dt == DT_F64:
@@ -2255,6 +2267,8 @@ cdef int _native_backward(TensorBase node) except -1:
         else:
             g = node._g
             ga = a._g
+        if _unary_backward_loop(op, a, g, ga, wa):     # native: sin/cos, _ufunc_loops.pxi
+            return 0
         if a._dt == DT_F64:
             unary_backward(op, <double*>g, <double*>a._data, <double*>node._data,
                            <double*>ga, a._size, node._c, node._c2, wa)
@@ -2262,6 +2276,8 @@ cdef int _native_backward(TensorBase node) except -1:
             unary_backward(op, <float*>g, <float*>a._data, <float*>node._data,
                            <float*>ga, a._size, node._c, node._c2, wa)
     else:
+        if node._form == FORM_BC:                       # native: _broadcast.pxi
+            return _bc_backward(node)
         if b is not None and b._data == NULL and not b._dropped:
             raise RuntimeError("backward: the values of an input of '%s' were replaced "
                                "through .data by an array of another layout" % _op_name(node))
@@ -2616,3 +2632,11 @@ cdef int _check_tape_root(root) except -1:
         raise ValueError("compile: the function must return a scalar tensor computed from "
                          "tensors that require grad, got %r" % (root,))
     return 0
+
+
+# ---------------------------------------------------------------------------
+# Native kernels kept in files of their own (each says what it covers)
+# ---------------------------------------------------------------------------
+include "_ufunc_loops.pxi"
+include "_pow.pxi"
+include "_broadcast.pxi"
