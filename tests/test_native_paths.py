@@ -223,3 +223,49 @@ def test_broadcast_errors_and_replay(fg, rng):
     c.data = np.ones((3, 4))
     with pytest.raises(RuntimeError):
         y.backward()
+
+
+# -- matmul of strided operands -------------------------------------------------
+MATMUL_SHAPES = [(1, 1, 1), (3, 4, 5), (1, 7, 1), (16, 8, 4), (20, 20, 21), (4, 64, 33)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_strided_matmul_cores_agree(both, rng, dtype):
+    """x @ w.T, x.T @ w, sliced and flipped operands, 1-D strided operands, at sizes
+    below and above the BLAS crossover (8192 multiply-adds)."""
+    for n, k, m in MATMUL_SHAPES:
+        x, w = rng.normal(size=(n, k)), rng.normal(size=(m, k))
+        what = "%dx%dx%d" % (n, k, m)
+        _agree(both, lambda fg, x, w: x @ w.T, [x, w], dtype, "x @ w.T " + what)
+        _agree(both, lambda fg, xt, w: xt.T @ w.T, [x.T.copy(), w], dtype, "x.T @ w.T " + what)
+        _agree(both, lambda fg, x, wt: x @ wt, [x, w.T.copy()], dtype, "x @ w " + what)
+        _agree(both, lambda fg, x2, w2: x2[:, ::2] @ w2.T[::2],
+               [np.repeat(x, 2, axis=1), np.repeat(w, 2, axis=1)], dtype, "sliced " + what)
+        _agree(both, lambda fg, x, w: x[::-1] @ w.T, [x, w], dtype, "flipped " + what)
+        _agree(both, lambda fg, v, w: v[::2] @ w.T, [rng.normal(size=2 * k), w], dtype,
+               "1-D strided @ w.T " + what)
+        _agree(both, lambda fg, x, v: x @ v[::3], [x, rng.normal(size=3 * k)], dtype,
+               "x @ 1-D strided " + what)
+        _agree(both, lambda fg, x, w: (x @ w.T) + x @ w.T, [x, w], dtype, "twice " + what)
+
+
+def test_strided_matmul_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for n, k, m in MATMUL_SHAPES:
+        x, w = rng.normal(size=(n, k)), rng.normal(size=(m, k))
+        a, b = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+        ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        y, ty = a @ b.T, ta @ tb.T
+        (y * y).sum().backward()
+        (ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), rtol=1e-11)
+        np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-11)
+    a = fg.tensor(rng.normal(size=(5, 3)), requires_grad=True)
+    wt = fg.tensor(rng.normal(size=(4, 3)), requires_grad=True)
+    step = fg.compile(lambda: ((a @ wt.T) ** 2).sum())
+    step()
+    first = a.grad.numpy().copy()
+    a.grad = wt.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), first, rtol=1e-12)

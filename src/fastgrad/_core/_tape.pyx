@@ -1595,6 +1595,10 @@ def matmul(a, b):
         raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
     check_matmul(a.shape, b.shape, a.dtype, b.dtype)
     cdef TensorBase ta = a, tb = b, out
+    if _mm_strided_case(ta, tb):                    # native: strided operands, _matmul.pxi
+        out = _matmul_strided(ta, tb)
+        if out is not None:
+            return out
     if not (_nativeable(ta) and _nativeable(tb) and ta._dt == tb._dt
             and len(ta._shape) <= 2 and len(tb._shape) <= 2):
         return apply(MATMUL, (a, b))
@@ -1615,6 +1619,8 @@ def matmul(a, b):
 
 cdef int _matmul_values(TensorBase ta, TensorBase tb, TensorBase out) except -1:
     """out = a @ b for native (at most 2-D, contiguous) operands."""
+    if _mm_replay(ta, tb, out):                 # native: strided operands, _matmul.pxi
+        return 0
     cdef Py_ssize_t k = ta._shape[len(ta._shape) - 1]
     cdef Py_ssize_t n = ta._size // k, m = tb._size // k
     if n * k * m >= BLAS_MIN:
@@ -2238,6 +2244,8 @@ cdef int _native_backward(TensorBase node) except -1:
     cdef bint wa = False, wb = False
     cdef char* g
     cdef int op = node._op
+    if op == MATMUL and _mm_backward(node):          # native: strided operands, _matmul.pxi
+        return 0
     if a is not None and a._data == NULL and not a._dropped:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
                            ".data by an array of another layout" % _op_name(node))
@@ -2640,3 +2648,4 @@ cdef int _check_tape_root(root) except -1:
 include "_ufunc_loops.pxi"
 include "_pow.pxi"
 include "_broadcast.pxi"
+include "_matmul.pxi"
