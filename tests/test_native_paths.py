@@ -269,3 +269,48 @@ def test_strided_matmul_against_torch_and_replay(fg, rng):
     a.grad = wt.grad = None
     step()
     np.testing.assert_allclose(a.grad.numpy(), first, rtol=1e-12)
+
+
+# -- sums over axes --------------------------------------------------------------
+REDUCTIONS = [((32, 64), 0), ((32, 64), 1), ((32, 64), -1), ((32, 64), (0, 1)), ((4, 5, 6), 1),
+              ((4, 5, 6), (0, 2)), ((4, 5, 6), (1, 2)), ((4, 1, 6), 1), ((2, 3, 4, 5), (1, 3)),
+              ((0, 3), 0), ((0, 3), 1), ((3, 0), 1), ((7,), 0), ((1100,), 0), ((2, 1100), 1),
+              ((1100, 3), 0), ((5, 4), ())]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_sum_over_axes_cores_agree(both, rng, dtype, keepdims):
+    for shape, axis in REDUCTIONS:
+        x = rng.normal(size=shape)
+        what = "%s axis=%s keepdims=%s" % (shape, axis, keepdims)
+        _agree(both, lambda m, x: m.sum(x, axis, keepdims), [x], dtype, "sum " + what)
+        _agree(both, lambda m, x: x.mean(axis, keepdims) if axis != () else x.sum(axis),
+               [x], dtype, "mean " + what)
+        _agree(both, lambda m, x: m.sum(x * x, axis, keepdims) * 2, [x], dtype,
+               "sum of a product " + what)
+
+
+def test_sum_over_axes_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for shape, axis in REDUCTIONS:
+        if axis == ():
+            continue
+        x = rng.normal(size=shape)
+        a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, ty = a.sum(axis, keepdims=True), t.sum(axis, keepdim=True)
+        (y * y).sum().backward()
+        (ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    a = fg.tensor(rng.normal(size=(6, 5)), requires_grad=True)
+    step = fg.compile(lambda: (a.sum(1) ** 2).sum())
+    step()
+    first = a.grad.numpy().copy()
+    np.testing.assert_allclose(first, np.repeat(2 * a.numpy().sum(1, keepdims=True), 5, 1))
+    with fg.no_grad():
+        a.data[...] = a.numpy() * 2
+    a.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * first, rtol=1e-12)
+    assert a.sum(1).grad_fn == "sum"

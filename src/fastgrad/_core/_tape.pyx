@@ -795,7 +795,7 @@ cdef tuple _params(TensorBase t):
     if t._op == CLIP:
         return (None if t._c == -INFINITY else t._c, None if t._c2 == INFINITY else t._c2)
     if t._op == SUM:
-        return (None, t._c != 0)
+        return (t._d, t._c != 0)                 # _d: the axes (None: all), _reduce.pxi
     if t._op == CROSS_ENTROPY:
         return (t._d, ("none", "mean", "sum")[<int>t._c])
     return ()
@@ -1759,6 +1759,10 @@ def sum(x, axis=None, keepdims=False):
     cdef TensorBase a, out
     x = _operand(x, "sum")
     axis = normalize_axes("sum", x.shape, axis)
+    if axis is not None and isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
+        out = _sum_axes(<TensorBase>x, axis, bool(keepdims))     # native: _reduce.pxi
+        if out is not None:
+            return out
     if axis is not None or not _nativeable(<TensorBase>x):
         return apply(SUM, (x,), (axis, bool(keepdims)))
     a = x
@@ -2257,6 +2261,8 @@ cdef int _native_backward(TensorBase node) except -1:
         return _cross_entropy_backward(node)
     if op == POW and _pow_backward(node):          # native: one exponent, _pow.pxi
         return 0
+    if op == SUM and _sum_axes_backward(node):     # native: over axes, _reduce.pxi
+        return 0
     if op == SUM:
         ga = _grad_buffer_raw(a, &wa)
         if a._dt == DT_F64:
@@ -2558,6 +2564,8 @@ cdef int _replay_forward(TensorBase node) except -1:
     elif op == CROSS_ENTROPY:
         _cross_entropy_values(a, <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d), node,
                               <int>node._c)
+    elif op == SUM and _sum_axes_replay(node):      # native: over axes, _reduce.pxi
+        pass
     elif op == SUM:
         if a._dt == DT_F64:
             sum_forward(<double*>a._data, <double*>node._data, a._size)
@@ -2649,3 +2657,4 @@ include "_ufunc_loops.pxi"
 include "_pow.pxi"
 include "_broadcast.pxi"
 include "_matmul.pxi"
+include "_reduce.pxi"
