@@ -314,3 +314,27 @@ def test_sum_over_axes_against_torch_and_replay(fg, rng):
     step()
     np.testing.assert_allclose(a.grad.numpy(), 2 * first, rtol=1e-12)
     assert a.sum(1).grad_fn == "sum"
+
+
+# -- max, min and logsumexp over axes ------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("op", ["amax", "amin", "logsumexp"])
+def test_extremes_over_axes_cores_agree(both, rng, dtype, op):
+    for shape, axis in REDUCTIONS + [((3, 4), None), ((), None), ((5,), None)]:
+        if 0 in shape or axis == ():
+            continue
+        x = np.asarray(np.round(rng.normal(size=shape) * 2) / 2)      # ties
+        for special in (None, np.nan, np.inf, -np.inf):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            for keepdims in (False, True):
+                what = "%s %s axis=%s keepdims=%s special=%s" % (op, shape, axis, keepdims,
+                                                                  special)
+                _agree(both, lambda m, x: getattr(m, op)(x, axis, keepdims), [x], dtype, what)
+    # a softmax built on them, through the library's own spelling
+    x = rng.normal(size=(7, 513))
+    _agree(both, lambda m, x: m.nn.functional.softmax(x, dim=-1) * m.tensor(x), [x], "float64",
+           "softmax")
+    _agree(both, lambda m, x: m.nn.functional.log_softmax(x, dim=0), [x], "float64",
+           "log_softmax")

@@ -794,7 +794,7 @@ cdef tuple _params(TensorBase t):
         return (t._c,)
     if t._op == CLIP:
         return (None if t._c == -INFINITY else t._c, None if t._c2 == INFINITY else t._c2)
-    if t._op == SUM:
+    if t._op == SUM or t._op == MAX or t._op == MIN or t._op == LOGSUMEXP:
         return (t._d, t._c != 0)                 # _d: the axes (None: all), _reduce.pxi
     if t._op == CROSS_ENTROPY:
         return (t._d, ("none", "mean", "sum")[<int>t._c])
@@ -1788,18 +1788,33 @@ def sum(x, axis=None, keepdims=False):
 def max(x, axis=None, keepdims=False):
     x = _operand(x, "max")
     check_nonempty("max", x.shape)
-    return apply(MAX, (x,), (normalize_axes("max", x.shape, axis), bool(keepdims)))
+    axis = normalize_axes("max", x.shape, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
+        out = _reduce(MAX, <TensorBase>x, axis, bool(keepdims))
+        if out is not None:
+            return out
+    return apply(MAX, (x,), (axis, bool(keepdims)))
 
 
 def min(x, axis=None, keepdims=False):
     x = _operand(x, "min")
     check_nonempty("min", x.shape)
-    return apply(MIN, (x,), (normalize_axes("min", x.shape, axis), bool(keepdims)))
+    axis = normalize_axes("min", x.shape, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
+        out = _reduce(MIN, <TensorBase>x, axis, bool(keepdims))
+        if out is not None:
+            return out
+    return apply(MIN, (x,), (axis, bool(keepdims)))
 
 
 def logsumexp(x, axis=None, keepdims=False):
     x = _operand(x, "logsumexp")
-    return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
+    axis = normalize_axes("logsumexp", x.shape, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
+        out = _reduce(LOGSUMEXP, <TensorBase>x, axis, bool(keepdims))
+        if out is not None:
+            return out
+    return apply(LOGSUMEXP, (x,), (axis, bool(keepdims)))
 
 
 def reshape(x, shape):
@@ -2263,6 +2278,8 @@ cdef int _native_backward(TensorBase node) except -1:
         return 0
     if op == SUM and _sum_axes_backward(node):     # native: over axes, _reduce.pxi
         return 0
+    if (op == MAX or op == MIN or op == LOGSUMEXP) and _reduce_backward(node):   # _reduce.pxi
+        return 0
     if op == SUM:
         ga = _grad_buffer_raw(a, &wa)
         if a._dt == DT_F64:
@@ -2571,6 +2588,8 @@ cdef int _replay_forward(TensorBase node) except -1:
             sum_forward(<double*>a._data, <double*>node._data, a._size)
         else:
             sum_forward(<float*>a._data, <float*>node._data, a._size)
+    elif (op == MAX or op == MIN or op == LOGSUMEXP) and _reduce_replay(node):  # _reduce.pxi
+        pass
     elif b is None and node._form == FORM_TT:
         _unary_values(op, a, node, node._c, node._c2)
     else:
