@@ -118,18 +118,27 @@ cdef enum:
 
 
 cdef inline bint _hit(double x, double y) noexcept nogil:
-    return x == y or (x != x and y != y)
+    # bitwise, not `or`: no branch, so the loops below vectorize
+    return (x == y) | ((x != x) & (y != y))
 
 
 cdef void _rd_row(int mode, const floating* x, floating* y, const floating* g, floating* c,
                   floating* ga, Py_ssize_t s, Py_ssize_t m, floating* t, int dt) noexcept nogil:
     """One row: x and ga along it, y, g, c with stride s (0: one value for the row).
-    max / min: a tie goes to the later element (NumPy's and PyTorch's sign of a
-    zero among zeros); a NaN wins, and stays."""
-    cdef Py_ssize_t i, j, k
-    cdef floating v
+    max / min: NumPy's maximum / minimum loops (in their reduce form along a row), so
+    the values (NaN, the sign of a zero among zeros) are np.max's; without them, a
+    NaN wins and a tie goes to the later element."""
+    cdef Py_ssize_t i, j, k, hits
+    cdef floating v, w
+    cdef int slot = UL_MAXIMUM if mode == RD_MAX else UL_MINIMUM
     if mode == RD_MAX or mode == RD_MIN:
-        if s == 0:
+        if _ul_has(slot, dt):
+            if s == 0:
+                _ul_reduce(slot, dt, <char*>x, <char*>y, m)
+            else:
+                _ul_binary(slot, dt, <char*>y, sizeof(floating), <char*>x, sizeof(floating),
+                           <char*>y, m)
+        elif s == 0:
             v = y[0]
             for i in range(m):
                 if (x[i] >= v if mode == RD_MAX else x[i] <= v) or x[i] != x[i]:
@@ -140,12 +149,24 @@ cdef void _rd_row(int mode, const floating* x, floating* y, const floating* g, f
                 if (x[i] >= y[i] if mode == RD_MAX else x[i] <= y[i]) or x[i] != x[i]:
                     y[i] = x[i]
     elif mode == RD_COUNT:
-        for i in range(m):
-            if _hit(x[i], y[i * s]):
-                c[i * s] += 1
+        if s == 0:
+            v = y[0]
+            hits = 0
+            for i in range(m):
+                hits += _hit(x[i], v)
+            c[0] += hits
+        else:
+            for i in range(m):
+                c[i] += _hit(x[i], y[i])
     elif mode == RD_EXT_GRAD:
-        for i in range(m):
-            ga[i] += (<floating>_hit(x[i], y[i * s])) * (g[i * s] / c[i * s])
+        if s == 0:
+            v = y[0]
+            w = g[0] / c[0]
+            for i in range(m):
+                ga[i] += (<floating>_hit(x[i], v)) * w
+        else:
+            for i in range(m):
+                ga[i] += (<floating>_hit(x[i], y[i])) * (g[i] / c[i])
     else:                                    # exp(x - y), in chunks on NumPy's exp
         for j in range(0, m, 512):
             k = m - j if m - j < UL_CHUNK else UL_CHUNK

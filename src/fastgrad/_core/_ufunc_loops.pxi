@@ -24,7 +24,9 @@ cdef enum:
     UL_COS = 3
     UL_TANH = 4
     UL_POWER = 5
-    UL_COUNT = 6
+    UL_MAXIMUM = 6
+    UL_MINIMUM = 7
+    UL_COUNT = 8
 
 # Elements per chunk when a kernel needs scratch space beside its output: on
 # the stack, so it stays in L1 and needs no allocation (4 KB of doubles).
@@ -118,17 +120,38 @@ cdef inline void _ul_binary(int slot, int dt, const char* a, Py_ssize_t sa, cons
     _ul_fn[slot][dt](args, dims, steps, _ul_data[slot][dt])
 
 
+cdef inline void _ul_reduce(int slot, int dt, const char* x, char* acc,
+                            Py_ssize_t n) noexcept nogil:
+    """acc[0] = ufunc(... ufunc(acc[0], x[0]) ..., x[n-1]): NumPy's reduce form of a
+    binary loop (output and first input the same cell, stride 0), SIMD for max / min."""
+    cdef char* args[3]
+    cdef cnp.npy_intp dims[1]
+    cdef cnp.npy_intp steps[3]
+    if n <= 0:
+        return
+    args[0] = acc
+    args[1] = <char*>x
+    args[2] = acc
+    dims[0] = n
+    steps[0] = 0
+    steps[1] = ITEMSIZE[dt]
+    steps[2] = 0
+    _ul_fn[slot][dt](args, dims, steps, _ul_data[slot][dt])
+
+
 _ul_find(UL_EXP, np.exp)
 _ul_find(UL_LOG, np.log)
 _ul_find(UL_SIN, np.sin)
 _ul_find(UL_COS, np.cos)
 _ul_find(UL_TANH, np.tanh)
 _ul_find(UL_POWER, np.power)
+_ul_find(UL_MAXIMUM, np.maximum)
+_ul_find(UL_MINIMUM, np.minimum)
 
 
 def _ufunc_loops():
     """Which NumPy inner loops the kernels call directly ({name: (float32, float64)}, for tests)."""
-    names = ("exp", "log", "sin", "cos", "tanh", "power")
+    names = ("exp", "log", "sin", "cos", "tanh", "power", "maximum", "minimum")
     return {names[i]: (_ul_fn[i][0] != NULL, _ul_fn[i][1] != NULL) for i in range(UL_COUNT)}
 
 
