@@ -190,13 +190,7 @@ assert len(set(NAMES)) == len(NAMES)
 
 # Known differences from PyTorch, each needing a change outside the op rules;
 # strict: the test fails as soon as the difference is gone.
-KNOWN = {
-    # PyTorch's x ** number takes sqrt for exponents +-0.5 (NaN at -inf) and
-    # its x ** tensor takes pow (inf at -inf); the compiled kernel sees a
-    # size-1 tensor exponent and a number alike, so both cores take sqrt.
-    "pow tensor-0d 5": "a 0-d tensor exponent 1.5: d/da at -inf is 1.5 * sqrt(-inf)",
-    "pow tensor-0d 6": "a 0-d tensor exponent -0.5 is taken as 1 / sqrt",
-}
+KNOWN = {}
 
 
 def _params(cases):

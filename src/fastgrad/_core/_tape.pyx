@@ -797,8 +797,8 @@ cdef tuple _params(TensorBase t):
         return (t._c,)
     if t._op == CLIP:
         return (None if t._c == -INFINITY else t._c, None if t._c2 == INFINITY else t._c2)
-    if t._op == SUM:
-        return (None, t._c != 0)
+    if t._op == SUM or t._op == MAX or t._op == MIN or t._op == LOGSUMEXP:
+        return (t._d, t._c != 0)                 # _d: the axes (None: all), _reduce.pxi
     if t._op == CROSS_ENTROPY:
         return (t._d, ("none", "mean", "sum")[<int>t._c])
     return ()
@@ -862,6 +862,9 @@ cdef object _binary(int op, object x, object y):
         elif a._size == 1 and len(a._shape) <= len(b._shape):
             form = FORM_1T
         else:
+            out = _binary_broadcast(op, a, b)          # native: _broadcast.pxi
+            if out is not None:
+                return out
             return _binary_generic(op, a, b)
     elif isinstance(x, TensorBase):
         a = <TensorBase>x
@@ -939,6 +942,11 @@ cdef void _binary_kernel_forward(int op, int form, TensorBase a, TensorBase b, d
     cdef char* pa
     cdef char* pb
     cdef Py_ssize_t sa, sb
+    if form == FORM_BC:                                     # native: _broadcast.pxi
+        _bc_replay(op, a, b, out)
+        return
+    if op == POW and _pow_forward(form, a, b, c, out):      # native: _pow.pxi
+        return
     _operand_ptrs(form, a, b, c, &slot, out._dt, &pa, &sa, &pb, &sb)
     binary_run(op, FORWARD, out._dt, NULL, pa, sa, pb, sb, out._data, NULL, NULL, out._size,
                False, False)
@@ -956,6 +964,10 @@ cdef int _binary_backward(TensorBase node) except -1:
     cdef bint wa = False, wb = False
     cdef char* g
     cdef int op = node._op
+    if op == POW and _pow_backward(node):            # native: one exponent, _pow.pxi
+        return 0
+    if node._form == FORM_BC:                        # native: _broadcast.pxi
+        return _bc_backward(node)
     if b is not None and b._data == NULL and not b._dropped:
         raise RuntimeError("backward: the values of an input of '%s' were replaced "
                            "through .data by an array of another layout" % _op_name(node))
@@ -1048,6 +1060,8 @@ cdef bint _inplace_native(int op, TensorBase t, object other) except -1:
 
 
 cdef int _unary_values(int op, TensorBase a, TensorBase out, double p, double q) except -1:
+    if _unary_loop(op, a, out):                 # native: NumPy's inner loops, _ufunc_loops.pxi
+        return 0
     if a._size >= UFUNC_MIN and op in _UFUNCS:
         # NumPy's SIMD loops beat libm on long arrays; write straight into out.
         # (out passed positionally: a keyword costs a dict per call)
@@ -1103,6 +1117,8 @@ cdef int _unary_backward(TensorBase node) except -1:
         ga = g
         a._g = g
         node._g = NULL
+    if _unary_backward_loop(node._op, a, g, ga, fresh):   # native: sin/cos, _ufunc_loops.pxi
+        return 0
     unary_run(node._op, BACKWARD_OVER if fresh else BACKWARD, a._dt, g, a._data, node._data, ga,
               a._size, node._c, node._c2)
     return 0
@@ -1297,6 +1313,10 @@ def matmul(a, b):
         raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
     check_matmul(a.shape, b.shape, a.dtype, b.dtype)
     cdef TensorBase ta = a, tb = b, out
+    if _mm_strided_case(ta, tb):                    # native: strided operands, _matmul.pxi
+        out = _matmul_strided(ta, tb)
+        if out is not None:
+            return out
     if not (_nativeable(ta) and _nativeable(tb) and ta._dt == tb._dt
             and len(ta._shape) <= 2 and len(tb._shape) <= 2):
         return apply(MATMUL, (a, b))
@@ -1318,6 +1338,8 @@ def matmul(a, b):
 
 cdef int _matmul_values(TensorBase ta, TensorBase tb, TensorBase out) except -1:
     """out = a @ b for native (at most 2-D, contiguous) operands."""
+    if _mm_replay(ta, tb, out):                 # native: strided operands, _matmul.pxi
+        return 0
     cdef Py_ssize_t k = ta._shape[len(ta._shape) - 1]
     cdef Py_ssize_t n = ta._size // k, m = tb._size // k
     if n * k * m >= BLAS_MIN:
@@ -1625,6 +1647,10 @@ def sum(x, axis=None, keepdims=False):
     cdef TensorBase a, out
     x = _operand(x, "sum")
     axis = normalize_axes("sum", x.shape, axis)
+    if axis is not None and isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
+        out = _sum_axes(<TensorBase>x, axis, bool(keepdims))     # native: _reduce.pxi
+        if out is not None:
+            return out
     if axis is not None or not _nativeable(<TensorBase>x):
         return apply(SUM, (x,), (axis, bool(keepdims)))
     a = x
@@ -1653,12 +1679,16 @@ cdef int _sum_values(TensorBase a, TensorBase out) except -1:
 
 
 cdef int _sum_replay(TensorBase node) except -1:
+    if _sum_axes_replay(node):                      # native: over axes, _reduce.pxi
+        return 0
     return _sum_values(node._a, node)
 
 
 cdef int _sum_backward(TensorBase node) except -1:
     cdef TensorBase a = node._a
     cdef bint fresh = False
+    if _sum_axes_backward(node):                    # native: over axes, _reduce.pxi
+        return 0
     cdef char* ga = _grad_buffer_raw(a, &fresh)
     if a._dt == DT_F64:
         sum_backward(<double*>node._g, <double*>ga, a._size, fresh)
@@ -1671,18 +1701,33 @@ cdef int _sum_backward(TensorBase node) except -1:
 def max(x, axis=None, keepdims=False):
     x = _operand(x, "max")
     check_nonempty("max", x.shape)
-    return apply(MAX, (x,), (normalize_axes("max", x.shape, axis), bool(keepdims)))
+    axis = normalize_axes("max", x.shape, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
+        out = _reduce(MAX, <TensorBase>x, axis, bool(keepdims))
+        if out is not None:
+            return out
+    return apply(MAX, (x,), (axis, bool(keepdims)))
 
 
 def min(x, axis=None, keepdims=False):
     x = _operand(x, "min")
     check_nonempty("min", x.shape)
-    return apply(MIN, (x,), (normalize_axes("min", x.shape, axis), bool(keepdims)))
+    axis = normalize_axes("min", x.shape, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
+        out = _reduce(MIN, <TensorBase>x, axis, bool(keepdims))
+        if out is not None:
+            return out
+    return apply(MIN, (x,), (axis, bool(keepdims)))
 
 
 def logsumexp(x, axis=None, keepdims=False):
     x = _operand(x, "logsumexp")
-    return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
+    axis = normalize_axes("logsumexp", x.shape, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
+        out = _reduce(LOGSUMEXP, <TensorBase>x, axis, bool(keepdims))
+        if out is not None:
+            return out
+    return apply(LOGSUMEXP, (x,), (axis, bool(keepdims)))
 
 
 def reshape(x, shape):
@@ -2068,6 +2113,18 @@ cdef node_rule NATIVE_REPLAY[N_OPS]      # recompute the node's values in place
 cdef node_rule NATIVE_BACKWARD[N_OPS]    # add the node's gradient into its inputs'
 
 
+cdef int _extreme_replay(TensorBase node) except -1:
+    if not _reduce_replay(node):
+        raise SystemError("compile: '%s' has no native replay rule" % _op_name(node))
+    return 0
+
+
+cdef int _extreme_backward(TensorBase node) except -1:
+    if not _reduce_backward(node):
+        raise SystemError("backward: '%s' has no native backward rule" % _op_name(node))
+    return 0
+
+
 cdef void _native(int op, node_rule replay, node_rule backward) noexcept:
     NATIVE_REPLAY[op] = replay
     NATIVE_BACKWARD[op] = backward
@@ -2092,6 +2149,9 @@ _native(RELU, _unary_replay, _unary_backward)
 _native(LEAKY_RELU, _unary_replay, _unary_backward)
 _native(CLIP, _unary_replay, _unary_backward)
 _native(SUM, _sum_replay, _sum_backward)
+_native(MAX, _extreme_replay, _extreme_backward)            # native: _reduce.pxi
+_native(MIN, _extreme_replay, _extreme_backward)
+_native(LOGSUMEXP, _extreme_replay, _extreme_backward)
 _native(MAXIMUM, _binary_replay, _binary_backward)
 _native(MINIMUM, _binary_replay, _binary_backward)
 _native(LINEAR, _linear_replay, _linear_backward)
@@ -2297,6 +2357,10 @@ cdef int _add_array(TensorBase t, object gx) except -1:
 cdef int _native_backward(TensorBase node) except -1:
     """The node's native rule (NATIVE_BACKWARD, the twin of reference.BACKWARD)."""
     cdef TensorBase a = node._a
+    # Strided matmul operands have no raw pointer to check: their rule reads the
+    # arrays' own strides (native: _matmul.pxi).
+    if node._op == MATMUL and _mm_backward(node):
+        return 0
     if a is not None and a._data == NULL and not a._dropped:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
                            ".data by an array of another layout" % _op_name(node))
@@ -2726,3 +2790,13 @@ cdef int _check_tape_root(root) except -1:
         raise ValueError("compile: the function must return a scalar tensor computed from "
                          "tensors that require grad, got %r" % (root,))
     return 0
+
+
+# ---------------------------------------------------------------------------
+# Native kernels kept in files of their own (each says what it covers)
+# ---------------------------------------------------------------------------
+include "_ufunc_loops.pxi"
+include "_pow.pxi"
+include "_broadcast.pxi"
+include "_matmul.pxi"
+include "_reduce.pxi"

@@ -694,15 +694,28 @@ def pow_forward(a, b):
 
 
 def _pow(a, b):
-    # One exponent for every element of a (a number, or a size-1 tensor that
-    # broadcasts over a: the compiled core cannot tell them apart): PyTorch
-    # takes a square root for +-0.5, which differs from pow at -inf (NaN)
-    # and at -0.0 (sign).
-    one = isinstance(b, (bool, int, float)) or (
-        np.size(b) == 1 and np.ndim(b) <= np.ndim(a) and np.shape(a) != np.shape(b))
-    if one and b in (0.5, -0.5):
-        root = np.sqrt(a)
-        return root if b > 0 else np.true_divide(1, root, dtype=root.dtype)
+    # A Python-number exponent: PyTorch's specialisations, which the compiled
+    # core's kernels share.  A square root for +-0.5 differs from pow at -inf
+    # (NaN) and -0.0 (sign); the products round differently from pow in the
+    # last place.  A tensor exponent (even 0-d) is pow, as in PyTorch.
+    # (a NumPy scalar is a 0-d tensor's value here: b - 1 of one in pow_backward)
+    if isinstance(b, (bool, int, float)) and not isinstance(b, np.generic):
+        if b in (0.5, -0.5):
+            root = np.sqrt(a)
+            return root if b > 0 else np.true_divide(1, root, dtype=root.dtype)
+        if getattr(a, "dtype", None) is not None and a.dtype.kind == "f":
+            if b == 2:
+                return a * a
+            if b == 3:
+                return a * a * a
+            if b == -1:
+                return np.true_divide(1, a, dtype=a.dtype)
+            if b == -2:
+                return np.true_divide(1, a * a, dtype=a.dtype)
+    elif np.size(b) == 1 and np.shape(b) != np.shape(a):
+        # NumPy's loop takes sqrt (reciprocal) for a broadcast exponent of
+        # 0.5 (-1): given whole, the exponent tensor is pow's, as PyTorch's
+        b = np.full(np.broadcast_shapes(np.shape(a), np.shape(b)), b, dtype=np.asarray(b).dtype)
     return np.power(a, b)
 
 

@@ -1,0 +1,340 @@
+"""The compiled core's native kernels against the reference core (and PyTorch).
+
+Each native path (pow with one exponent, the transcendental ops on NumPy's
+inner loops, ...) is run at sizes that cross its limits: 0, 1, the 512-element
+chunks its scratch space works in (511, 512, 513), and a few thousand
+elements; in float32 and float64; with every operand form the dispatch tells
+apart.  Forward values and gradients must agree with the reference core to
+1e-12 in float64 (1e-5 in float32), NaN for NaN.
+"""
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+SIZES = (0, 1, 7, 511, 512, 513, 1100)
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _run(fg, fn, arrays, dtype, grad=True):
+    """fn's value and the gradients of sum(fn(...) * w) w.r.t. every array input."""
+    xs = [fg.tensor(np.asarray(a, dtype=dtype), requires_grad=grad) if isinstance(a, np.ndarray)
+          else a for a in arrays]
+    y = fn(fg, *xs)
+    out = [np.array(y.detach().numpy(), dtype=np.float64)]
+    if grad:
+        w = np.linspace(0.5, 1.5, max(y.numel(), 1))[:y.numel()].reshape(y.shape)
+        (y * fg.tensor(w.astype(dtype))).sum().backward()
+        for x in xs:
+            if isinstance(x, fg.Tensor):
+                out.append(None if x.grad is None else np.array(x.grad.numpy(), np.float64))
+    return out
+
+
+def _agree(both, fn, arrays, dtype, what, grad=True):
+    python_fg, compiled_fg = both
+    want = _run(python_fg, fn, arrays, dtype, grad)
+    got = _run(compiled_fg, fn, arrays, dtype, grad)
+    for i, (g, w) in enumerate(zip(got, want)):
+        name = "%s %s %s" % (what, dtype, "value" if i == 0 else "grad %d" % (i - 1))
+        assert (g is None) == (w is None), name
+        if g is None:
+            continue
+        assert g.shape == w.shape, name
+        np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype], equal_nan=True,
+                                   err_msg=name)
+    return got
+
+
+def _base(n, rng, positive=False):
+    x = rng.uniform(0.2, 2.5, n) * (1 if positive else rng.choice([-1.0, 1.0], n))
+    if n > 3:
+        x[:3] = [0.0, 1.0, 2.0] if positive else [0.0, -0.0, 1.0]
+    return x
+
+
+EXPONENTS = (0, 1, 2, 3, -1, -2, 0.5, -0.5, 1.5, 4, 5, -3, 16, 17, 1.7, -2.5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("form", ["number", "tensor-0d", "tensor-1"])
+def test_pow_one_exponent_cores_agree(both, rng, dtype, form):
+    for n in SIZES:
+        for e in EXPONENTS:
+            integer = float(e).is_integer()
+            x = _base(n, rng, positive=not integer)
+            if form == "number":
+                fn, arrays = (lambda m, a, e=e: a ** e), [x]
+            else:
+                b = np.array(float(e)) if form == "tensor-0d" else np.array([float(e)])
+                fn, arrays = (lambda m, a, b: a ** b), [x, b]
+            _agree(both, fn, arrays, dtype, "x ** %r (%s) n=%d" % (e, form, n))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pow_tensor_exponents_cores_agree(both, rng, dtype):
+    """Exponent tensors and number ** tensor: NumPy's power loop, strided operands."""
+    for n in SIZES:
+        x = _base(n, rng, positive=True)
+        b = rng.uniform(-2, 3, n)
+        _agree(both, lambda m, a, b: a ** b, [x, b], dtype, "a ** b n=%d" % n)
+        _agree(both, lambda m, b: 2.0 ** b, [b], dtype, "2 ** b n=%d" % n)
+        _agree(both, lambda m, a, b: a ** b, [np.array([1.7]), b], dtype, "[1.7] ** b n=%d" % n)
+
+
+UNARY = {
+    "exp": lambda m, x: x.exp(), "log": lambda m, x: x.log(), "sin": lambda m, x: x.sin(),
+    "cos": lambda m, x: x.cos(), "tanh": lambda m, x: x.tanh(),
+    "sigmoid": lambda m, x: x.sigmoid(), "sqrt": lambda m, x: x.sqrt(),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("op", sorted(UNARY))
+def test_transcendental_cores_agree(both, rng, dtype, op):
+    for n in SIZES:
+        x = _base(n, rng, positive=op in ("log", "sqrt")) * 3
+        _agree(both, UNARY[op], [x], dtype, "%s n=%d" % (op, n))
+        # a temporary input, which the op may overwrite (elision), and its second use
+        _agree(both, lambda m, x, f=UNARY[op]: f(m, x * 1.0 + 0.0) + f(m, x),
+               [x], dtype, "%s of a temporary n=%d" % (op, n))
+    # a strided input (not native): the reference rule; a 2-D shape
+    x = rng.uniform(0.1, 2, (40, 30))
+    _agree(both, lambda m, x, f=UNARY[op]: f(m, x.T), [x], dtype, "%s of x.T" % op)
+
+
+def test_ufunc_loops_found(both):
+    """NumPy's inner loops are found for both float types (else the kernels fall back)."""
+    loops = both[1]._core._tape._ufunc_loops() if hasattr(both[1]._core, "_tape") else None
+    if loops is None:
+        pytest.skip("the compiled core's module is not reachable as fastgrad._core._tape")
+    assert all(all(v) for v in loops.values()), loops
+
+
+def test_pow_and_unary_against_torch(fg, rng):
+    torch = pytest.importorskip("torch")
+    x = _base(1100, rng, positive=True)
+    cases = [(lambda t: t ** 2), (lambda t: t ** 3), (lambda t: t ** -1), (lambda t: t ** 0.5),
+             (lambda t: t ** 7), (lambda t: t ** 1.7), (lambda t: t.sigmoid()),
+             (lambda t: t.tanh()), (lambda t: t.sin()), (lambda t: t.cos()),
+             (lambda t: t.log()), (lambda t: t.exp())]
+    for i, f in enumerate(cases):
+        for dtype in ("float64", "float32"):
+            a = fg.tensor(x.astype(dtype), requires_grad=True)
+            f(a).sum().backward()
+            t = torch.tensor(x.astype(dtype), requires_grad=True)
+            f(t).sum().backward()
+            tol = 1e-12 if dtype == "float64" else 1e-5
+            np.testing.assert_allclose(f(a).detach().numpy(), f(t).detach().numpy(), rtol=tol,
+                                       err_msg="case %d %s" % (i, dtype))
+            np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=tol,
+                                       err_msg="case %d %s grad" % (i, dtype))
+
+
+# -- broadcasting binary ops ------------------------------------------------------
+BINARY = {
+    "add": lambda m, a, b: a + b, "sub": lambda m, a, b: a - b, "mul": lambda m, a, b: a * b,
+    "div": lambda m, a, b: a / b, "maximum": lambda m, a, b: m.maximum(a, b),
+    "minimum": lambda m, a, b: m.minimum(a, b), "pow": lambda m, a, b: a ** b,
+}
+# (a's shape, b's shape): row, column, outer, N-d with size-1 axes, rank-padded, 0-size
+BROADCASTS = [((32, 64), (64,)), ((32, 64), (1, 64)), ((32, 64), (32, 1)), ((17, 1), (1, 9)),
+              ((2, 3, 4), (3, 1)), ((2, 1, 4), (1, 3, 1)), ((4,), (3, 1)), ((3,), (1, 3)),
+              ((5, 1, 1), (1, 1, 6)), ((2, 3, 4, 5), (3, 1, 5)), ((0, 3), (3,)), ((0, 3), (1, 1)),
+              ((3, 0), (3, 1)), ((1, 513), (2, 1)), ((1100, 1), (1, 3))]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("op", sorted(BINARY))
+def test_broadcast_cores_agree(both, rng, dtype, op):
+    for sa, sb in BROADCASTS + [(b, a) for a, b in BROADCASTS]:
+        a = rng.uniform(0.5, 2.0, sa)
+        b = rng.uniform(0.5, 2.0, sb)
+        if op in ("maximum", "minimum"):          # ties: the gradient is shared
+            a, b = np.round(a * 2) / 2, np.round(b * 2) / 2
+        _agree(both, BINARY[op], [a, b], dtype, "%s %s %s" % (op, sa, sb))
+
+
+@pytest.mark.parametrize("op", sorted(BINARY))
+def test_broadcast_gradient_paths(both, rng, op):
+    """An operand whose gradient already has a buffer (used twice), one that needs no
+    gradient, a strided (transposed) operand, and an operand broadcast against itself."""
+    f = BINARY[op]
+    a, b = rng.uniform(0.5, 2.0, (6, 5)), rng.uniform(0.5, 2.0, (5,))
+    _agree(both, lambda m, a, b: f(m, a, b) + a, [a, b], "float64", "%s, a again" % op)
+    _agree(both, lambda m, a, b: f(m, a, b) * b + f(m, b, a), [a, b], "float64",
+           "%s, both ways" % op)
+    _agree(both, lambda m, a, b: f(m, a.T, b[:, None]), [a, np.ones(5) * 1.5], "float64",
+           "%s, a.T" % op)
+    _agree(both, lambda m, a: f(m, a, a[:, :1]), [a], "float64", "%s, a with its column" % op)
+    python_fg, compiled_fg = both
+    for m in both:
+        x = m.tensor(a, requires_grad=True)
+        y = f(m, x, m.tensor(b))                  # b needs no gradient
+        y.sum().backward()
+        assert x.grad.shape == (6, 5)
+    ga = [None, None]
+    for i, m in enumerate(both):
+        x = m.tensor(a, requires_grad=True)
+        f(m, x, m.tensor(b)).sum().backward()
+        ga[i] = x.grad.numpy()
+    np.testing.assert_allclose(ga[1], ga[0], rtol=1e-12)
+
+
+def test_broadcast_against_torch(fg, rng):
+    torch = pytest.importorskip("torch")
+    for sa, sb in BROADCASTS:
+        for name, f in BINARY.items():
+            a, b = rng.uniform(0.5, 2.0, sa), rng.uniform(0.5, 2.0, sb)
+            x, y = fg.tensor(a, requires_grad=True), fg.tensor(b, requires_grad=True)
+            tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+            out, tout = f(fg, x, y), f(torch, tx, ty)
+            out.sum().backward()
+            tout.sum().backward()
+            what = "%s %s %s" % (name, sa, sb)
+            np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12,
+                                       err_msg=what)
+            np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12,
+                                       atol=1e-12, err_msg=what)
+            np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), rtol=1e-12,
+                                       atol=1e-12, err_msg=what)
+
+
+def test_broadcast_errors_and_replay(fg, rng):
+    a = fg.tensor(rng.normal(size=(3, 4)), requires_grad=True)
+    with pytest.raises(ValueError, match="add: shapes"):
+        a + fg.tensor(np.ones(3))
+    b = fg.tensor(rng.normal(size=(4,)), requires_grad=True)
+    c = fg.tensor(rng.normal(size=(3, 1)))
+    step = fg.compile(lambda: ((a * c + b) * c).sum())
+    step()
+    want = [a.grad.numpy().copy(), b.grad.numpy().copy()]
+    c.data[...] = c.numpy() * 2                   # new values, same layout: replayed
+    a.grad = b.grad = None
+    step()
+    a2 = fg.tensor(a.numpy(), requires_grad=True)
+    b2 = fg.tensor(b.numpy(), requires_grad=True)
+    ((a2 * c + b2) * c).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), a2.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), b2.grad.numpy(), rtol=1e-12)
+    assert not np.allclose(want[0], a2.grad.numpy())
+    # an input rebound to another shape after recording: the door refuses
+    y = (a * c).sum()
+    c.data = np.ones((3, 4))
+    with pytest.raises(RuntimeError):
+        y.backward()
+
+
+# -- matmul of strided operands -------------------------------------------------
+MATMUL_SHAPES = [(1, 1, 1), (3, 4, 5), (1, 7, 1), (16, 8, 4), (20, 20, 21), (4, 64, 33)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_strided_matmul_cores_agree(both, rng, dtype):
+    """x @ w.T, x.T @ w, sliced and flipped operands, 1-D strided operands, at sizes
+    below and above the BLAS crossover (8192 multiply-adds)."""
+    for n, k, m in MATMUL_SHAPES:
+        x, w = rng.normal(size=(n, k)), rng.normal(size=(m, k))
+        what = "%dx%dx%d" % (n, k, m)
+        _agree(both, lambda fg, x, w: x @ w.T, [x, w], dtype, "x @ w.T " + what)
+        _agree(both, lambda fg, xt, w: xt.T @ w.T, [x.T.copy(), w], dtype, "x.T @ w.T " + what)
+        _agree(both, lambda fg, x, wt: x @ wt, [x, w.T.copy()], dtype, "x @ w " + what)
+        _agree(both, lambda fg, x2, w2: x2[:, ::2] @ w2.T[::2],
+               [np.repeat(x, 2, axis=1), np.repeat(w, 2, axis=1)], dtype, "sliced " + what)
+        _agree(both, lambda fg, x, w: x[::-1] @ w.T, [x, w], dtype, "flipped " + what)
+        _agree(both, lambda fg, v, w: v[::2] @ w.T, [rng.normal(size=2 * k), w], dtype,
+               "1-D strided @ w.T " + what)
+        _agree(both, lambda fg, x, v: x @ v[::3], [x, rng.normal(size=3 * k)], dtype,
+               "x @ 1-D strided " + what)
+        _agree(both, lambda fg, x, w: (x @ w.T) + x @ w.T, [x, w], dtype, "twice " + what)
+
+
+def test_strided_matmul_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for n, k, m in MATMUL_SHAPES:
+        x, w = rng.normal(size=(n, k)), rng.normal(size=(m, k))
+        a, b = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+        ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        y, ty = a @ b.T, ta @ tb.T
+        (y * y).sum().backward()
+        (ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), rtol=1e-11)
+        np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-11)
+    a = fg.tensor(rng.normal(size=(5, 3)), requires_grad=True)
+    wt = fg.tensor(rng.normal(size=(4, 3)), requires_grad=True)
+    step = fg.compile(lambda: ((a @ wt.T) ** 2).sum())
+    step()
+    first = a.grad.numpy().copy()
+    a.grad = wt.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), first, rtol=1e-12)
+
+
+# -- sums over axes --------------------------------------------------------------
+REDUCTIONS = [((32, 64), 0), ((32, 64), 1), ((32, 64), -1), ((32, 64), (0, 1)), ((4, 5, 6), 1),
+              ((4, 5, 6), (0, 2)), ((4, 5, 6), (1, 2)), ((4, 1, 6), 1), ((2, 3, 4, 5), (1, 3)),
+              ((0, 3), 0), ((0, 3), 1), ((3, 0), 1), ((7,), 0), ((1100,), 0), ((2, 1100), 1),
+              ((1100, 3), 0), ((5, 4), ())]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_sum_over_axes_cores_agree(both, rng, dtype, keepdims):
+    for shape, axis in REDUCTIONS:
+        x = rng.normal(size=shape)
+        what = "%s axis=%s keepdims=%s" % (shape, axis, keepdims)
+        _agree(both, lambda m, x: m.sum(x, axis, keepdims), [x], dtype, "sum " + what)
+        _agree(both, lambda m, x: x.mean(axis, keepdims) if axis != () else x.sum(axis),
+               [x], dtype, "mean " + what)
+        _agree(both, lambda m, x: m.sum(x * x, axis, keepdims) * 2, [x], dtype,
+               "sum of a product " + what)
+
+
+def test_sum_over_axes_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for shape, axis in REDUCTIONS:
+        if axis == ():
+            continue
+        x = rng.normal(size=shape)
+        a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, ty = a.sum(axis, keepdims=True), t.sum(axis, keepdim=True)
+        (y * y).sum().backward()
+        (ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    a = fg.tensor(rng.normal(size=(6, 5)), requires_grad=True)
+    step = fg.compile(lambda: (a.sum(1) ** 2).sum())
+    step()
+    first = a.grad.numpy().copy()
+    np.testing.assert_allclose(first, np.repeat(2 * a.numpy().sum(1, keepdims=True), 5, 1))
+    with fg.no_grad():
+        a.data[...] = a.numpy() * 2
+    a.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * first, rtol=1e-12)
+    assert a.sum(1).grad_fn == "sum"
+
+
+# -- max, min and logsumexp over axes ------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("op", ["amax", "amin", "logsumexp"])
+def test_extremes_over_axes_cores_agree(both, rng, dtype, op):
+    for shape, axis in REDUCTIONS + [((3, 4), None), ((), None), ((5,), None)]:
+        if 0 in shape or axis == ():
+            continue
+        x = np.asarray(np.round(rng.normal(size=shape) * 2) / 2)      # ties
+        for special in (None, np.nan, np.inf, -np.inf):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            for keepdims in (False, True):
+                what = "%s %s axis=%s keepdims=%s special=%s" % (op, shape, axis, keepdims,
+                                                                  special)
+                _agree(both, lambda m, x: getattr(m, op)(x, axis, keepdims), [x], dtype, what)
+    # a softmax built on them, through the library's own spelling
+    x = rng.normal(size=(7, 513))
+    _agree(both, lambda m, x: m.nn.functional.softmax(x, dim=-1) * m.tensor(x), [x], "float64",
+           "softmax")
+    _agree(both, lambda m, x: m.nn.functional.log_softmax(x, dim=0), [x], "float64",
+           "log_softmax")
