@@ -234,8 +234,14 @@ def gemm_runner(size):
         matmul(ghead, w_head, out=o_x)
         matmul(ghead.T, x, out=gw_head)
 
-    # its check: the reference (PyTorch's) training, so the row still carries a result
-    _, result = torch_runner(size)
+    # The products alone train nothing, so the row's check is the reference's
+    # (PyTorch's) training; without PyTorch no row of charlm has a reference to
+    # be checked against, and the row reports its last product instead.
+    try:
+        _, result = torch_runner(size)
+    except ImportError:
+        def result():
+            return o_head.copy()
     return step, result
 
 
