@@ -279,25 +279,21 @@ cdef bint _reduce_plan(TensorBase node, _Plan* p) except -1:
     return True
 
 
-cdef bint _reduce_replay(TensorBase node) except -1:
-    """A replay's forward of a native max / min / logsumexp node; False for other ops."""
+cdef int _reduce_replay(TensorBase node) except -1:
+    """The replay rule of a native max / min / logsumexp node (NATIVE_REPLAY's row)."""
     cdef _Plan p
-    if node._op != MAX and node._op != MIN and node._op != LOGSUMEXP:
-        return False
     _reduce_plan(node, &p)
     _rd_values(node._op, &p, node._a, node)
-    return True
+    return 0
 
 
-cdef bint _reduce_backward(TensorBase node) except -1:
-    """The backward rule of a native max / min / logsumexp node; False for other ops."""
+cdef int _reduce_backward(TensorBase node) except -1:
+    """The backward rule of a native max / min / logsumexp node (NATIVE_BACKWARD's row)."""
     cdef _Plan p
     cdef TensorBase a = node._a
     cdef char* ga
     cdef char* count
     cdef int op = node._op
-    if op != MAX and op != MIN and op != LOGSUMEXP:
-        return False
     if node._data == NULL:
         raise RuntimeError("backward: the values of '%s' were replaced through .data by an "
                            "array of another layout" % _op_name(node))
@@ -310,7 +306,7 @@ cdef bint _reduce_backward(TensorBase node) except -1:
         else:
             _rd_rows(RD_EXP_GRAD, &p, <float*>a._data, <float*>node._data,
                      <float*>node._g, <float*>NULL, <float*>ga, DT_F32)
-        return True
+        return 0
     count = <char*>calloc(node._size if node._size else 1, ITEMSIZE[a._dt])
     if count == NULL:
         raise MemoryError()
@@ -325,4 +321,4 @@ cdef bint _reduce_backward(TensorBase node) except -1:
         _rd_rows(RD_EXT_GRAD, &p, <float*>a._data, <float*>node._data, <float*>node._g,
                  <float*>count, <float*>ga, DT_F32)
     free(count)
-    return True
+    return 0

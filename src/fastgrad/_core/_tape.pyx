@@ -2113,18 +2113,6 @@ cdef node_rule NATIVE_REPLAY[N_OPS]      # recompute the node's values in place
 cdef node_rule NATIVE_BACKWARD[N_OPS]    # add the node's gradient into its inputs'
 
 
-cdef int _extreme_replay(TensorBase node) except -1:
-    if not _reduce_replay(node):
-        raise SystemError("compile: '%s' has no native replay rule" % _op_name(node))
-    return 0
-
-
-cdef int _extreme_backward(TensorBase node) except -1:
-    if not _reduce_backward(node):
-        raise SystemError("backward: '%s' has no native backward rule" % _op_name(node))
-    return 0
-
-
 cdef void _native(int op, node_rule replay, node_rule backward) noexcept:
     NATIVE_REPLAY[op] = replay
     NATIVE_BACKWARD[op] = backward
@@ -2149,9 +2137,9 @@ _native(RELU, _unary_replay, _unary_backward)
 _native(LEAKY_RELU, _unary_replay, _unary_backward)
 _native(CLIP, _unary_replay, _unary_backward)
 _native(SUM, _sum_replay, _sum_backward)
-_native(MAX, _extreme_replay, _extreme_backward)            # native: _reduce.pxi
-_native(MIN, _extreme_replay, _extreme_backward)
-_native(LOGSUMEXP, _extreme_replay, _extreme_backward)
+_native(MAX, _reduce_replay, _reduce_backward)              # native: _reduce.pxi
+_native(MIN, _reduce_replay, _reduce_backward)
+_native(LOGSUMEXP, _reduce_replay, _reduce_backward)
 _native(MAXIMUM, _binary_replay, _binary_backward)
 _native(MINIMUM, _binary_replay, _binary_backward)
 _native(LINEAR, _linear_replay, _linear_backward)
