@@ -338,3 +338,168 @@ def test_extremes_over_axes_cores_agree(both, rng, dtype, op):
            "softmax")
     _agree(both, lambda m, x: m.nn.functional.log_softmax(x, dim=0), [x], "float64",
            "log_softmax")
+
+
+# -- views: reshape, permute, expand, basic indexing ---------------------------------
+VIEWS = {
+    "reshape": lambda x: x.reshape(-1),
+    "view 2-D": lambda x: x.view(x.shape[0], -1) if x.ndim and x.numel() else x.view(*x.shape),
+    "flatten": lambda x: x.flatten(),
+    "unsqueeze": lambda x: x.unsqueeze(0),
+    "T": lambda x: x.T,
+    "permute": lambda x: x.permute(*reversed(range(x.ndim))),
+    "transpose": lambda x: x.transpose(0, -1) if x.ndim else x,
+    "slice rows": lambda x: x[1:] if x.ndim else x,
+    "slice step": lambda x: x[::-2] if x.ndim else x,
+    "slice column": lambda x: x[..., 1:3] if x.ndim else x,
+    "one row": lambda x: x[0] if x.ndim and x.shape[0] else x,
+    "None": lambda x: x[None],
+    "T then reshape": lambda x: x.T.reshape(-1),
+    "T of T": lambda x: x.T.T,
+    "slice then T": lambda x: x[1:].T if x.ndim else x,
+}
+VIEW_SHAPES = [(), (1,), (7,), (4, 4), (3, 5), (1, 6), (33, 40), (2, 3, 4), (0, 3), (3, 0),
+               (70, 70)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_views_cores_agree(both, rng, dtype, name):
+    """Each view alone, then under a product and a full sum (its strided path)."""
+    view = VIEWS[name]
+    for shape in VIEW_SHAPES:
+        x = rng.normal(size=shape)
+        what = "%s %s" % (name, shape)
+        _agree(both, lambda m, x: view(x), [x], dtype, what)
+        _agree(both, lambda m, x: view(x) * 3.0, [x], dtype, what + " * 3")
+        _agree(both, lambda m, x: view(x).sum(), [x], dtype, what + " sum")
+        _agree(both, lambda m, x: view(x * x).sum() + view(x).sum(), [x], dtype,
+               what + " twice")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_expand_cores_agree(both, rng, dtype):
+    for old, new in [((4, 1), (4, 5)), ((1, 5), (3, 5)), ((5,), (3, 5)), ((1,), (7,)),
+                     ((1, 1), (6, 9)), ((2, 1, 3), (2, 4, 3)), ((3, 1), (2, 3, 600)),
+                     ((1,), (0,)), ((), (2, 2)), ((4, 1), (-1, 3))]:
+        x = rng.normal(size=old)
+        what = "expand %s to %s" % (old, new)
+        _agree(both, lambda m, x: x.expand(*new), [x], dtype, what)
+        _agree(both, lambda m, x: x.expand(*new).sum(), [x], dtype, what + " sum")
+        _agree(both, lambda m, x: x.expand(*new) * 2.0, [x], dtype, what + " * 2")
+
+
+def test_views_against_torch(fg, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(6, 5))
+    for name, view in sorted(VIEWS.items()):
+        if name == "slice step":
+            continue                     # torch takes no negative steps
+        a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, ty = view(a), view(t)
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=0, atol=0, err_msg=name)
+        w = rng.normal(size=tuple(ty.shape))
+        (y * fg.tensor(w)).sum().backward()
+        (ty * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12,
+                                   err_msg=name)
+    c, tc = fg.tensor(x[:, :1], requires_grad=True), torch.tensor(x[:, :1], requires_grad=True)
+    (c.expand(6, 5) * fg.tensor(x)).sum().backward()
+    (tc.expand(6, 5) * torch.tensor(x)).sum().backward()
+    np.testing.assert_allclose(c.grad.numpy(), tc.grad.numpy(), rtol=1e-12)
+
+
+def test_views_share_memory_and_outlive_their_base(fg, rng):
+    """A view writes through to its base (and shares its version counter); its
+    memory stays valid when the base is rebound or gone."""
+    x = fg.tensor(rng.normal(size=(4, 6)))
+    for v in (x.view(24), x.T, x[:, 1:3], x.unsqueeze(0)):
+        assert np.shares_memory(v.numpy(), x.numpy())
+    v = x.view(3, 8)
+    with fg.no_grad():
+        v.mul_(2.0)
+    np.testing.assert_allclose(x.numpy().reshape(3, 8), v.numpy())
+    assert x._version_counter == v._version_counter
+    e = fg.tensor(rng.normal(size=(3, 1))).expand(3, 4)
+    assert not e.numpy().flags.writeable
+    # the base rebound (its old memory freed by the base), then dropped: the view still reads
+    a = fg.tensor(rng.normal(size=(50, 40)), requires_grad=True)
+    b = a * 2.0                       # values in the core's own block
+    t, r = b.T, b.reshape(-1)
+    want = np.array(t.numpy())
+    b.data = fg.tensor(np.zeros((50, 40)))
+    del b
+    for _ in range(3):
+        fg.tensor(rng.normal(size=(50, 40))) * 3.0        # reuse of freed blocks
+    np.testing.assert_array_equal(t.numpy(), want)
+    np.testing.assert_array_equal(r.numpy(), want.T.reshape(-1))
+    (t.sum() + r.sum()).backward()
+    np.testing.assert_allclose(a.grad.numpy(), np.full((50, 40), 4.0))
+
+
+def test_views_replay_and_errors(fg, rng):
+    a = fg.tensor(rng.normal(size=(5, 4)), requires_grad=True)
+    col = fg.tensor(rng.normal(size=(5, 1)), requires_grad=True)
+    step = fg.compile(lambda: ((a.T[1:] * 2.0).reshape(-1).sum()
+                               + (col.expand(5, 3) * a[:, :3]).sum()))
+    for scale in (1.0, 3.0):
+        with fg.no_grad():
+            col.data[...] = col.numpy() * scale
+        a.grad = col.grad = None
+        step()
+        expect = np.zeros((5, 4))
+        expect[:, 1:] += 2.0
+        expect[:, :3] += col.numpy()
+        np.testing.assert_allclose(a.grad.numpy(), expect, rtol=1e-12)
+        np.testing.assert_allclose(col.grad.numpy(), a.numpy()[:, :3].sum(1, keepdims=True),
+                                   rtol=1e-12)
+    with pytest.raises(ValueError, match="reshape"):
+        a.reshape(3, 3)
+    with pytest.raises(ValueError, match="permute"):
+        a.permute(0, 0)
+    with pytest.raises(ValueError, match="expand"):
+        col.expand(4, 3)
+    with pytest.raises(IndexError, match="index"):
+        a[7]
+    with pytest.raises(IndexError, match="index"):
+        a[:, 1, 2]
+
+
+# -- batched matmul -------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batched_matmul_cores_agree(both, rng, dtype):
+    """(..., n, k) @ (..., k, m) and N-d @ 2-D, below and above the BLAS crossover."""
+    for sa, sb in [((2, 3, 4), (2, 4, 5)), ((1, 1, 1), (1, 1, 1)), ((3, 2, 5, 4), (3, 2, 4, 2)),
+                   ((4, 30, 30), (4, 30, 30)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (4,)),
+                   ((8, 32, 64), (64, 64)), ((2, 2, 3, 4), (4, 6)), ((2, 3, 4), (1, 4, 5)),
+                   ((3, 4), (2, 4, 5))]:
+        x, w = rng.normal(size=sa), rng.normal(size=sb)
+        _agree(both, lambda m, x, w: x @ w, [x, w], dtype, "%s @ %s" % (sa, sb))
+        if dtype == "float64":           # float32 rounds the square's sums differently
+            _agree(both, lambda m, x, w: (x @ w) * (x @ w), [x, w], dtype,
+                   "%s @ %s twice" % (sa, sb))
+
+
+def test_batched_matmul_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for sa, sb in [((2, 3, 4), (2, 4, 5)), ((4, 30, 30), (4, 30, 30)), ((8, 32, 64), (64, 64))]:
+        x, w = rng.normal(size=sa), rng.normal(size=sb)
+        a, b = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+        ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        y, ty = a @ b, ta @ tb
+        assert y.grad_fn == "matmul"
+        (y * y).sum().backward()
+        (ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), rtol=1e-11, atol=1e-11)
+    a = fg.tensor(rng.normal(size=(2, 3, 4)), requires_grad=True)
+    b = fg.tensor(rng.normal(size=(2, 4, 5)), requires_grad=True)
+    step = fg.compile(lambda: (a @ b).sum())
+    step()
+    first = a.grad.numpy().copy()
+    with fg.no_grad():
+        b.data[...] = b.numpy() * 2
+    a.grad = b.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * first, rtol=1e-12)

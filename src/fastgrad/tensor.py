@@ -496,9 +496,10 @@ class Tensor(core.TensorBase):
 
     @property
     def T(self):
-        if self.ndim < 2:
+        nd = len(self.shape)
+        if nd < 2:
             return self
-        return core.permute(self, tuple(reversed(range(self.ndim))))
+        return core.permute(self, _REVERSED_AXES[nd] if nd < 8 else tuple(range(nd))[::-1])
 
     def squeeze(self, dim=None, *, axis=None):
         dim = _axis(axis, dim)
@@ -741,6 +742,9 @@ def _correction(correction, ddof, unbiased):
     if unbiased is not None:
         return 1 if unbiased else 0
     return 1
+
+
+_REVERSED_AXES = tuple(tuple(range(nd))[::-1] for nd in range(8))     # x.T's permutations
 
 
 def _shape_args(args):

@@ -228,3 +228,108 @@ cdef bint _mm_backward(TensorBase node) except -1:
         mm_backward(<float*>node._g, <float*>oa.p, oa.rs, oa.cs, <float*>ob.p, ob.rs, ob.cs,
                     <float*>ga, <float*>gb, n, k, m)
     return True
+
+
+# -- batched operands: (..., n, k) @ (..., k, m), the same batch shape ------
+# Both C-contiguous, so batch i of each is a block at a fixed step: the 2-D
+# kernels above run once per batch (or one np.matmul over the 3-D views
+# from BLAS_MIN multiply-adds per batch).  Broadcast batch shapes and
+# strided batched operands (attention's k.transpose(-2, -1)) take the
+# reference rule.
+
+cdef bint _mm_plain(TensorBase a, TensorBase b) noexcept:
+    """Float operands of one dtype whose shapes check_matmul would pass without
+    looking further: b 1-D or 2-D (no batch to broadcast), the inner sizes equal."""
+    cdef Py_ssize_t na = len(a._shape), nb = len(b._shape)
+    return (a._dt != DT_OTHER and a._dt == b._dt and na >= 1 and 1 <= nb <= 2
+            and <Py_ssize_t>a._shape[na - 1] == <Py_ssize_t>b._shape[0])
+
+
+cdef bint _bmm_case(TensorBase a, TensorBase b):
+    cdef Py_ssize_t na = len(a._shape), nb = len(b._shape)
+    return (_nativeable(a) and _nativeable(b) and a._dt == b._dt and na >= 3 and na == nb
+            and tuple(a._shape)[:na - 2] == tuple(b._shape)[:nb - 2]
+            and a._size > 0 and b._size > 0)
+
+
+cdef object _bmm(TensorBase a, TensorBase b):
+    cdef Py_ssize_t nd = len(a._shape)
+    shape = tuple(a._shape)[:nd - 1] + (b._shape[nd - 1],)
+    cdef TensorBase out = _alloc(shape, _prod(shape), a._dt)
+    _bmm_values(a, b, out)
+    if fg_grad_enabled() and (a._requires_grad or b._requires_grad or fg_keeps_values()):
+        _record(out, MATMUL, a, b, None)
+        out._requires_grad = a._requires_grad or b._requires_grad
+    return out
+
+
+cdef int _bmm_dims(TensorBase a, TensorBase b, Py_ssize_t* dims) except -1:
+    """dims = batches, n, k, m, checked against the operands' sizes."""
+    cdef Py_ssize_t nd = len(a._shape)
+    dims[1] = a._shape[nd - 2]
+    dims[2] = a._shape[nd - 1]
+    dims[3] = b._shape[nd - 1]
+    dims[0] = a._size // (dims[1] * dims[2])
+    if len(b._shape) != nd or dims[0] * dims[2] * dims[3] != b._size \
+            or <Py_ssize_t>b._shape[nd - 2] != dims[2]:
+        raise SystemError("matmul: batched operands of shapes %s and %s do not match"
+                          % (a._shape, b._shape))
+    return 0
+
+
+cdef int _bmm_values(TensorBase a, TensorBase b, TensorBase out) except -1:
+    cdef Py_ssize_t d[4]
+    cdef Py_ssize_t i
+    _bmm_dims(a, b, d)
+    cdef Py_ssize_t B = d[0], n = d[1], k = d[2], m = d[3]
+    if out._size != B * n * m:
+        raise SystemError("matmul: the result does not fit the operands")
+    if n * k * m >= BLAS_MIN:
+        np.matmul(_view(a._data, (B, n, k), a._dt), _view(b._data, (B, k, m), a._dt),
+                  out=_view(out._data, (B, n, m), a._dt))
+        return 0
+    for i in range(B):
+        if a._dt == DT_F64:
+            matmul_forward(<double*>a._data + i * n * k, <double*>b._data + i * k * m,
+                           <double*>out._data + i * n * m, n, k, m)
+        else:
+            matmul_forward(<float*>a._data + i * n * k, <float*>b._data + i * k * m,
+                           <float*>out._data + i * n * m, n, k, m)
+    return 0
+
+
+cdef int _bmm_backward(TensorBase node) except -1:
+    cdef TensorBase a = node._a, b = node._b
+    cdef Py_ssize_t d[4]
+    cdef Py_ssize_t i
+    _bmm_dims(a, b, d)
+    cdef Py_ssize_t B = d[0], n = d[1], k = d[2], m = d[3]
+    cdef bint fresh_a = False, fresh_b = False
+    cdef char* ga = _grad_buffer_raw(a, &fresh_a) if a._requires_grad else NULL
+    cdef char* gb = _grad_buffer_raw(b, &fresh_b) if b._requires_grad else NULL
+    cdef int dt = a._dt
+    if node._size != B * n * m:
+        raise SystemError("backward: the gradient of 'matmul' does not fit its operands")
+    if n * k * m >= BLAS_MIN:
+        g = _view(node._g, (B, n, m), dt)
+        if ga != NULL:
+            _product_into(ga, fresh_a, dt, B * n * k,
+                          np.matmul(g, _view(b._data, (B, k, m), dt).swapaxes(1, 2)))
+        if gb != NULL:
+            _product_into(gb, fresh_b, dt, B * k * m,
+                          np.matmul(_view(a._data, (B, n, k), dt).swapaxes(1, 2), g))
+        return 0
+    _zero_if_fresh(ga, fresh_a, B * n * k * ITEMSIZE[dt])
+    _zero_if_fresh(gb, fresh_b, B * k * m * ITEMSIZE[dt])
+    for i in range(B):
+        if dt == DT_F64:
+            matmul_backward(<double*>node._g + i * n * m, <double*>a._data + i * n * k,
+                            <double*>b._data + i * k * m,
+                            <double*>ga + i * n * k if ga != NULL else NULL,
+                            <double*>gb + i * k * m if gb != NULL else NULL, n, k, m)
+        else:
+            matmul_backward(<float*>node._g + i * n * m, <float*>a._data + i * n * k,
+                            <float*>b._data + i * k * m,
+                            <float*>ga + i * n * k if ga != NULL else NULL,
+                            <float*>gb + i * k * m if gb != NULL else NULL, n, k, m)
+    return 0

@@ -801,6 +801,8 @@ cdef tuple _params(TensorBase t):
         return (t._d, t._c != 0)                 # _d: the axes (None: all), _reduce.pxi
     if t._op == CROSS_ENTROPY:
         return (t._d, ("none", "mean", "sum")[<int>t._c])
+    if _is_view_op(t._op):
+        return (t._d,)
     return ()
 
 
@@ -1311,22 +1313,26 @@ def matmul(a, b):
     a, b = _operand(a, "matmul"), _operand(b, "matmul")
     if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
         raise TypeError("matmul: both operands must be tensors or arrays, not scalars")
-    check_matmul(a.shape, b.shape, a.dtype, b.dtype)
     cdef TensorBase ta = a, tb = b, out
+    if not _mm_plain(ta, tb):                       # else the checks cannot fail
+        check_matmul(a.shape, b.shape, a.dtype, b.dtype)
     if _mm_strided_case(ta, tb):                    # native: strided operands, _matmul.pxi
         out = _matmul_strided(ta, tb)
         if out is not None:
             return out
+    if _bmm_case(ta, tb):                           # native: batched operands, _matmul.pxi
+        return _bmm(ta, tb)
     if not (_nativeable(ta) and _nativeable(tb) and ta._dt == tb._dt
-            and len(ta._shape) <= 2 and len(tb._shape) <= 2):
+            and len(tb._shape) <= 2):
         return apply(MATMUL, (a, b))
-    # 1-D operands are a row (a) or a column (b): the same memory as 2-D.
+    # 1-D operands are a row (a) or a column (b): the same memory as 2-D; an
+    # N-d a against a 2-D b is its rows stacked, (n, k) @ (k, m)
     cdef Py_ssize_t k = ta._shape[len(ta._shape) - 1]
     cdef Py_ssize_t n = ta._size // k if k else 0
     cdef Py_ssize_t m = tb._size // k if k else 0
     if k == 0 or n == 0 or m == 0:
         return apply(MATMUL, (a, b))
-    shape = ((ta._shape[0],) if len(ta._shape) == 2 else ()) + \
+    shape = (tuple(ta._shape)[:len(ta._shape) - 1] if len(ta._shape) >= 2 else ()) + \
             ((tb._shape[1],) if len(tb._shape) == 2 else ())
     out = _alloc(shape, n * m, ta._dt)
     _matmul_values(ta, tb, out)
@@ -1337,9 +1343,11 @@ def matmul(a, b):
 
 
 cdef int _matmul_values(TensorBase ta, TensorBase tb, TensorBase out) except -1:
-    """out = a @ b for native (at most 2-D, contiguous) operands."""
+    """out = a @ b for native (b at most 2-D, contiguous) operands."""
     if _mm_replay(ta, tb, out):                 # native: strided operands, _matmul.pxi
         return 0
+    if len(tb._shape) > 2:                      # native: batched operands, _matmul.pxi
+        return _bmm_values(ta, tb, out)
     cdef Py_ssize_t k = ta._shape[len(ta._shape) - 1]
     cdef Py_ssize_t n = ta._size // k, m = tb._size // k
     if n * k * m >= BLAS_MIN:
@@ -1391,6 +1399,8 @@ cdef int _product_into(char* dst, bint fresh, int dt, Py_ssize_t n, object produ
 
 cdef int _matmul_backward(TensorBase node) except -1:
     cdef TensorBase a = node._a, b = node._b
+    if len(b._shape) > 2:                       # native: batched operands, _matmul.pxi
+        return _bmm_backward(node)
     cdef Py_ssize_t k = a._shape[len(a._shape) - 1]
     cdef Py_ssize_t n = a._size // k, m = b._size // k
     cdef bint fresh_a = False, fresh_b = False
@@ -1651,9 +1661,12 @@ def sum(x, axis=None, keepdims=False):
         out = _sum_axes(<TensorBase>x, axis, bool(keepdims))     # native: _reduce.pxi
         if out is not None:
             return out
-    if axis is not None or not _nativeable(<TensorBase>x):
+    # the full sum is native for strided inputs too (a transpose: _views.pxi)
+    if axis is not None or not isinstance(x, TensorBase) or (<TensorBase>x)._dt == DT_OTHER:
         return apply(SUM, (x,), (axis, bool(keepdims)))
     a = x
+    if a._data == NULL:
+        _array(a)                    # raises for values a consumer took over
     out = _alloc((1,) * len(a._shape) if keepdims else (), 1, a._dt)
     _sum_values(a, out)
     if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
@@ -1671,6 +1684,8 @@ def sum(x, axis=None, keepdims=False):
 
 
 cdef int _sum_values(TensorBase a, TensorBase out) except -1:
+    if a._data == NULL:
+        return _strided_sum(<cnp.ndarray>a._arr, out)
     if a._dt == DT_F64:
         sum_forward(<double*>a._data, <double*>out._data, a._size)
     else:
@@ -1730,23 +1745,38 @@ def logsumexp(x, axis=None, keepdims=False):
     return apply(LOGSUMEXP, (x,), (axis, bool(keepdims)))
 
 
+# -- reshape, permute, expand, index: views natively (_views.pxi) ------------
 def reshape(x, shape):
     x = _operand(x, "reshape")
-    return apply(RESHAPE, (x,), (check_reshape(x.shape, shape),))
+    if isinstance(x, TensorBase):
+        return _view_op(RESHAPE, <TensorBase>x,
+                        _reshape_shape((<TensorBase>x)._shape, (<TensorBase>x)._size, shape))
+    return apply(RESHAPE, (x,), (check_reshape(np.shape(x), shape),))
 
 
 def permute(x, axes):
     x = _operand(x, "permute")
-    return apply(PERMUTE, (x,), (check_permute(x.shape, axes),))
+    if isinstance(x, TensorBase):
+        return _view_op(PERMUTE, <TensorBase>x, _permute_axes((<TensorBase>x)._shape, axes))
+    return apply(PERMUTE, (x,), (check_permute(np.shape(x), axes),))
 
 
 def expand(x, shape):
     x = _operand(x, "expand")
-    return apply(EXPAND, (x,), (check_expand(x.shape, shape),))
+    if isinstance(x, TensorBase):
+        return _view_op(EXPAND, <TensorBase>x, _expand_shape((<TensorBase>x)._shape, shape))
+    return apply(EXPAND, (x,), (check_expand(np.shape(x), shape),))
 
 
 def index_(x, key):
     x = _operand(x, "index")
+    if isinstance(x, TensorBase) and _basic_key(key):
+        try:
+            out = _view_op(INDEX, <TensorBase>x, key)
+        except IndexError:
+            out = None                  # the reference's check says what is wrong
+        if out is not None:
+            return out
     return apply(INDEX, (x,), (check_index(_value(x), key),))
 
 
@@ -2140,6 +2170,10 @@ _native(SUM, _sum_replay, _sum_backward)
 _native(MAX, _reduce_replay, _reduce_backward)              # native: _reduce.pxi
 _native(MIN, _reduce_replay, _reduce_backward)
 _native(LOGSUMEXP, _reduce_replay, _reduce_backward)
+_native(RESHAPE, _view_replay, _view_backward)                # native: _views.pxi
+_native(PERMUTE, _view_replay, _view_backward)
+_native(EXPAND, _view_replay, _view_backward)
+_native(INDEX, _view_replay, _view_backward)
 _native(MAXIMUM, _binary_replay, _binary_backward)
 _native(MINIMUM, _binary_replay, _binary_backward)
 _native(LINEAR, _linear_replay, _linear_backward)
@@ -2349,7 +2383,7 @@ cdef int _native_backward(TensorBase node) except -1:
     # arrays' own strides (native: _matmul.pxi).
     if node._op == MATMUL and _mm_backward(node):
         return 0
-    if a is not None and a._data == NULL and not a._dropped:
+    if SAVES_A[node._op] and a is not None and a._data == NULL and not a._dropped:
         raise RuntimeError("backward: the values of an input of '%s' were replaced through "
                            ".data by an array of another layout" % _op_name(node))
     if NATIVE_BACKWARD[node._op] == NULL:      # a native kernel without its row below
@@ -2700,7 +2734,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
 cdef int _replay_forward(TensorBase node) except -1:
     """Recompute a native node's values, in place, from its inputs' current values."""
     _check_node(node, True)
-    if node._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>node._arr):
+    if node._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>node._arr) \
+            and not _is_view_op(node._op):        # a view's replay rebinds it (_views.pxi)
         raise RuntimeError("compile: the values of '%s' were rebound through .data to read-only "
                            "memory; the replay cannot write them" % _op_name(node))
     if NATIVE_REPLAY[node._op] == NULL:
@@ -2788,3 +2823,4 @@ include "_pow.pxi"
 include "_broadcast.pxi"
 include "_matmul.pxi"
 include "_reduce.pxi"
+include "_views.pxi"
