@@ -106,13 +106,16 @@ cdef int _view_backward(TensorBase node) except -1:
     cdef size_t nbytes = a._size * ITEMSIZE[a._dt]
     cdef cnp.ndarray dst
     cdef int i, nd
+    cdef bint write
     if node._op == RESHAPE:                     # the same elements in the same order
         if fresh:
             memcpy(ga, node._g, nbytes)
         else:
             add_into(a._dt, ga, node._g, a._size)
         return 0
-    if fresh:
+    # a permutation covers every element once: a fresh buffer is written, not zeroed first
+    write = fresh and node._op == PERMUTE
+    if fresh and not write:
         memset(ga, 0, nbytes)
     dst = <cnp.ndarray?>_view_of(node._op, <cnp.ndarray>_view(ga, a._shape, a._dt), node._d)
     nd = cnp.PyArray_NDIM(dst)
@@ -127,31 +130,34 @@ cdef int _view_backward(TensorBase node) except -1:
         return 0
     if a._dt == DT_F64:
         _strided_add(<double*>cnp.PyArray_DATA(dst), cnp.PyArray_DIMS(dst),
-                     cnp.PyArray_STRIDES(dst), nd, <const double*>node._g)
+                     cnp.PyArray_STRIDES(dst), nd, <const double*>node._g, write)
     else:
         _strided_add(<float*>cnp.PyArray_DATA(dst), cnp.PyArray_DIMS(dst),
-                     cnp.PyArray_STRIDES(dst), nd, <const float*>node._g)
+                     cnp.PyArray_STRIDES(dst), nd, <const float*>node._g, write)
     return 0
 
 
 cdef enum:
-    VIEW_TILE = 32      # side of the blocks a transposed add goes through
+    VIEW_TILE = 8       # rows of src a transposed add takes at once
 
 
 cdef void _strided_add(floating* dst, const cnp.npy_intp* dims, const cnp.npy_intp* strides,
-                       int nd, const floating* src) noexcept nogil:
-    """dst (strides in bytes, shape dims) += src (C-contiguous, the same shape).
+                       int nd, const floating* src, bint write) noexcept nogil:
+    """dst (strides in bytes, shape dims) += src (C-contiguous, the same shape);
+    with `write`, dst = src (for a dst whose elements are distinct).
 
     Size-1 axes are dropped and axes that step through dst as one are merged;
     the last axis is then a row: contiguous (a vectorized add), of stride 0
     (an expanded axis: the row's pairwise sum goes into one element) or
-    strided.  A 2-D transpose, the commonest strided case, goes block by block
-    so that both sides stay in cache.
+    strided.  A 2-D transpose, the commonest strided case, goes eight rows at
+    a time so that both sides stay in cache.
     """
     cdef Py_ssize_t n[BC_MAXDIM]
     cdef Py_ssize_t s[BC_MAXDIM]        # element strides of dst
     cdef Py_ssize_t idx[BC_MAXDIM]
-    cdef Py_ssize_t k, i, j, i0, j0, i1, j1, row, rs, rows, off
+    cdef Py_ssize_t k, i, j, row, rs, rows, off
+    cdef floating* d0
+    cdef const floating* p0
     cdef int m = 0, d
     for d in range(nd - 1, -1, -1):
         if dims[d] == 1:
@@ -163,24 +169,29 @@ cdef void _strided_add(floating* dst, const cnp.npy_intp* dims, const cnp.npy_in
             s[m] = strides[d] // <Py_ssize_t>sizeof(floating)
             m += 1
     if m == 0:
-        dst[0] += src[0]
+        _put(dst, src[0], write)
         return
     # n[0], s[0] are now the innermost axis (the axes run from the inside out)
     row = n[0]
     rs = s[0]
     if m == 2 and s[1] == 1 and rs != 1:
-        # transposed: src row i (of n[1] rows) goes down column i of dst
-        i0 = 0
-        while i0 < n[1]:
-            i1 = i0 + VIEW_TILE if i0 + VIEW_TILE < n[1] else n[1]
-            j0 = 0
-            while j0 < row:
-                j1 = j0 + VIEW_TILE if j0 + VIEW_TILE < row else row
-                for i in range(i0, i1):
-                    for j in range(j0, j1):
-                        dst[i + j * rs] += src[i * row + j]
-                j0 = j1
-            i0 = i1
+        # transposed: src row i (of n[1] rows) goes down column i of dst, eight
+        # rows at a time: eight contiguous elements of a dst row take one
+        # element from each of eight src rows
+        i = 0
+        while i + VIEW_TILE <= n[1]:
+            j = 0
+            while j < row:
+                d0 = dst + i + j * rs
+                p0 = src + i * row + j
+                for k in range(VIEW_TILE):
+                    _put(&d0[k], p0[k * row], write)
+                j += 1
+            i += VIEW_TILE
+        while i < n[1]:
+            for j in range(row):
+                _put(&dst[i + j * rs], src[i * row + j], write)
+            i += 1
         return
     rows = 1
     for d in range(1, m):
@@ -190,12 +201,12 @@ cdef void _strided_add(floating* dst, const cnp.npy_intp* dims, const cnp.npy_in
     for k in range(rows):
         if rs == 1:
             for j in range(row):
-                dst[off + j] += src[j]
-        elif rs == 0:
+                _put(&dst[off + j], src[j], write)
+        elif rs == 0:                        # (never with write)
             dst[off] += _pairwise(src, row)
         else:
             for j in range(row):
-                dst[off + j * rs] += src[j]
+                _put(&dst[off + j * rs], src[j], write)
         src += row
         # next row: the odometer over the outer axes
         for d in range(1, m):
@@ -208,41 +219,84 @@ cdef void _strided_add(floating* dst, const cnp.npy_intp* dims, const cnp.npy_in
 
 
 cdef int _strided_sum(cnp.ndarray arr, TensorBase out) except -1:
-    """out = the sum of a strided float array: over its memory in order when
-    the array covers a block of it (any permutation of a contiguous array:
-    the order NumPy's own sum takes), else over a C-ordered copy."""
-    cdef int nd = cnp.PyArray_NDIM(arr), i, j
-    cdef Py_ssize_t st[BC_MAXDIM]
-    cdef Py_ssize_t expect = cnp.PyArray_ITEMSIZE(arr), t
-    cdef bint dense = True
+    """out = the sum of a strided float array, without a copy.
+
+    The axes are taken in the order of their strides, the smallest inside:
+    for any permutation of a contiguous array that walks its memory in
+    order (the order NumPy's own sum takes, rows summed pairwise), and an
+    expanded axis (stride 0) innermost is one element times its length.
+    """
+    cdef int nd = cnp.PyArray_NDIM(arr), i, j, m = 0
+    cdef Py_ssize_t n[BC_MAXDIM]
+    cdef Py_ssize_t st[BC_MAXDIM]          # byte strides, sorted (absolute value) ascending
+    cdef Py_ssize_t t, tn
     for i in range(nd):
-        st[i] = cnp.PyArray_STRIDE(arr, i) if cnp.PyArray_DIM(arr, i) > 1 else 0
-        if st[i] == 0 and cnp.PyArray_DIM(arr, i) > 1:
-            dense = False                    # an expanded axis: elements alias
-    for i in range(nd):                      # sort the strides (insertion: nd is small)
-        t = st[i]
-        j = i - 1
-        while j >= 0 and st[j] > t:
+        if cnp.PyArray_DIM(arr, i) == 1:
+            continue
+        t = cnp.PyArray_STRIDE(arr, i)
+        tn = cnp.PyArray_DIM(arr, i)
+        j = m - 1
+        while j >= 0 and (st[j] if st[j] >= 0 else -st[j]) > (t if t >= 0 else -t):
             st[j + 1] = st[j]
+            n[j + 1] = n[j]
             j -= 1
         st[j + 1] = t
-    for i in range(nd):
-        if st[i] == 0 or not dense:
-            continue
-        if st[i] != expect:
-            dense = False
-            break
-        for j in range(nd):              # the axis of that stride
-            if cnp.PyArray_STRIDE(arr, j) == st[i] and cnp.PyArray_DIM(arr, j) > 1:
-                expect *= cnp.PyArray_DIM(arr, j)
-                break
-    if not dense or not cnp.PyArray_ISALIGNED(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
-        arr = cnp.PyArray_NewCopy(arr, cnp.NPY_CORDER)
+        n[j + 1] = tn
+        m += 1
+    j = 0                                    # merge axes that continue one another
+    for i in range(1, m):
+        if st[i] == st[j] * n[j] and st[j] != 0:
+            n[j] *= n[i]
+        else:
+            j += 1
+            n[j] = n[i]
+            st[j] = st[i]
+    if m:
+        m = j + 1
+    if cnp.PyArray_SIZE(arr) == 0:
+        m = -1
     if out._dt == DT_F64:
-        sum_forward(<double*>cnp.PyArray_DATA(arr), <double*>out._data, cnp.PyArray_SIZE(arr))
+        (<double*>out._data)[0] = _strided_total(<const double*>cnp.PyArray_DATA(arr), n, st, m)
     else:
-        sum_forward(<float*>cnp.PyArray_DATA(arr), <float*>out._data, cnp.PyArray_SIZE(arr))
+        (<float*>out._data)[0] = <float>_strided_total(<const float*>cnp.PyArray_DATA(arr),
+                                                       n, st, m)
     return 0
+
+
+cdef floating _strided_total(const floating* p, const Py_ssize_t* n, const Py_ssize_t* st,
+                             int m) noexcept nogil:
+    """The sum over axes n[0] (innermost) ... n[m-1] of byte strides st; m = -1: empty."""
+    cdef Py_ssize_t idx[BC_MAXDIM]
+    cdef Py_ssize_t row, rs, rows = 1, k, j, off = 0
+    cdef floating total = 0, acc
+    cdef int d
+    if m < 0:
+        return 0
+    if m == 0:
+        return p[0]
+    row = n[0]
+    rs = st[0] // <Py_ssize_t>sizeof(floating)
+    for d in range(1, m):
+        rows *= n[d]
+        idx[d] = 0
+    for k in range(rows):
+        if rs == 1:
+            total = total + _pairwise(<const floating*>(<const char*>p + off), row)
+        elif rs == 0:
+            total = total + (<const floating*>(<const char*>p + off))[0] * row
+        else:
+            acc = 0
+            for j in range(row):
+                acc = acc + (<const floating*>(<const char*>p + off))[j * rs]
+            total = total + acc
+        for d in range(1, m):                # the odometer over the outer axes
+            idx[d] += 1
+            off += st[d]
+            if idx[d] < n[d]:
+                break
+            off -= st[d] * n[d]
+            idx[d] = 0
+    return total
 
 
 # -- the parameters, checked in C when they are plain (else the reference's checks) --
