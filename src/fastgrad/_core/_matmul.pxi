@@ -304,12 +304,12 @@ cdef int _bmm_backward(TensorBase node) except -1:
     cdef Py_ssize_t i
     _bmm_dims(a, b, d)
     cdef Py_ssize_t B = d[0], n = d[1], k = d[2], m = d[3]
+    if node._size != B * n * m:                 # before any gradient buffer is made
+        raise SystemError("backward: the gradient of 'matmul' does not fit its operands")
     cdef bint fresh_a = False, fresh_b = False
     cdef char* ga = _grad_buffer_raw(a, &fresh_a) if a._requires_grad else NULL
     cdef char* gb = _grad_buffer_raw(b, &fresh_b) if b._requires_grad else NULL
     cdef int dt = a._dt
-    if node._size != B * n * m:
-        raise SystemError("backward: the gradient of 'matmul' does not fit its operands")
     if n * k * m >= BLAS_MIN:
         g = _view(node._g, (B, n, m), dt)
         if ga != NULL:
