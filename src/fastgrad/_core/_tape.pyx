@@ -124,6 +124,8 @@ cdef enum:
     FORM_CT = 2      # Python number, tensor
     FORM_T1 = 3      # tensor, size-1 tensor
     FORM_1T = 4      # size-1 tensor, tensor
+    FORM_LISTED = 5  # not an operand form: a node recorded as reference.apply records it
+                     # (_inputs, _params) whose rule is the native table's row (_gather.pxi)
 
 # Below this many elements a C loop beats a NumPy ufunc call for exp/log/...
 cdef enum:
@@ -1770,29 +1772,42 @@ def expand(x, shape):
 
 def index_(x, key):
     x = _operand(x, "index")
-    if isinstance(x, TensorBase) and _basic_key(key):
-        try:
-            out = _view_op(INDEX, <TensorBase>x, key)
-        except IndexError:
-            out = None                  # the reference's check says what is wrong
+    if isinstance(x, TensorBase):
+        if _basic_key(key):
+            try:
+                out = _view_op(INDEX, <TensorBase>x, key)
+            except IndexError:
+                out = None                  # the reference's check says what is wrong
+        else:
+            out = _gather(<TensorBase>x, key)       # an array key: _gather.pxi
         if out is not None:
             return out
     return apply(INDEX, (x,), (check_index(_value(x), key),))
 
 
+# -- cat and where: natively for one float dtype and C-contiguous inputs (_gather.pxi) --
 def cat(tensors, axis=0):
-    tensors = [_operand(t, "cat") for t in tensors]
-    if not tensors:
+    cdef list ts = []
+    for t in tensors:
+        ts.append(_operand(t, "cat"))
+    if not ts:
         raise ValueError("cat: expected a non-empty sequence of tensors")
-    if any(not isinstance(t, TensorBase) for t in tensors):
-        raise TypeError("cat: expected tensors or arrays, got a Python number")
-    return apply(CAT, tuple(tensors), (check_cat([t.shape for t in tensors], axis),))
+    for t in ts:
+        if not isinstance(t, TensorBase):
+            raise TypeError("cat: expected tensors or arrays, got a Python number")
+    out = _cat(ts, axis)
+    if out is not None:
+        return out
+    return apply(CAT, tuple(ts), (check_cat([t.shape for t in ts], axis),))
 
 
 def where(cond, a, b):
     cond = _operand(cond, "where")
     cond = from_array(np.asarray(_value(cond), dtype=bool))
     a, b = _operand(a, "where"), _operand(b, "where")
+    out = _where(<TensorBase>cond, a, b)
+    if out is not None:
+        return out
     check_where(cond.shape, np.shape(_value(a)), np.shape(_value(b)))
     return apply(WHERE, (cond, a, b))
 
@@ -2173,7 +2188,9 @@ _native(LOGSUMEXP, _reduce_replay, _reduce_backward)
 _native(RESHAPE, _view_replay, _view_backward)                # native: _views.pxi
 _native(PERMUTE, _view_replay, _view_backward)
 _native(EXPAND, _view_replay, _view_backward)
-_native(INDEX, _view_replay, _view_backward)
+_native(INDEX, _index_replay, _index_backward)              # views, or a gather: _gather.pxi
+_native(CAT, _cat_replay, _cat_backward)                      # native: _gather.pxi
+_native(WHERE, _where_replay, _where_backward)
 _native(MAXIMUM, _binary_replay, _binary_backward)
 _native(MINIMUM, _binary_replay, _binary_backward)
 _native(LINEAR, _linear_replay, _linear_backward)
@@ -2392,6 +2409,13 @@ cdef int _native_backward(TensorBase node) except -1:
 
 
 cdef int _generic_backward(TensorBase node) except -1:
+    if node._form == FORM_LISTED:        # recorded as apply does, a native rule (_gather.pxi)
+        return NATIVE_BACKWARD[node._op](node)
+    return _reference_backward(node)
+
+
+cdef int _reference_backward(TensorBase node) except -1:
+    """The reference core's rule for the node (its inputs and params as apply keeps them)."""
     inputs = node._inputs
     values = [_value(x) for x in inputs]
     needs = [_wants_grad(x) for x in inputs]
@@ -2735,7 +2759,7 @@ cdef int _replay_forward(TensorBase node) except -1:
     """Recompute a native node's values, in place, from its inputs' current values."""
     _check_node(node, True)
     if node._arr is not None and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>node._arr) \
-            and not _is_view_op(node._op):        # a view's replay rebinds it (_views.pxi)
+            and not (node._native and _is_view_op(node._op)):        # a view's replay rebinds it (_views.pxi)
         raise RuntimeError("compile: the values of '%s' were rebound through .data to read-only "
                            "memory; the replay cannot write them" % _op_name(node))
     if NATIVE_REPLAY[node._op] == NULL:
@@ -2793,7 +2817,7 @@ cdef class Tape:
                     raise RuntimeError("compile: the values of '%s' were rebound through .data "
                                        "to another shape or dtype; call fg.compile again"
                                        % _op_name(node))
-                if node._native:
+                if node._native or node._form == FORM_LISTED:
                     _replay_forward(node)
                 else:           # the reference rule; its result becomes the node's values
                     _check_node(node, True)
@@ -2824,3 +2848,4 @@ include "_broadcast.pxi"
 include "_matmul.pxi"
 include "_reduce.pxi"
 include "_views.pxi"
+include "_gather.pxi"
