@@ -50,6 +50,7 @@ from libc.math cimport INFINITY, fabs
 from libc.math cimport cos as c_cos, exp as c_exp, log as c_log, pow as c_pow
 from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
 from libc.stdlib cimport calloc, free, malloc
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 import os
