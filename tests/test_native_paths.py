@@ -466,6 +466,49 @@ def test_views_replay_and_errors(fg, rng):
         a[:, 1, 2]
 
 
+# -- copying indexing, cat, where (_gather.pxi) -----------------------------------------
+def test_gather_cat_where_take_the_native_path(both, rng, monkeypatch):
+    """With the compiled core's reference rules for index, cat and where made to fail,
+    forward, backward and fg.compile's replay still run: the native rules do it all."""
+    fg = both[1]
+    core = fg._core_module
+    codes = core.op_codes()
+
+    def refuse(*args):
+        raise AssertionError("the reference rule ran")
+    forward, backward = list(core._ref.FORWARD), list(core._ref.BACKWARD)
+    for name in ("index", "cat", "where"):
+        forward[codes[name]] = backward[codes[name]] = refuse
+    monkeypatch.setattr(core._ref, "FORWARD", tuple(forward))
+    monkeypatch.setattr(core._ref, "BACKWARD", tuple(backward))
+    for dtype in (np.float32, np.float64):
+        x = fg.tensor(rng.normal(size=(6, 5)).astype(dtype), requires_grad=True)
+        b = fg.tensor(rng.normal(size=(6, 5)).astype(dtype), requires_grad=True)
+        m = rng.random((6, 5)) > 0.5
+        idx = np.array([5, 0, -1, 5])
+
+        def loss():
+            parts = [x[idx].sum(), x[fg.tensor(idx)].sum(), x[:, idx[1:3]].sum(), x[m].sum(),
+                     x[m[:, 0]].sum(), fg.cat([x, b], 0).sum(), fg.cat([x, b, x], 1).sum(),
+                     fg.stack([x, b], 1).sum(), fg.where(m, x, b).sum(),
+                     fg.where(m, 2.0, b).sum(), fg.where(m, x, b[:1, :1]).sum(),
+                     fg.nn.functional.embedding(np.array([[1, 2], [2, 5]]), x).sum()]
+            total = parts[0]
+            for p in parts[1:]:
+                total = total + p
+            return total
+        loss().backward()
+        want = x.grad.numpy().copy()
+        x.grad = b.grad = None
+        step = fg.compile(loss)
+        step()
+        np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6)
+        with pytest.raises(AssertionError, match="reference rule"):
+            x.T[idx[1:3]]                         # strided: the reference's path
+        with pytest.raises(AssertionError, match="reference rule"):
+            fg.where(m[:1], x, b)                 # broadcast cond: the reference's path
+
+
 # -- batched matmul -------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_batched_matmul_cores_agree(both, rng, dtype):

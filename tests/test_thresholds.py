@@ -247,9 +247,15 @@ SHAPING = {
     "index slice": (lambda fg, x: x[1:, ::2], []),
     "index array": (lambda fg, x, i: x[i], ["rows"]),
     "index mask": (lambda fg, x, m: x[m], ["mask"]),
+    "index columns": (lambda fg, x, i: x[:, i] * 2.0, ["columns"]),
+    "index rows mask": (lambda fg, x, m: x[m[:, 0]], ["mask"]),
     "cat": (lambda fg, x: fg.cat([x, x * 2.0], 1), []),
+    "cat axis 0": (lambda fg, x: fg.cat([x * 2.0, x, x[:1]], 0), []),
     "stack": (lambda fg, x: fg.stack([x, -x]), []),
+    "stack axis 2": (lambda fg, x: fg.stack([x, -x], 2), []),
     "where": (lambda fg, x, m: fg.where(m, x, x * 3.0), ["mask"]),
+    "where number": (lambda fg, x, m: fg.where(m, 0.5, x), ["mask"]),
+    "where one element": (lambda fg, x, m: fg.where(m, x, x[:1, :1]), ["mask"]),
 }
 
 
@@ -262,7 +268,8 @@ def test_shaping_ops_agree_across_thresholds(both, limits, name):
         x = draw(rng, (2, cols), "any")
         arrays = [x]
         for kind in extras:
-            arrays.append(np.array([1, 0, 1]) if kind == "rows" else x > 0)
+            arrays.append(np.array([1, 0, 1]) if kind == "rows" else
+                          np.array([0, -1, 0, cols - 1]) if kind == "columns" else x > 0)
         assert_agree(both, f, arrays, {0}, f"{name} (2, {cols})")
 
 
