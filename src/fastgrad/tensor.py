@@ -1113,6 +1113,15 @@ def _joined(name, tensors):
     would give float64); the cast is differentiable, so float32 inputs still
     get float32 gradients when a float64 input widens the result.
     """
+    if type(tensors) is list or type(tensors) is tuple:       # the common case, at once:
+        dtype = None                                            # tensors of one dtype
+        for t in tensors:
+            if not isinstance(t, core.TensorBase) or (dtype is not None and t.dtype != dtype):
+                break
+            dtype = t.dtype
+        else:
+            if dtype is not None:
+                return list(tensors)
     if isinstance(tensors, (core.TensorBase, np.ndarray)) or \
             not isinstance(tensors, (list, tuple)):
         raise TypeError("%s: expected a list or tuple of tensors, got %s"
@@ -1155,11 +1164,14 @@ def stack(tensors, axis=None, *, dim=None):
     if not -nd <= axis < nd:
         raise ValueError("stack: axis %d is out of range for stacking tensors of shape %s "
                          "(expected %d to %d)" % (axis, tuple(tensors[0].shape), -nd, nd - 1))
-    for t in tensors[1:]:
-        if t.shape != tensors[0].shape:
+    shape = tensors[0].shape
+    for t in tensors:
+        if t.shape != shape:
             raise ValueError("stack: all tensors must have the same shape, got %s and %s"
-                             % (tuple(tensors[0].shape), tuple(t.shape)))
-    return core.cat([t.unsqueeze(axis) for t in tensors], axis % (tensors[0].ndim + 1))
+                             % (tuple(shape), tuple(t.shape)))
+    axis %= nd
+    shape = shape[:axis] + (1,) + shape[axis:]            # each one unsqueezed: a view
+    return core.cat([core.reshape(t, shape) for t in tensors], axis)
 
 
 # ---------------------------------------------------------------------------

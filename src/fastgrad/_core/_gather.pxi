@@ -174,6 +174,13 @@ cdef void _scatter_rows(floating* ga, const floating* g, const long long* idx, P
     """ga (outer, n, inner) at rows idx += g (outer, m, inner), in the order of idx."""
     cdef Py_ssize_t o, j, k
     cdef floating* d
+    if inner == 1:
+        for o in range(outer):
+            for j in range(m):
+                ga[idx[j]] += g[j]
+            g += m
+            ga += n
+        return
     for o in range(outer):
         for j in range(m):
             d = ga + idx[j] * inner

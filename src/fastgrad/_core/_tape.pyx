@@ -1803,8 +1803,11 @@ def cat(tensors, axis=0):
 
 
 def where(cond, a, b):
-    cond = _operand(cond, "where")
-    cond = from_array(np.asarray(_value(cond), dtype=bool))
+    if cnp.PyArray_Check(cond) and cnp.PyArray_TYPE(<cnp.ndarray>cond) == cnp.NPY_BOOL:
+        cond = from_array(cond)                   # what the two lines below give, at once
+    else:
+        cond = _operand(cond, "where")
+        cond = from_array(np.asarray(_value(cond), dtype=bool))
     a, b = _operand(a, "where"), _operand(b, "where")
     out = _where(<TensorBase>cond, a, b)
     if out is not None:
