@@ -292,3 +292,15 @@ def test_backward_twice_and_inplace_checks(fg, rng):
     z = fg.where(np.array([True, False, True]), a * 1.0, a * 2.0)
     z.sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), [1.0, 2.0, 1.0])
+
+
+def test_results_rebound_through_data_are_refused(fg, rng):
+    """A result given values of another shape (same size) through .data: backward
+    raises on both cores rather than reading the gradient by the old shape."""
+    x = fg.tensor(rng.normal(size=(2, 3)), requires_grad=True)
+    for make, new in [(lambda: fg.cat([x, x], 0), (3, 4)), (lambda: x[[0, 1, 1]], (9,)),
+                      (lambda: fg.where(np.ones((2, 3), bool), x, 0.0), (3, 2))]:
+        y = make()
+        y.data = fg.tensor(np.ones(new))
+        with pytest.raises((RuntimeError, ValueError)):
+            y.sum().backward()

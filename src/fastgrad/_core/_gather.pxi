@@ -14,10 +14,10 @@
 #   x[mask] (a bool array over x's leading axes).  The index is copied into
 #   a private int64 array (negatives made positive), checked once in C; out
 #   of range, the reference's check raises its message.  The node keeps
-#   (idx, outer, n, inner) in _d: x seen as (outer, n, inner), the result
-#   as (outer, len(idx), inner).  Forward copies rows; backward adds them
-#   back (repeated indices accumulate), after checking idx against x's
-#   shape again.
+#   (idx, outer, n, inner, shape) in _d: x seen as (outer, n, inner), the
+#   result (of that shape) as (outer, len(idx), inner).  Forward copies
+#   rows; backward adds them back (repeated indices accumulate), after
+#   checking idx against x's shape again.
 # cat: blocks copied per input; backward copies (or adds) the gradient's
 #   blocks into each input's gradient.
 # where: cond of the result's shape; each side a tensor of that shape, a
@@ -143,7 +143,7 @@ cdef object _gather(TensorBase x, object key):
     _gather_rows(x._data, out._data, <const long long*>cnp.PyArray_DATA(idx),
                  outer, n, m, inner * ITEMSIZE[x._dt])
     if _records(x._requires_grad):
-        out._d = (idx, outer, n, inner)
+        out._d = (idx, outer, n, inner, shape)
         _record_listed(out, INDEX, (x,), (key,), x._requires_grad)
     return out
 
@@ -201,7 +201,7 @@ cdef const long long* _gather_index(TensorBase node, TensorBase x, Py_ssize_t* o
     outer[0], n[0], inner[0] = d[1], d[2], d[3]
     m[0] = cnp.PyArray_SIZE(idx)
     if outer[0] * n[0] * inner[0] != x._size or outer[0] * m[0] * inner[0] != node._size \
-            or x._dt != node._dt:
+            or x._dt != node._dt or node._shape != d[4]:
         raise RuntimeError("backward: the index of '%s' no longer fits its input of shape %s"
                            % (_op_name(node), tuple(x._shape)))
     for j in range(m[0]):
@@ -292,14 +292,11 @@ cdef int _cat_values(tuple inputs, Py_ssize_t ax, TensorBase out) except -1:
     cdef Py_ssize_t item = ITEMSIZE[out._dt], nd = len(out._shape)
     cdef Py_ssize_t outer = _prod_of(out._shape, 0, ax)
     cdef Py_ssize_t inner = _prod_of(out._shape, ax + 1, nd) * item
-    cdef Py_ssize_t row = <Py_ssize_t>out._shape[ax] * inner, off = 0, blk, o, total = 0
+    cdef Py_ssize_t row = <Py_ssize_t>out._shape[ax] * inner, off = 0, blk, o
     for t in inputs:
-        total += t._size
-        if t._data == NULL or t._dt != out._dt:
+        if t._data == NULL:
             raise RuntimeError("compile: an input of 'cat' is not in the layout recorded; "
                                "call fg.compile again")
-    if total != out._size:
-        raise RuntimeError("compile: the inputs of 'cat' no longer fit its values")
     for t in inputs:
         blk = <Py_ssize_t>t._shape[ax] * inner
         for o in range(outer):
@@ -308,7 +305,29 @@ cdef int _cat_values(tuple inputs, Py_ssize_t ax, TensorBase out) except -1:
     return 0
 
 
+cdef int _cat_fits(TensorBase node, str what) except -1:
+    """The node's shape is its inputs' joined (the loops read and write by those shapes)."""
+    cdef TensorBase t
+    cdef Py_ssize_t ax = node._params[0], total = 0, i, nd = len(node._shape)
+    for t in node._inputs:
+        if t._dt != node._dt or len(t._shape) != nd:
+            break
+        for i in range(nd):
+            if i != ax and t._shape[i] != node._shape[i]:
+                break
+        else:
+            total += <Py_ssize_t>t._shape[ax]
+            continue
+        break
+    else:
+        if total == <Py_ssize_t>node._shape[ax]:
+            return 0
+    raise RuntimeError("%s: the values of 'cat' (shape %s) no longer fit its inputs; they were "
+                       "rebound through .data" % (what, tuple(node._shape)))
+
+
 cdef int _cat_replay(TensorBase node) except -1:
+    _cat_fits(node, "compile")
     return _cat_values(node._inputs, node._params[0], node)
 
 
@@ -321,12 +340,7 @@ cdef int _cat_backward(TensorBase node) except -1:
     cdef Py_ssize_t row = <Py_ssize_t>node._shape[ax] * inner, off = 0, blk, o, total = 0
     cdef bint fresh = False
     cdef char* ga
-    for t in node._inputs:
-        total += t._size
-        if t._dt != dt:
-            raise SystemError("backward: an input of 'cat' changed dtype")
-    if total != node._size:
-        raise SystemError("backward: the inputs of 'cat' do not fit its gradient")
+    _cat_fits(node, "backward")
     for t in node._inputs:
         blk = <Py_ssize_t>t._shape[ax] * inner          # elements
         if t._requires_grad:
@@ -468,8 +482,11 @@ cdef int _where_replay(TensorBase node) except -1:
 cdef int _where_backward(TensorBase node) except -1:
     cdef TensorBase cond = node._inputs[0]
     cdef const cnp.npy_bool* c = _cond_data(cond, node._size)
+    if node._shape != cond._shape:
+        raise RuntimeError("backward: the values of 'where' (shape %s) no longer fit its "
+                           "condition; they were rebound through .data" % (tuple(node._shape),))
     if c == NULL:
-        return _reference_backward(node)       # cond's memory changed shape: NumPy reads it
+        return _reference_backward(node)       # cond's memory changed layout: NumPy reads it
     cdef int side
     for side in range(2):
         x = node._inputs[1 + side]
