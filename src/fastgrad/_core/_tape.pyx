@@ -18,10 +18,13 @@ free of NumPy calls and Python frames:
   same shape, a size-1 operand, or a Python number.
 * A native node stores its inputs in two fields (`_a`, `_b`) and a constant
   (`_c`), not in a tuple: nothing is allocated per op but the result.
-* Everything else (general broadcasting, axis reductions, shapes, indexing,
-  big matmuls, mixed dtypes, custom Functions) runs the reference core's
-  NumPy rule for that op: one rule per op, shared, so the two cores cannot
-  disagree there.  Those nodes keep `_inputs`/`_params` as in reference.py.
+* Everything else (what the native paths do not take: broadcasting the
+  drivers do not cover, indexing with several arrays, mixed dtypes, custom
+  Functions, ...) runs the reference core's NumPy rule for that op: one
+  rule per op, shared, so the two cores cannot disagree there.  Those nodes
+  keep `_inputs`/`_params` as in reference.py.  So do the nodes of copying
+  indexing, cat and where (_gather.pxi), whose rules are native all the
+  same (`_form = FORM_LISTED`).
 * The sweep is the same algorithm as reference.sweep: an iterative
   topological sort (marks in the nodes, no dict), checks first, then each
   node's rule adds its gradient into its inputs' buffers (`_g`, calloc'd on
@@ -42,6 +45,9 @@ Layout, in reference.py's order
   _loops.pxi    the loop drivers, written once and instantiated per op:
                 same-shape and scalar-operand elementwise loops, in-place
                 accumulate, reductions
+  (end)         the native kernels kept in files of their own: _pow.pxi,
+                _broadcast.pxi, _matmul.pxi, _reduce.pxi, _views.pxi (views),
+                _gather.pxi (an integer or bool array as the index, cat, where)
 """
 cimport cython
 cimport numpy as cnp
