@@ -70,7 +70,6 @@ cdef object _gather(TensorBase x, object key):
     cdef Py_ssize_t nd = len(x._shape), nk, i, pos = -1, j, m, n, outer, inner, v
     cdef cnp.ndarray src, idx
     cdef long long* p
-    cdef bint mask = False
     cdef tuple items
     if x._dt == DT_OTHER or x._data == NULL or nd == 0:
         return None
@@ -106,13 +105,10 @@ cdef object _gather(TensorBase x, object key):
         for i in range(m):
             if cnp.PyArray_DIM(src, i) != <Py_ssize_t>x._shape[i]:
                 return None
-        mask = True
-        idx = <cnp.ndarray>cnp.PyArray_FROMANY(np.flatnonzero(src), cnp.NPY_INT64, 1, 1,
-                                                cnp.NPY_ARRAY_C_CONTIGUOUS
-                                                | cnp.NPY_ARRAY_ALIGNED)
+        key = (cnp.PyArray_NewCopy(src, cnp.NPY_CORDER),)   # the reference's key: a copy
+        idx = _true_positions(<cnp.ndarray>key[0])
         outer, n, inner = 1, _prod_of(x._shape, 0, m), _prod_of(x._shape, m, nd)
         shape = (cnp.PyArray_DIM(idx, 0),) + x._shape[m:]
-        key = (np.array(src, copy=True),)         # the reference's key: a private copy
     else:
         if not cnp.PyArray_ISINTEGER(src) or (cnp.PyArray_ISUNSIGNED(src)
                                               and cnp.PyArray_ITEMSIZE(src) >= 8):
@@ -146,6 +142,29 @@ cdef object _gather(TensorBase x, object key):
         out._d = (idx, outer, n, inner, shape)
         _record_listed(out, INDEX, (x,), (key,), x._requires_grad)
     return out
+
+
+cdef cnp.ndarray _true_positions(cnp.ndarray mask):
+    """The flat positions of a C-contiguous bool array's True entries, as int64."""
+    cdef const cnp.npy_bool* c = <const cnp.npy_bool*>cnp.PyArray_DATA(mask)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(mask), i, count = 0, last
+    cdef cnp.npy_intp dims[1]
+    for i in range(n):
+        count += c[i] != 0
+    dims[0] = count
+    cdef cnp.ndarray idx = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT64, 0)
+    cdef long long* p = <long long*>cnp.PyArray_DATA(idx)
+    # without a branch (a random mask would mispredict half of them): every
+    # position is written, the count moves on at True ones; up to the last
+    # True entry, the count stays below the total
+    last = n - 1
+    while last >= 0 and not c[last]:
+        last -= 1
+    count = 0
+    for i in range(last + 1):
+        p[count] = i
+        count += c[i] != 0
+    return idx
 
 
 cdef void _gather_rows(const char* src, char* dst, const long long* idx, Py_ssize_t outer,

@@ -45,8 +45,8 @@ Layout, in reference.py's order
   _loops.pxi    the loop drivers, written once and instantiated per op:
                 same-shape and scalar-operand elementwise loops, in-place
                 accumulate, reductions
-  (end)         the native kernels kept in files of their own: _pow.pxi,
-                _broadcast.pxi, _matmul.pxi, _reduce.pxi, _views.pxi (views),
+  (end)         the native kernels kept in files of their own: _ufunc_loops.pxi,
+                _pow.pxi, _broadcast.pxi, _matmul.pxi, _reduce.pxi, _views.pxi,
                 _gather.pxi (an integer or bool array as the index, cat, where)
 """
 cimport cython
