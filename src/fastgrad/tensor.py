@@ -1268,12 +1268,23 @@ def index_select(input, dim, index):
     if index.ndim > 1:
         raise ValueError("index_select: index must be 1-d, got shape %s" % (index.shape,))
     n = t.shape[dim] if t.ndim else 1
+    # negatives are refused here (NumPy would count them from the end); too
+    # large an index, by the indexing itself (its error becomes ours)
+    if index.size and index.min() < 0:
+        _index_select_range(n, dim, index)
+    try:
+        if t.ndim == 0:
+            return t.reshape(1)[index.reshape(-1)].reshape(index.shape)
+        return t[(slice(None),) * dim + (index.reshape(-1),)]
+    except IndexError:
+        _index_select_range(n, dim, index)
+        raise
+
+
+def _index_select_range(n, dim, index):
     if index.size and (index.min() < 0 or index.max() >= n):
         raise IndexError("index_select: index values must be in [0, %d) for dimension %d, "
                          "got values from %d to %d" % (n, dim, index.min(), index.max()))
-    if t.ndim == 0:
-        return t.reshape(1)[index.reshape(-1)].reshape(index.shape)
-    return t[(slice(None),) * dim + (index.reshape(-1),)]
 
 
 def _scatter(name, input, dim, index, src, reduce_add):

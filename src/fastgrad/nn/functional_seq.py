@@ -40,11 +40,15 @@ def _indices(name, input, num):
     if idx.dtype.kind not in "iu":
         raise TypeError("%s: indices must be integers, got dtype %s" % (name, idx.dtype))
     idx = idx.astype(np.int64, copy=False)
-    bad = (idx < 0) | (idx >= num)
-    if np.any(bad):
-        raise IndexError("%s: index %d is out of range for %d embeddings (valid: 0 to %d)"
-                         % (name, idx[bad].flat[0], num, num - 1))
+    if idx.size and (idx.min() < 0 or idx.max() >= num):
+        _out_of_range(name, idx, num)
     return idx
+
+
+def _out_of_range(name, idx, num):
+    bad = (idx < 0) | (idx >= num)
+    raise IndexError("%s: index %d is out of range for %d embeddings (valid: 0 to %d)"
+                     % (name, idx[bad].flat[0], num, num - 1))
 
 
 def _padding_idx(name, padding_idx, num):
