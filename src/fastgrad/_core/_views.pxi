@@ -102,11 +102,18 @@ cdef int _view_backward(TensorBase node) except -1:
     """The input's gradient, seen through the same view, += the node's."""
     cdef TensorBase a = node._a
     cdef bint fresh = False
-    cdef char* ga = _grad_buffer_raw(a, &fresh)
+    cdef char* ga
     cdef size_t nbytes = a._size * ITEMSIZE[a._dt]
     cdef cnp.ndarray dst
     cdef int i, nd
     cdef bint write
+    if node._op == RESHAPE and a._g == NULL and a._size == node._size and a._dt == node._dt:
+        # the same elements in the same order, into a gradient not begun: the
+        # node's buffer (the sweep frees it right after this rule) is handed over
+        a._g = node._g
+        node._g = NULL
+        return 0
+    ga = _grad_buffer_raw(a, &fresh)
     if node._op == RESHAPE:                     # the same elements in the same order
         if fresh:
             memcpy(ga, node._g, nbytes)
