@@ -1157,8 +1157,9 @@ concatenate = cat
 def stack(tensors, axis=None, *, dim=None):
     axis = _axis(axis, dim, "stack")
     axis = 0 if axis is None else axis
-    core.check_axis_type("stack", axis)
-    axis = int(axis)
+    if type(axis) is not int:
+        core.check_axis_type("stack", axis)
+        axis = int(axis)
     tensors = _joined("stack", tensors)
     nd = tensors[0].ndim + 1
     if not -nd <= axis < nd:
