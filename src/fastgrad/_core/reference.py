@@ -48,6 +48,7 @@ The design, in five points:
    the compiled core's C loops inside their buffers.
 """
 import builtins
+import math
 import os
 import threading
 
@@ -55,7 +56,8 @@ import numpy as np
 
 from . import grad_hooks
 from .._ops import (
-    ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
+    ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, GELU, INDEX,
+    LEAF,
     LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
     NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
     WHERE,
@@ -567,7 +569,7 @@ def _unary(op, x, params=()):
 _default_float = [np.dtype(np.float32)]
 
 # unary ops that only make sense on floats: integer inputs become the default float
-FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID))
+FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID, GELU))
 
 _CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
 
@@ -946,6 +948,31 @@ def clip(x, min=None, max=None):
         raise ValueError("clip: at least one of min and max must be given")
     return _unary(CLIP, x, (None if min is None else float(min),
                             None if max is None else float(max)))
+
+
+# -- gelu: a Phi(a), Phi the standard normal distribution function ------
+# Phi(a) = erfc(-a / sqrt 2) / 2: accurate in both tails, where (1 + erf) / 2
+# would cancel to 0.
+def _normal_cdf(a):
+    try:
+        from scipy.special import erfc
+    except ImportError:
+        erfc = np.frompyfunc(math.erfc, 1, 1)
+    return np.asarray(erfc(a * -math.sqrt(0.5)), dtype=a.dtype) * 0.5
+
+
+def gelu_forward(a):
+    return a * _normal_cdf(a)
+
+
+def gelu_backward(needs, g, out, a):
+    # d/da a Phi(a) = Phi(a) + a phi(a), phi(a) = exp(-a^2 / 2) / sqrt(2 pi)
+    pdf = np.exp(a * a * -0.5) * (1 / math.sqrt(2 * math.pi))
+    return ((g * (_normal_cdf(a) + a * pdf)).astype(a.dtype, copy=False),)
+
+
+def gelu(x):
+    return _unary(GELU, x)
 
 
 # -- sum ----------------------------------------------------------------
@@ -1506,7 +1533,7 @@ FORWARD = (
     clip_forward, sum_forward, max_forward, min_forward, logsumexp_forward,
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
-    linear_forward, cross_entropy_forward, clone_forward,
+    linear_forward, cross_entropy_forward, clone_forward, gelu_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1515,7 +1542,7 @@ BACKWARD = (
     clip_backward, sum_backward, max_backward, min_backward, logsumexp_backward,
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
-    linear_backward, cross_entropy_backward, clone_backward,
+    linear_backward, cross_entropy_backward, clone_backward, gelu_backward,
 )
 
 
