@@ -1654,7 +1654,7 @@ cdef double INV_SQRT_2PI = 0.3989422804014327
 
 cdef extern from *:
     """
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
     #if __GNUC__ >= 12
     #define FG_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
     #else
@@ -1664,9 +1664,9 @@ cdef extern from *:
     #define FG_SIMD_CLONES
     #endif
     #if defined(__GNUC__)
-    #define FG_ALWAYS_INLINE inline __attribute__((always_inline))
+    #define FG_ALWAYS_INLINE CYTHON_INLINE __attribute__((always_inline))
     #else
-    #define FG_ALWAYS_INLINE inline
+    #define FG_ALWAYS_INLINE CYTHON_INLINE
     #endif
     #include <string.h>
 
