@@ -86,7 +86,7 @@ UNARY = {
     "exp": lambda m, x: x.exp(), "log": lambda m, x: x.log(), "sin": lambda m, x: x.sin(),
     "cos": lambda m, x: x.cos(), "tanh": lambda m, x: x.tanh(),
     "sigmoid": lambda m, x: x.sigmoid(), "sqrt": lambda m, x: x.sqrt(),
-    "gelu": lambda m, x: m.nn.functional.gelu(x),
+    "gelu": lambda m, x: m.nn.functional.gelu(x), "silu": lambda m, x: m.nn.functional.silu(x),
 }
 
 
@@ -182,6 +182,29 @@ def test_gelu_against_torch_finite_differences_and_special_values(fg, rng):
         assert v[0] == np.inf and np.isnan(v[1]) and np.isnan(v[2]) and v[3] == 0, v
         np.testing.assert_array_equal(np.isnan(a.grad.numpy()), [True, True, True, False])
         assert a.grad.numpy()[3] == 0.5
+
+
+def test_silu_against_torch_and_special_values(fg, rng):
+    torch = pytest.importorskip("torch")
+    x = np.concatenate([np.linspace(-120, 120, 2401), rng.normal(size=500) * 4, [0.0, -0.0]])
+    for dtype, rtol, atol in (("float64", 1e-12, 1e-300), ("float32", 2e-6, 1e-30)):
+        a = fg.tensor(x.astype(dtype), requires_grad=True)
+        y = fg.nn.functional.silu(a)
+        assert y.grad_fn == "silu"
+        y.sum().backward()
+        t = torch.tensor(x.astype(dtype), requires_grad=True)
+        ty = torch.nn.functional.silu(t)
+        ty.sum().backward()
+        np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=rtol,
+                                   atol=atol, err_msg="silu %s" % dtype)
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=rtol,
+                                   atol=1e-15 if dtype == "float64" else 1e-7,
+                                   err_msg="silu' %s" % dtype)
+        a = fg.tensor(np.array([np.inf, -np.inf, np.nan], dtype), requires_grad=True)
+        y = fg.nn.functional.silu(a)
+        y.sum().backward()
+        v = y.detach().numpy()
+        assert v[0] == np.inf and np.isnan(v[1]) and np.isnan(v[2]), v   # -inf * 0 is NaN
 
 
 # -- broadcasting binary ops ------------------------------------------------------

@@ -167,6 +167,7 @@ UNARY = {
     "leaky_relu": (lambda fg, x: fg.nn.functional.leaky_relu(x, 0.2), "away"),
     "clip": (lambda fg, x: x.clip(-0.5, 0.7), "away"),
     "gelu": (lambda fg, x: fg.nn.functional.gelu(x), "any"),
+    "silu": (lambda fg, x: fg.nn.functional.silu(x), "any"),
     "cast": (lambda fg, x: x.float().double(), "any"),
     "clone": (lambda fg, x: x.clone(), "any"),
 }
@@ -379,7 +380,7 @@ def test_fused_updates_agree_across_nogil_min(both, limits, name):
 COVERED = {
     "add", "sub", "mul", "div", "pow", "maximum", "minimum",            # BINARY
     "neg", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid",
-    "relu", "leaky_relu", "clip", "cast", "clone", "gelu",              # UNARY
+    "relu", "leaky_relu", "clip", "cast", "clone", "gelu", "silu",      # UNARY
     "sum", "max", "min", "logsumexp",                                   # REDUCE
     "reshape", "permute", "expand", "index", "cat", "where",            # SHAPING
     "matmul", "linear", "cross_entropy", "function",

@@ -84,6 +84,8 @@ cdef struct ClipOp:
     char unused
 cdef struct GeluOp:
     char unused
+cdef struct SiluOp:
+    char unused
 
 
 ctypedef fused unary_op:
@@ -100,6 +102,7 @@ ctypedef fused unary_op:
     LeakyReluOp
     ClipOp
     GeluOp
+    SiluOp
 
 
 cdef inline floating _unary_rule(unary_op* op, bint fwd, floating g, floating x, floating y,
@@ -131,6 +134,8 @@ cdef inline floating _unary_rule(unary_op* op, bint fwd, floating g, floating x,
         return clip_forward(x, p, q) if fwd else clip_backward(g, x, y, p, q)
     elif unary_op is GeluOp:
         return gelu_forward(x, p, q) if fwd else gelu_backward(g, x, y, p, q)
+    elif unary_op is SiluOp:
+        return silu_forward(x, p, q) if fwd else silu_backward(g, x, y, p, q)
 
 
 cdef void _unary_loops(unary_op* op, int role, const floating* g, const floating* x, floating* y,
@@ -190,6 +195,14 @@ cdef void unary_kernel(int op, int role, const floating* g, const floating* x, f
                 fg_gelu_f32(x, g, gx, n, 1 if role == BACKWARD else 2)
         else:
             _unary_loops(<GeluOp*>NULL, role, g, x, y, gx, n, p, q)
+    elif op == SILU:
+        if floating is float:
+            if role == FORWARD:
+                fg_silu_f32(x, NULL, y, n, 0)
+            else:
+                fg_silu_f32(x, g, gx, n, 1 if role == BACKWARD else 2)
+        else:
+            _unary_loops(<SiluOp*>NULL, role, g, x, y, gx, n, p, q)
 
 
 cdef inline void unary_run(int op, int role, int dt, const char* g, const char* x, char* y,

@@ -59,7 +59,7 @@ from .._ops import (
     ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, GELU, INDEX,
     LEAF,
     LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
-    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
+    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SILU, SIN, SQRT, SUB, SUM, TANH,
     WHERE,
 )
 
@@ -569,7 +569,7 @@ def _unary(op, x, params=()):
 _default_float = [np.dtype(np.float32)]
 
 # unary ops that only make sense on floats: integer inputs become the default float
-FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID, GELU))
+FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID, GELU, SILU))
 
 _CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
 
@@ -974,6 +974,20 @@ def gelu_backward(needs, g, out, a):
 def gelu(x):
     return _unary(GELU, x)
 
+
+
+# -- silu: a sigmoid(a) --------------------------------------------------
+def silu_forward(a):
+    return a * sigmoid_forward(a)
+
+
+def silu_backward(needs, g, out, a):
+    s = sigmoid_forward(a)
+    return (g * (s * (1 + a * (1 - s))),)
+
+
+def silu(x):
+    return _unary(SILU, x)
 
 # -- sum ----------------------------------------------------------------
 def sum_forward(a, axis, keepdims):
@@ -1534,6 +1548,7 @@ FORWARD = (
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
     linear_forward, cross_entropy_forward, clone_forward, gelu_forward,
+    silu_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1543,6 +1558,7 @@ BACKWARD = (
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
     linear_backward, cross_entropy_backward, clone_backward, gelu_backward,
+    silu_backward,
 )
 
 

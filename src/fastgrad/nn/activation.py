@@ -1,7 +1,7 @@
 """More activations: GELU, SiLU, ELU, Softplus, Hardtanh, PReLU (modules and functions).
 
-GELU('none') is an op of both cores (x Phi(x)); SiLU, PReLU and GELU's tanh
-form are compositions of tensor ops.  The rest are small fg.Functions (NumPy
+GELU('none') (x Phi(x)) and SiLU (x sigmoid(x)) are ops of both cores; PReLU
+and GELU's tanh form are compositions of tensor ops.  The rest are small fg.Functions (NumPy
 forward and exact derivative in one place, both cores) because their torch
 definitions need something the op set lacks:
 - ELU, Softplus and Hardtanh switch formula on the input's value, and a where()
@@ -33,8 +33,7 @@ def gelu(input, approximate="none"):
 
 def silu(input):
     """x * sigmoid(x)."""
-    input = as_tensor("silu", input)
-    return input * input.sigmoid()
+    return core.silu(as_tensor("silu", input))
 
 
 class _ELU(Function):
