@@ -111,7 +111,8 @@ cdef enum:
     CLONE = 35
     GELU = 36
     SILU = 37
-    N_OPS = 38
+    GATHER = 38
+    N_OPS = 39
 
 # dtype codes
 cdef enum:
@@ -273,12 +274,12 @@ def op_codes():
     codes = (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
              SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
              EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
-             CROSS_ENTROPY, CLONE, GELU, SILU)
+             CROSS_ENTROPY, CLONE, GELU, SILU, GATHER)
     names = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "matmul", "exp", "log", "sqrt",
              "abs", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "sum", "max",
              "min", "logsumexp", "reshape", "permute", "expand", "index", "cat", "where",
              "maximum", "minimum", "cast", "function", "linear", "cross_entropy", "clone",
-             "gelu", "silu")
+             "gelu", "silu", "gather")
     return dict(zip(names, codes))
 
 
@@ -804,6 +805,8 @@ cdef tuple _params(TensorBase t):
         return (t._d, t._c != 0)                 # _d: the axes (None: all), _reduce.pxi
     if t._op == CROSS_ENTROPY:
         return (t._d, ("none", "mean", "sum")[<int>t._c])
+    if t._op == GATHER:
+        return (t._d, <int>t._c)
     if _is_view_op(t._op):
         return (t._d,)
     return ()
@@ -1820,6 +1823,196 @@ def silu(x):
     return _unary(SILU, x, 0, 0)
 
 
+# -- gather --------------------------------------------------------------------
+# Native when the index has the input's shape outside `dim` (what max/min over a
+# dim and most torch.gather calls use): the input seen as (outer, n, inner), the
+# index and the result as (outer, k, inner).  The index is the node's own int64
+# copy, bounds-checked once (reference.check_gather); the one door checks the
+# input's layout before the kernels read it, so its shape is the recorded one.
+cdef void gather_forward(const floating* x, const long long* idx, floating* y,
+                         Py_ssize_t outer, Py_ssize_t n, Py_ssize_t k,
+                         Py_ssize_t inner) noexcept nogil:
+    cdef Py_ssize_t o, j, i
+    cdef const floating* src
+    cdef const long long* row
+    cdef floating* dst
+    for o in range(outer):
+        src = x + o * n * inner
+        for j in range(k):
+            row = idx + (o * k + j) * inner
+            dst = y + (o * k + j) * inner
+            for i in range(inner):
+                dst[i] = src[row[i] * inner + i]
+
+
+cdef void gather_backward(const floating* g, const long long* idx, floating* gx,
+                          Py_ssize_t outer, Py_ssize_t n, Py_ssize_t k,
+                          Py_ssize_t inner) noexcept nogil:
+    cdef Py_ssize_t o, j, i
+    cdef floating* dst
+    cdef const long long* row
+    cdef const floating* src
+    for o in range(outer):
+        dst = gx + o * n * inner
+        for j in range(k):
+            row = idx + (o * k + j) * inner
+            src = g + (o * k + j) * inner
+            for i in range(inner):
+                dst[row[i] * inner + i] += src[i]
+
+
+cdef bint _gather_native(TensorBase x, int dim, cnp.ndarray index):
+    cdef Py_ssize_t d
+    if not _nativeable(x):
+        return False
+    for d in range(len(x._shape)):
+        if d != dim and index.shape[d] != x._shape[d]:
+            return False
+    return True
+
+
+cdef void _gather_dims(TensorBase x, int dim, cnp.ndarray index, Py_ssize_t* outer,
+                       Py_ssize_t* n, Py_ssize_t* k, Py_ssize_t* inner) noexcept:
+    cdef Py_ssize_t d, o = 1, i = 1
+    for d in range(dim):
+        o *= x._shape[d]
+    for d in range(dim + 1, len(x._shape)):
+        i *= x._shape[d]
+    outer[0] = o
+    n[0] = x._shape[dim]
+    k[0] = index.shape[dim]
+    inner[0] = i
+
+
+cdef int _gather_values(TensorBase x, int dim, cnp.ndarray index, TensorBase out) except -1:
+    cdef Py_ssize_t outer, n, k, inner
+    _gather_dims(x, dim, index, &outer, &n, &k, &inner)
+    cdef const long long* idx = <const long long*>cnp.PyArray_DATA(index)
+    if x._dt == DT_F64:
+        gather_forward(<double*>x._data, idx, <double*>out._data, outer, n, k, inner)
+    else:
+        gather_forward(<float*>x._data, idx, <float*>out._data, outer, n, k, inner)
+    return 0
+
+
+def gather(x, dim, index):
+    x = _operand(x, "gather")
+    dim, index = _ref.check_gather(x.shape, dim, index)
+    cdef TensorBase a = x, out
+    if not _gather_native(a, dim, index):
+        return apply(GATHER, (x,), (index, dim))
+    out = _alloc(tuple(index.shape), index.size, a._dt)
+    _gather_values(a, dim, index, out)
+    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+        _record(out, GATHER, a, None, index)
+        out._c = dim
+        out._requires_grad = a._requires_grad
+    return out
+
+
+cdef void extreme_dim_forward(const floating* x, long long* idx, floating* y, Py_ssize_t outer,
+                              Py_ssize_t n, Py_ssize_t inner, bint is_max, int dt) noexcept nogil:
+    # y[o, i] = the max (min) of x[o, :, i] and idx its first position, NaN winning
+    # (torch): the values by NumPy's maximum / minimum loops (SIMD), then the first
+    # element equal to them, then y read back at idx (so -0.0 and 0.0 stay apart)
+    cdef Py_ssize_t o, j, i
+    cdef const floating* src
+    cdef int slot = UL_MAXIMUM if is_max else UL_MINIMUM
+    cdef bint simd = _ul_has(slot, dt)
+    cdef floating v, b
+    for o in range(outer):
+        src = x + o * n * inner
+        memcpy(y + o * inner, src, inner * sizeof(floating))
+        if inner == 1:
+            if simd:
+                _ul_reduce(slot, dt, <char*>(src + 1), <char*>(y + o), n - 1)
+            else:
+                for j in range(1, n):
+                    v = src[j]
+                    b = y[o]
+                    if b == b and (v != v or (v > b if is_max else v < b)):
+                        y[o] = v
+            j = 0
+            while j < n - 1 and not _hit(src[j], y[o]):
+                j += 1
+            idx[o] = j
+            y[o] = src[j]
+            continue
+        for j in range(1, n):
+            if simd:
+                _ul_binary(slot, dt, <char*>(y + o * inner), sizeof(floating),
+                           <char*>(src + j * inner), sizeof(floating), <char*>(y + o * inner),
+                           inner)
+            else:
+                for i in range(inner):
+                    v = src[j * inner + i]
+                    b = y[o * inner + i]
+                    if b == b and (v != v or (v > b if is_max else v < b)):
+                        y[o * inner + i] = v
+        for i in range(inner):
+            idx[o * inner + i] = n - 1
+        for j in range(n - 2, -1, -1):           # backwards: the first hit is written last
+            for i in range(inner):
+                if _hit(src[j * inner + i], y[o * inner + i]):
+                    idx[o * inner + i] = j
+        for i in range(inner):
+            y[o * inner + i] = src[idx[o * inner + i] * inner + i]
+
+
+def extreme_dim(x, int dim, bint keepdim, bint is_max):
+    """(values, int64 indices) of max / min along dim (as torch.max(x, dim)): values are a
+    gather node, so the gradient goes to the one position picked; x is not empty."""
+    x = _operand(x, "max" if is_max else "min")
+    cdef TensorBase a = x, out
+    cdef Py_ssize_t outer, n, k, inner
+    shape = list(a._shape)
+    if not _nativeable(a):              # other dtypes, strided values: as reference.extreme_dim
+        pick = np.argmax if is_max else np.argmin
+        picked = np.expand_dims(pick(_value(x), axis=dim), dim)
+        out, indices = apply(GATHER, (x,), (picked, dim)), from_array(picked)
+        if not keepdim:
+            del shape[dim]
+            return reshape(out, tuple(shape)), reshape(indices, tuple(shape))
+        return out, indices
+    shape[dim] = 1
+    cdef cnp.ndarray index = np.empty(shape, dtype=np.int64)
+    out = _alloc(tuple(shape), index.size, a._dt)
+    _gather_dims(a, dim, index, &outer, &n, &k, &inner)
+    if a._dt == DT_F64:
+        extreme_dim_forward(<double*>a._data, <long long*>cnp.PyArray_DATA(index),
+                            <double*>out._data, outer, n, inner, is_max, DT_F64)
+    else:
+        extreme_dim_forward(<float*>a._data, <long long*>cnp.PyArray_DATA(index),
+                            <float*>out._data, outer, n, inner, is_max, DT_F32)
+    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+        _record(out, GATHER, a, None, index)
+        out._c = dim
+        out._requires_grad = a._requires_grad
+    indices = from_array(index)
+    if not keepdim:
+        del shape[dim]
+        return reshape(out, tuple(shape)), reshape(indices, tuple(shape))
+    return out, indices
+
+
+cdef int _gather_replay(TensorBase node) except -1:
+    return _gather_values(node._a, <int>node._c, node._d, node)
+
+
+cdef int _gather_backward(TensorBase node) except -1:
+    cdef TensorBase a = node._a
+    cdef cnp.ndarray index = node._d
+    cdef Py_ssize_t outer, n, k, inner
+    _gather_dims(a, <int>node._c, index, &outer, &n, &k, &inner)
+    cdef const long long* idx = <const long long*>cnp.PyArray_DATA(index)
+    cdef char* ga = _grad_buffer(a)
+    if a._dt == DT_F64:
+        gather_backward(<double*>node._g, idx, <double*>ga, outer, n, k, inner)
+    else:
+        gather_backward(<float*>node._g, idx, <float*>ga, outer, n, k, inner)
+    return 0
+
+
 # -- sum ---------------------------------------------------------------------
 cdef void sum_forward(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
     # NumPy's order in the element type, so a full sum equals np.sum bit for
@@ -2352,6 +2545,7 @@ _native(LEAKY_RELU, _unary_replay, _unary_backward)
 _native(CLIP, _unary_replay, _unary_backward)
 _native(GELU, _unary_replay, _unary_backward)
 _native(SILU, _unary_replay, _unary_backward)
+_native(GATHER, _gather_replay, _gather_backward)
 _native(SUM, _sum_replay, _sum_backward)
 _native(MAX, _reduce_replay, _reduce_backward)              # native: _reduce.pxi
 _native(MIN, _reduce_replay, _reduce_backward)
