@@ -86,6 +86,7 @@ UNARY = {
     "exp": lambda m, x: x.exp(), "log": lambda m, x: x.log(), "sin": lambda m, x: x.sin(),
     "cos": lambda m, x: x.cos(), "tanh": lambda m, x: x.tanh(),
     "sigmoid": lambda m, x: x.sigmoid(), "sqrt": lambda m, x: x.sqrt(),
+    "gelu": lambda m, x: m.nn.functional.gelu(x), "silu": lambda m, x: m.nn.functional.silu(x),
 }
 
 
@@ -129,6 +130,81 @@ def test_pow_and_unary_against_torch(fg, rng):
                                        err_msg="case %d %s" % (i, dtype))
             np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=tol,
                                        err_msg="case %d %s grad" % (i, dtype))
+
+
+def test_gelu_against_torch_finite_differences_and_special_values(fg, rng):
+    """gelu = x Phi(x), accurate in both tails (float64 to 1e-12 of x erfc(-x / sqrt 2) / 2;
+    float32 to a few ulps on the compiled core, its own vectorized erfc and exp), torch where its (1 + erf) / 2
+    does not cancel, the gradient by central differences, and inf / NaN."""
+    import math
+    torch = pytest.importorskip("torch")
+    x = np.concatenate([np.linspace(-14, 14, 2801), rng.normal(size=500) * 3, [0.0, -0.0]])
+    cdf = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x])
+    truth = x * cdf
+    truth_grad = cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    # float32: rounding x / sqrt 2 moves erfc by 2 z^2 ulps in the tail, 5e-6 at |x| = 9
+    for dtype, rtol in (("float64", 1e-12), ("float32", 1e-5)):
+        a = fg.tensor(x.astype(dtype), requires_grad=True)
+        y = fg.nn.functional.gelu(a)
+        assert y.grad_fn == "gelu"
+        y.sum().backward()
+        keep = np.abs(x) < 9 if dtype == "float32" else np.abs(x) < 30   # float32: e^-40 is 0
+        np.testing.assert_allclose(y.detach().numpy()[keep], truth[keep], rtol=rtol, atol=0,
+                                   err_msg="gelu %s" % dtype)
+        # the derivative crosses 0 near x = -0.75: an absolute tolerance at its scale there
+        np.testing.assert_allclose(a.grad.numpy()[keep], truth_grad[keep], rtol=rtol,
+                                   atol=1e-15 if dtype == "float64" else 3e-7,
+                                   err_msg="gelu' %s" % dtype)
+        t = torch.tensor(x.astype(dtype), requires_grad=True)
+        torch.nn.functional.gelu(t).sum().backward()
+        mid = np.abs(x) < 3
+        np.testing.assert_allclose(y.detach().numpy()[mid],
+                                   torch.nn.functional.gelu(t).detach().numpy()[mid],
+                                   rtol=10 * rtol, atol=1e-30 if dtype == "float64" else 1e-6,
+                                   err_msg="gelu vs torch %s" % dtype)     # torch's 1 + erf cancels
+        np.testing.assert_allclose(a.grad.numpy()[mid], t.grad.numpy()[mid], rtol=10 * rtol,
+                                   atol=1e-14 if dtype == "float64" else 1e-6,
+                                   err_msg="gelu' vs torch %s" % dtype)
+    # central differences, float64
+    x = rng.normal(size=40) * 2
+    a = fg.tensor(x, requires_grad=True)
+    fg.nn.functional.gelu(a).sum().backward()
+    h = 1e-6
+    num = (fg.nn.functional.gelu(fg.tensor(x + h)).numpy()
+           - fg.nn.functional.gelu(fg.tensor(x - h)).numpy()) / (2 * h)
+    np.testing.assert_allclose(a.grad.numpy(), num, rtol=1e-7, atol=1e-9)
+    # special values: inf * Phi(inf) = inf, -inf * Phi(-inf) = -inf * 0 = NaN, NaN stays NaN
+    for dtype in ("float64", "float32"):
+        a = fg.tensor(np.array([np.inf, -np.inf, np.nan, 0.0], dtype), requires_grad=True)
+        y = fg.nn.functional.gelu(a)
+        y.sum().backward()
+        v = y.detach().numpy()
+        assert v[0] == np.inf and np.isnan(v[1]) and np.isnan(v[2]) and v[3] == 0, v
+        np.testing.assert_array_equal(np.isnan(a.grad.numpy()), [True, True, True, False])
+        assert a.grad.numpy()[3] == 0.5
+
+
+def test_silu_against_torch_and_special_values(fg, rng):
+    torch = pytest.importorskip("torch")
+    x = np.concatenate([np.linspace(-120, 120, 2401), rng.normal(size=500) * 4, [0.0, -0.0]])
+    for dtype, rtol, atol in (("float64", 1e-12, 1e-300), ("float32", 2e-6, 1e-30)):
+        a = fg.tensor(x.astype(dtype), requires_grad=True)
+        y = fg.nn.functional.silu(a)
+        assert y.grad_fn == "silu"
+        y.sum().backward()
+        t = torch.tensor(x.astype(dtype), requires_grad=True)
+        ty = torch.nn.functional.silu(t)
+        ty.sum().backward()
+        np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=rtol,
+                                   atol=atol, err_msg="silu %s" % dtype)
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=rtol,
+                                   atol=1e-15 if dtype == "float64" else 1e-7,
+                                   err_msg="silu' %s" % dtype)
+        a = fg.tensor(np.array([np.inf, -np.inf, np.nan], dtype), requires_grad=True)
+        y = fg.nn.functional.silu(a)
+        y.sum().backward()
+        v = y.detach().numpy()
+        assert v[0] == np.inf and np.isnan(v[1]) and np.isnan(v[2]), v   # -inf * 0 is NaN
 
 
 # -- broadcasting binary ops ------------------------------------------------------

@@ -166,6 +166,8 @@ UNARY = {
     "relu": (lambda fg, x: x.relu(), "away"),
     "leaky_relu": (lambda fg, x: fg.nn.functional.leaky_relu(x, 0.2), "away"),
     "clip": (lambda fg, x: x.clip(-0.5, 0.7), "away"),
+    "gelu": (lambda fg, x: fg.nn.functional.gelu(x), "any"),
+    "silu": (lambda fg, x: fg.nn.functional.silu(x), "any"),
     "cast": (lambda fg, x: x.float().double(), "any"),
     "clone": (lambda fg, x: x.clone(), "any"),
 }
@@ -381,14 +383,36 @@ def test_fused_updates_agree_across_nogil_min(both, limits, name):
                                    err_msg=f"{name} n={n}")
 
 
+# -- gather and max / min over one dim (a gather node of the picked positions) -----------
+def test_gather_and_extreme_dim_agree_across_sizes(both, limits):
+    rng = np.random.default_rng(5)
+    for n in around(limits["UFUNC_MIN"]):
+        if n == 0:
+            continue
+        for shape, dim in (((n,), 0), ((3, n), 1), ((n, 3), 0), ((2, n, 3), 1)):
+            x = draw(rng, shape, "any")
+            x[(0,) * len(shape)] = x[(-1,) * len(shape)]          # a tie
+            idx_shape = list(shape)
+            idx_shape[dim] = 2 * n + 1
+            idx = rng.integers(0, shape[dim], idx_shape)
+            assert_agree(both, lambda fg, t, dim=dim, idx=idx: fg.gather(t, dim, fg.tensor(idx)),
+                         [x], {0}, f"gather {shape} dim={dim}")
+            for name in ("max", "min"):
+                assert_agree(both, lambda fg, t, dim=dim, name=name: getattr(t, name)(dim).values,
+                             [x], {0}, f"{name}({dim}) {shape}")
+                assert_agree(both, lambda fg, t, dim=dim, name=name:
+                             getattr(t, name)(dim, keepdim=True).indices.double(),
+                             [x], set(), f"{name}({dim}) indices {shape}")
+
+
 # -- every op of the compiled core is swept ---------------------------------------------
 COVERED = {
     "add", "sub", "mul", "div", "pow", "maximum", "minimum",            # BINARY
     "neg", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid",
-    "relu", "leaky_relu", "clip", "cast", "clone",                      # UNARY
+    "relu", "leaky_relu", "clip", "cast", "clone", "gelu", "silu",      # UNARY
     "sum", "max", "min", "logsumexp",                                   # REDUCE
     "reshape", "permute", "expand", "index", "cat", "where",            # SHAPING
-    "matmul", "linear", "cross_entropy", "function",
+    "matmul", "linear", "cross_entropy", "function", "gather",
 }
 
 

@@ -1255,7 +1255,7 @@ def gather(input, dim, index):
     index = _index_array("gather", index)
     if t.ndim == 0:
         return t.reshape(1)[index.reshape(-1)].reshape(index.shape)
-    return t[_gather_index("gather", t, dim, index)]
+    return core.gather(t, dim, index)
 
 
 def take_along_dim(input, indices, dim):
@@ -1407,7 +1407,9 @@ def _pair(name, values, indices):
     cls = _ValuesIndices.get(name)
     if cls is None:
         cls = _ValuesIndices[name] = collections.namedtuple(name, ["values", "indices"])
-    return cls(values, core.from_array(np.asarray(indices, dtype=np.int64)))
+    if not isinstance(indices, core.TensorBase):
+        indices = core.from_array(np.asarray(indices, dtype=np.int64))
+    return cls(values, indices)
 
 
 def _extreme(t, name, dim, axis, keepdim):
@@ -1423,15 +1425,10 @@ def _extreme(t, name, dim, axis, keepdim):
                         % (name, dim, name))
     d = _dim(name, t, dim)
     core.check_nonempty(name, t.shape)
-    data = t.numpy() if t.ndim else t.numpy().reshape(1)
-    pick = np.argmax if name == "max" else np.argmin
-    # NaN wins, as in torch (argmax/argmin already return the first NaN)
-    idx = np.expand_dims(pick(data, axis=d), d)
-    values = gather(t if t.ndim else t.reshape(1), d, idx)
-    if not keepdim:
-        values, idx = values.squeeze(d), idx.squeeze(d)
     if t.ndim == 0:
-        values, idx = values.reshape(()), idx.reshape(())
+        values, idx = core.extreme_dim(t.reshape(1), 0, False, name == "max")
+        return _pair(name, values.reshape(()), idx.reshape(()))
+    values, idx = core.extreme_dim(t, d, keepdim, name == "max")
     return _pair(name, values, idx)
 
 

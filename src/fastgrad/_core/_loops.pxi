@@ -82,6 +82,10 @@ cdef struct LeakyReluOp:
     char unused
 cdef struct ClipOp:
     char unused
+cdef struct GeluOp:
+    char unused
+cdef struct SiluOp:
+    char unused
 
 
 ctypedef fused unary_op:
@@ -97,6 +101,8 @@ ctypedef fused unary_op:
     ReluOp
     LeakyReluOp
     ClipOp
+    GeluOp
+    SiluOp
 
 
 cdef inline floating _unary_rule(unary_op* op, bint fwd, floating g, floating x, floating y,
@@ -126,6 +132,10 @@ cdef inline floating _unary_rule(unary_op* op, bint fwd, floating g, floating x,
         return leaky_relu_forward(x, p, q) if fwd else leaky_relu_backward(g, x, y, p, q)
     elif unary_op is ClipOp:
         return clip_forward(x, p, q) if fwd else clip_backward(g, x, y, p, q)
+    elif unary_op is GeluOp:
+        return gelu_forward(x, p, q) if fwd else gelu_backward(g, x, y, p, q)
+    elif unary_op is SiluOp:
+        return silu_forward(x, p, q) if fwd else silu_backward(g, x, y, p, q)
 
 
 cdef void _unary_loops(unary_op* op, int role, const floating* g, const floating* x, floating* y,
@@ -177,6 +187,22 @@ cdef void unary_kernel(int op, int role, const floating* g, const floating* x, f
         _unary_loops(<LeakyReluOp*>NULL, role, g, x, y, gx, n, p, q)
     elif op == CLIP:
         _unary_loops(<ClipOp*>NULL, role, g, x, y, gx, n, p, q)
+    elif op == GELU:
+        if floating is float:       # the gelu block's own loops (AVX2 + FMA where the CPU has it)
+            if role == FORWARD:
+                fg_gelu_f32(x, NULL, y, n, 0)
+            else:
+                fg_gelu_f32(x, g, gx, n, 1 if role == BACKWARD else 2)
+        else:
+            _unary_loops(<GeluOp*>NULL, role, g, x, y, gx, n, p, q)
+    elif op == SILU:
+        if floating is float:
+            if role == FORWARD:
+                fg_silu_f32(x, NULL, y, n, 0)
+            else:
+                fg_silu_f32(x, g, gx, n, 1 if role == BACKWARD else 2)
+        else:
+            _unary_loops(<SiluOp*>NULL, role, g, x, y, gx, n, p, q)
 
 
 cdef inline void unary_run(int op, int role, int dt, const char* g, const char* x, char* y,

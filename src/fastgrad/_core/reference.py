@@ -48,6 +48,7 @@ The design, in five points:
    the compiled core's C loops inside their buffers.
 """
 import builtins
+import math
 import os
 import threading
 
@@ -55,9 +56,11 @@ import numpy as np
 
 from . import grad_hooks
 from .._ops import (
-    ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
+    ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, GATHER, GELU,
+    INDEX,
+    LEAF,
     LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
-    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
+    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SILU, SIN, SQRT, SUB, SUM, TANH,
     WHERE,
 )
 
@@ -567,7 +570,7 @@ def _unary(op, x, params=()):
 _default_float = [np.dtype(np.float32)]
 
 # unary ops that only make sense on floats: integer inputs become the default float
-FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID))
+FLOAT_UNARY = frozenset((EXP, LOG, SQRT, SIN, COS, TANH, SIGMOID, GELU, SILU))
 
 _CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
 
@@ -947,6 +950,118 @@ def clip(x, min=None, max=None):
     return _unary(CLIP, x, (None if min is None else float(min),
                             None if max is None else float(max)))
 
+
+# -- gelu: a Phi(a), Phi the standard normal distribution function ------
+# Phi(a) = erfc(-a / sqrt 2) / 2: accurate in both tails, where (1 + erf) / 2
+# would cancel to 0.
+def _normal_cdf(a):
+    try:
+        from scipy.special import erfc
+    except ImportError:
+        erfc = np.frompyfunc(math.erfc, 1, 1)
+    return np.asarray(erfc(a * -math.sqrt(0.5)), dtype=a.dtype) * 0.5
+
+
+def gelu_forward(a):
+    return a * _normal_cdf(a)
+
+
+def gelu_backward(needs, g, out, a):
+    # d/da a Phi(a) = Phi(a) + a phi(a), phi(a) = exp(-a^2 / 2) / sqrt(2 pi)
+    pdf = np.exp(a * a * -0.5) * (1 / math.sqrt(2 * math.pi))
+    return ((g * (_normal_cdf(a) + a * pdf)).astype(a.dtype, copy=False),)
+
+
+def gelu(x):
+    return _unary(GELU, x)
+
+
+
+# -- silu: a sigmoid(a) --------------------------------------------------
+def silu_forward(a):
+    return a * sigmoid_forward(a)
+
+
+def silu_backward(needs, g, out, a):
+    s = sigmoid_forward(a)
+    return (g * (s * (1 + a * (1 - s))),)
+
+
+def silu(x):
+    return _unary(SILU, x)
+
+
+# -- gather: a's values at `index` along one axis (torch.gather) --------
+# out[i, j, k] = a[index[i, j, k], j, k] for dim 0, and so on; index has a's
+# number of dimensions and is no longer than a outside `dim`.  The backward
+# adds each gradient element back where its value came from (repeated
+# indices accumulate).  index is the op's own int64 copy (check_gather).
+def _along_key(index, dim):
+    key = []
+    for d, n in enumerate(index.shape):
+        if d == dim:
+            key.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[d] = n
+            key.append(np.arange(n).reshape(shape))
+    return tuple(key)
+
+
+def gather_forward(a, index, dim):
+    return a[_along_key(index, dim)]
+
+
+def gather_backward(needs, g, out, a, index, dim):
+    ga = np.zeros(a.shape, dtype=g.dtype)
+    np.add.at(ga, _along_key(index, dim), g)
+    return (ga,)
+
+
+def check_gather(shape, dim, index):
+    """(dim as a non-negative int, index as a private C-contiguous int64 array), or an error."""
+    nd = len(shape)
+    check_axis_type("gather", dim)
+    if not -builtins.max(nd, 1) <= int(dim) < builtins.max(nd, 1):
+        raise IndexError("gather: dimension %d is out of range for a tensor of %d dimension(s) "
+                         "(shape %s)" % (int(dim), nd, tuple(shape)))
+    dim = int(dim) % builtins.max(nd, 1)
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError("gather: index must be an integer (int64) tensor, got dtype %s"
+                        % index.dtype)
+    if index.ndim != nd:
+        raise ValueError("gather: index must have as many dimensions as the input (%d), got an "
+                         "index of shape %s" % (nd, index.shape))
+    for d in range(nd):
+        if d != dim and index.shape[d] > shape[d]:
+            raise ValueError("gather: index shape %s is larger than the input's %s outside "
+                             "dimension %d" % (index.shape, tuple(shape), dim))
+    n = shape[dim] if nd else 1
+    # as torch: no negative indices (they would silently count from the end in NumPy)
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise IndexError("gather: index values must be in [0, %d) for dimension %d, got values "
+                         "from %d to %d" % (n, dim, index.min(), index.max()))
+    return dim, np.array(index, dtype=np.int64, order="C")
+
+
+def gather(x, dim, index):
+    x = _operand(x, "gather")
+    dim, index = check_gather(x.shape, dim, index)
+    return apply(GATHER, (x,), (index, dim))
+
+
+def extreme_dim(x, dim, keepdim, is_max):
+    """(values, int64 indices) of max / min along dim (as torch.max(x, dim)): values are a
+    gather node, so the gradient goes to the one position picked; x is not empty."""
+    x = _operand(x, "max" if is_max else "min")
+    pick = np.argmax if is_max else np.argmin     # the first NaN wins, as in torch
+    index = np.expand_dims(pick(_value(x), axis=dim), dim)
+    values, indices = apply(GATHER, (x,), (index, dim)), from_array(index)
+    if not keepdim:
+        shape = index.shape[:dim] + index.shape[dim + 1:]
+        return reshape(values, shape), reshape(indices, shape)
+    return values, indices
 
 # -- sum ----------------------------------------------------------------
 def sum_forward(a, axis, keepdims):
@@ -1506,7 +1621,8 @@ FORWARD = (
     clip_forward, sum_forward, max_forward, min_forward, logsumexp_forward,
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
-    linear_forward, cross_entropy_forward, clone_forward,
+    linear_forward, cross_entropy_forward, clone_forward, gelu_forward,
+    silu_forward, gather_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1515,7 +1631,8 @@ BACKWARD = (
     clip_backward, sum_backward, max_backward, min_backward, logsumexp_backward,
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
-    linear_backward, cross_entropy_backward, clone_backward,
+    linear_backward, cross_entropy_backward, clone_backward, gelu_backward,
+    silu_backward, gather_backward,
 )
 
 

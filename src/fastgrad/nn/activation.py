@@ -1,11 +1,9 @@
 """More activations: GELU, SiLU, ELU, Softplus, Hardtanh, PReLU (modules and functions).
 
-SiLU, PReLU and GELU's tanh form are compositions of tensor ops.  The rest are
-small fg.Functions (NumPy forward and exact derivative in one place, both
-cores) because their torch definitions need something the op set lacks:
-- GELU('none') needs erf, which fastgrad has no op for: x Phi(x) forward,
-  Phi(x) + x phi(x) backward, erf from SciPy when installed, else math.erf
-  elementwise (both correctly rounded to within an ulp or two);
+GELU('none') (x Phi(x)) and SiLU (x sigmoid(x)) are ops of both cores; PReLU
+and GELU's tanh form are compositions of tensor ops.  The rest are small fg.Functions (NumPy
+forward and exact derivative in one place, both cores) because their torch
+definitions need something the op set lacks:
 - ELU, Softplus and Hardtanh switch formula on the input's value, and a where()
   on the values would be frozen by fg.compile's replay, while a Function
   recomputes its forward from the current inputs.  Their gradients at the
@@ -22,37 +20,11 @@ from .conv import as_tensor, _shape
 from .module import Module
 from .parameter import Parameter
 
-_SQRT_HALF = math.sqrt(0.5)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _erf(x):
-    try:
-        from scipy.special import erf
-    except ImportError:
-        erf = np.frompyfunc(math.erf, 1, 1)
-    return np.asarray(erf(x), dtype=x.dtype)
-
-
-class _GELU(Function):
-    @staticmethod
-    def forward(ctx, x):
-        cdf = 0.5 * (1.0 + _erf(x * _SQRT_HALF))
-        ctx.save_for_backward(x, cdf)
-        return x * cdf
-
-    @staticmethod
-    def backward(ctx, g):
-        x, cdf = ctx.saved_tensors
-        pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return (g * (cdf + x * pdf)).astype(x.dtype, copy=False)
-
-
 def gelu(input, approximate="none"):
     """x * Phi(x); approximate='tanh': 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     input = as_tensor("gelu", input)
     if approximate == "none":
-        return _GELU.apply(input)
+        return core.gelu(input)
     if approximate == "tanh":
         inner = (input + input * input * input * 0.044715) * math.sqrt(2.0 / math.pi)
         return input * 0.5 * (inner.tanh() + 1.0)
@@ -61,8 +33,7 @@ def gelu(input, approximate="none"):
 
 def silu(input):
     """x * sigmoid(x)."""
-    input = as_tensor("silu", input)
-    return input * input.sigmoid()
+    return core.silu(as_tensor("silu", input))
 
 
 class _ELU(Function):
