@@ -2004,11 +2004,11 @@ def extreme_dim(x, int dim, bint keepdim, bint is_max):
     return out, indices
 
 
-cdef int _gather_replay(TensorBase node) except -1:
+cdef int _gather_dim_replay(TensorBase node) except -1:
     return _gather_values(node._a, <int>node._c, node._d, node)
 
 
-cdef int _gather_backward(TensorBase node) except -1:
+cdef int _gather_dim_backward(TensorBase node) except -1:
     cdef TensorBase a = node._a
     cdef cnp.ndarray index = node._d
     cdef Py_ssize_t outer, n, k, inner
@@ -2570,7 +2570,7 @@ _native(LEAKY_RELU, _unary_replay, _unary_backward)
 _native(CLIP, _unary_replay, _unary_backward)
 _native(GELU, _unary_replay, _unary_backward)
 _native(SILU, _unary_replay, _unary_backward)
-_native(GATHER, _gather_replay, _gather_backward)
+_native(GATHER, _gather_dim_replay, _gather_dim_backward)
 _native(SUM, _sum_replay, _sum_backward)
 _native(MAX, _reduce_replay, _reduce_backward)              # native: _reduce.pxi
 _native(MIN, _reduce_replay, _reduce_backward)
