@@ -1343,6 +1343,9 @@ def scatter_add(input, dim, index, src):
 def masked_fill(input, mask, value):
     """input with `value` where mask is True (mask broadcasts; the gradient skips those)."""
     t = _t(input)
+    if (type(value) is float or type(value) is int) and isinstance(mask, core.TensorBase) \
+            and mask.dtype == np.bool_ and mask.shape == t.shape and t.dtype.kind == "f":
+        return core.where(mask, value, t)       # the common call, checked in short
     m = _mask("masked_fill", t, mask)
     value = _fill_value("masked_fill", value, t.dtype)
     return core.where(m, value, t)
