@@ -46,7 +46,7 @@ Layout, in reference.py's order
 cimport cython
 cimport numpy as cnp
 from cpython.ref cimport PyObject, Py_DECREF, Py_REFCNT
-from libc.math cimport INFINITY, fabs
+from libc.math cimport INFINITY, NAN, fabs
 from libc.math cimport cos as c_cos, exp as c_exp, log as c_log, pow as c_pow
 from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
 from libc.stdlib cimport calloc, free, malloc
@@ -61,7 +61,8 @@ from . import grad_hooks as _grad_hooks
 from . import reference as _ref
 from .._ops import NAMES, SAVES
 from .reference import (broadcast_shape, check_array, check_axis_type, check_cat,
-                        check_cross_entropy, check_expand,
+                        check_cross_entropy, check_expand, check_layer_norm,
+                        check_one_axis, check_spread,
                         check_index, check_linear, check_matmul,
                         check_nonempty, check_permute, check_reshape, check_where,
                         normalize_axes, unbroadcast)
@@ -109,7 +110,12 @@ cdef enum:
     LINEAR = 33
     CROSS_ENTROPY = 34
     CLONE = 35
-    N_OPS = 36
+    SOFTMAX = 36
+    LOG_SOFTMAX = 37
+    LAYER_NORM = 38
+    VAR = 39
+    STD = 40
+    N_OPS = 41
 
 # dtype codes
 cdef enum:
@@ -271,11 +277,12 @@ def op_codes():
     codes = (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
              SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
              EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
-             CROSS_ENTROPY, CLONE)
+             CROSS_ENTROPY, CLONE, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR, STD)
     names = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "matmul", "exp", "log", "sqrt",
              "abs", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "sum", "max",
              "min", "logsumexp", "reshape", "permute", "expand", "index", "cat", "where",
-             "maximum", "minimum", "cast", "function", "linear", "cross_entropy", "clone")
+             "maximum", "minimum", "cast", "function", "linear", "cross_entropy", "clone",
+             "softmax", "log_softmax", "layer_norm", "var", "std")
     return dict(zip(names, codes))
 
 
@@ -801,6 +808,10 @@ cdef tuple _params(TensorBase t):
         return (t._d, t._c != 0)                 # _d: the axes (None: all), _reduce.pxi
     if t._op == CROSS_ENTROPY:
         return (t._d, ("none", "mean", "sum")[<int>t._c])
+    if t._op == LAYER_NORM:
+        return (<int>t._c2, t._c)
+    if t._op == VAR or t._op == STD:
+        return (t._d, t._c != 0, int(t._c2) if t._c2 == <long long>t._c2 else t._c2)
     if _is_view_op(t._op):
         return (t._d,)
     return ()
@@ -2131,6 +2142,174 @@ cdef int _cross_entropy_backward(TensorBase node) except -1:
     return 0
 
 
+# -- softmax, log_softmax: the reference rules, through apply -----------------
+def softmax(x, axis=-1):
+    x = _operand(x, "softmax")
+    return apply(SOFTMAX, (x,), (check_one_axis("softmax", x.shape, axis),))
+
+
+def log_softmax(x, axis=-1):
+    x = _operand(x, "log_softmax")
+    return apply(LOG_SOFTMAX, (x,), (check_one_axis("log_softmax", x.shape, axis),))
+
+
+# -- layer_norm: rows of the last k axes, natively for C-contiguous floats ------
+# A node keeps eps in _c and k in _c2.  Each row: its mean, then the biased
+# variance of the centred values (eight interleaved partial sums, so the loops
+# vectorize), rstd = 1 / sqrt(var + eps), y = (x - mean) rstd.  The backward
+# recomputes the row's mean and rstd from the input (reference.py's rule):
+# dx = rstd (g - mean(g)) - (x - mean) rstd^2 mean(g (x - mean)).
+cdef floating _centred_dot(const floating* a, const floating* x, floating mu,
+                           Py_ssize_t n) noexcept nogil:
+    """sum of a[i] (x[i] - mu), in eight partial sums."""
+    cdef Py_ssize_t i, j, m = n - n % 8
+    cdef floating r[8]
+    cdef floating s = 0
+    for j in range(8):
+        r[j] = 0
+    for i in range(0, m, 8):
+        for j in range(8):
+            r[j] = r[j] + a[i + j] * (x[i + j] - mu)
+    for i in range(m, n):
+        s = s + a[i] * (x[i] - mu)
+    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])) + s
+
+
+cdef floating _centred_sq(const floating* x, floating mu, Py_ssize_t n) noexcept nogil:
+    """sum of (x[i] - mu)^2, in eight partial sums."""
+    cdef Py_ssize_t i, j, m = n - n % 8
+    cdef floating r[8]
+    cdef floating s = 0, d
+    for j in range(8):
+        r[j] = 0
+    for i in range(0, m, 8):
+        for j in range(8):
+            d = x[i + j] - mu
+            r[j] = r[j] + d * d
+    for i in range(m, n):
+        d = x[i] - mu
+        s = s + d * d
+    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])) + s
+
+
+cdef void layer_norm_forward(const floating* x, floating* y, Py_ssize_t rows, Py_ssize_t m,
+                             double eps) noexcept nogil:
+    cdef Py_ssize_t r, i
+    cdef floating mu, rstd
+    cdef const floating* xr
+    cdef floating* yr
+    for r in range(rows):
+        xr = x + r * m
+        yr = y + r * m
+        mu = _pairwise(xr, m) / <floating>m
+        rstd = <floating>(1.0 / c_sqrt(<double>(_centred_sq(xr, mu, m) / <floating>m) + eps))
+        for i in range(m):
+            yr[i] = (xr[i] - mu) * rstd
+
+
+cdef void layer_norm_backward(const floating* g, const floating* x, floating* gx,
+                              Py_ssize_t rows, Py_ssize_t m, double eps,
+                              bint fresh) noexcept nogil:
+    cdef Py_ssize_t r, i
+    cdef floating mu, rstd, mg, k
+    cdef const floating* xr
+    cdef const floating* gr
+    cdef floating* out
+    for r in range(rows):
+        xr = x + r * m
+        gr = g + r * m
+        out = gx + r * m
+        mu = _pairwise(xr, m) / <floating>m
+        rstd = <floating>(1.0 / c_sqrt(<double>(_centred_sq(xr, mu, m) / <floating>m) + eps))
+        mg = _pairwise(gr, m) / <floating>m
+        k = rstd * rstd * rstd * (_centred_dot(gr, xr, mu, m) / <floating>m)
+        if fresh:
+            for i in range(m):
+                out[i] = rstd * (gr[i] - mg) - (xr[i] - mu) * k
+        else:
+            for i in range(m):
+                out[i] += rstd * (gr[i] - mg) - (xr[i] - mu) * k
+
+
+def layer_norm(x, k, eps=1e-5):
+    """Normalise x over its last k axes (weight and bias: separate ops)."""
+    cdef TensorBase a, out
+    x = _operand(x, "layer_norm")
+    if not isinstance(x, TensorBase):
+        raise TypeError("layer_norm: expected a tensor, got %s" % type(x).__name__)
+    k, eps = check_layer_norm(x.shape, x.dtype, k, eps)
+    a = x
+    if not _nativeable(a) or a._size == 0:
+        return apply(LAYER_NORM, (x,), (k, eps))
+    out = _alloc(a._shape, a._size, a._dt)
+    out._c = eps
+    out._c2 = k
+    _layer_norm_values(a, out)
+    if fg_grad_enabled() and a._requires_grad:
+        _record(out, LAYER_NORM, a, None, None)
+    return out
+
+
+cdef Py_ssize_t _layer_norm_row(TensorBase node, TensorBase a) except -1:
+    """The row length of a layer_norm node over a, checked against both shapes."""
+    cdef Py_ssize_t k = <Py_ssize_t>node._c2, m = 1, d
+    cdef Py_ssize_t nd = len(a._shape)
+    if node._shape != a._shape or node._size != a._size or not 1 <= k <= nd or a._size == 0:
+        raise RuntimeError("backward: the values of '%s' were replaced through .data by an "
+                           "array of another shape" % _op_name(node))
+    for d in range(nd - k, nd):
+        m *= <Py_ssize_t>a._shape[d]
+    return m
+
+
+cdef int _layer_norm_values(TensorBase a, TensorBase out) except -1:
+    cdef Py_ssize_t m = _layer_norm_row(out, a)
+    if a._dt == DT_F64:
+        layer_norm_forward(<double*>a._data, <double*>out._data, a._size // m, m, out._c)
+    else:
+        layer_norm_forward(<float*>a._data, <float*>out._data, a._size // m, m, out._c)
+    return 0
+
+
+cdef int _layer_norm_replay(TensorBase node) except -1:
+    return _layer_norm_values(node._a, node)
+
+
+cdef int _layer_norm_backward(TensorBase node) except -1:
+    cdef TensorBase a = node._a
+    cdef Py_ssize_t m = _layer_norm_row(node, a)
+    cdef bint fresh = False
+    cdef char* ga = _grad_buffer_raw(a, &fresh)
+    if a._dt == DT_F64:
+        layer_norm_backward(<double*>node._g, <double*>a._data, <double*>ga, a._size // m, m,
+                            node._c, fresh)
+    else:
+        layer_norm_backward(<float*>node._g, <float*>a._data, <float*>ga, a._size // m, m,
+                            node._c, fresh)
+    return 0
+
+
+# -- var and std over axes: natively for C-contiguous floats (_reduce.pxi) -------
+def var(x, axis=None, keepdims=False, correction=1):
+    x = _operand(x, "var")
+    params = check_spread("var", x, axis, keepdims, correction)
+    if _nativeable(<TensorBase>x):
+        out = _spread(VAR, <TensorBase>x, params[0], params[1], params[2])
+        if out is not None:
+            return out
+    return apply(VAR, (x,), params)
+
+
+def std(x, axis=None, keepdims=False, correction=1):
+    x = _operand(x, "std")
+    params = check_spread("std", x, axis, keepdims, correction)
+    if _nativeable(<TensorBase>x):
+        out = _spread(STD, <TensorBase>x, params[0], params[1], params[2])
+        if out is not None:
+            return out
+    return apply(STD, (x,), params)
+
+
 # ---------------------------------------------------------------------------
 # The native rules of each op (reference.FORWARD / BACKWARD's twins)
 # ---------------------------------------------------------------------------
@@ -2178,6 +2357,9 @@ _native(MAXIMUM, _binary_replay, _binary_backward)
 _native(MINIMUM, _binary_replay, _binary_backward)
 _native(LINEAR, _linear_replay, _linear_backward)
 _native(CROSS_ENTROPY, _cross_entropy_replay, _cross_entropy_backward)
+_native(LAYER_NORM, _layer_norm_replay, _layer_norm_backward)
+_native(VAR, _spread_replay, _spread_backward)                   # native: _reduce.pxi
+_native(STD, _spread_replay, _spread_backward)
 
 
 def _native_ops():

@@ -104,7 +104,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
     The variance is the biased one (divide by the count), as PyTorch, and is
     taken of the centred values (not E[x^2] - E[x]^2, which cancels
-    catastrophically when the mean is large).
+    catastrophically when the mean is large).  The normalisation is one node
+    of the core (layer_norm); weight and bias are a broadcast mul and add.
     """
     name = "layer_norm"
     input = _tensor(input)
@@ -117,10 +118,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if p is not None and _shape(p) != shape:
             raise ValueError("%s: %s must have normalized_shape %s, got %s"
                              % (name, what, shape, _shape(p)))
-    axes = tuple(range(-k, 0))
-    centred = input - input.mean(axes, keepdim=True)
-    var = (centred * centred).mean(axes, keepdim=True)
-    out = centred / core.sqrt(var + eps)
+    if input.dtype.kind != "f":
+        input = input.float()
+    out = core.layer_norm(input, k, eps)
     if weight is not None:
         out = out * weight
     if bias is not None:
