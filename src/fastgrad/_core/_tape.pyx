@@ -2157,22 +2157,22 @@ def log_softmax(x, axis=-1):
 # A node keeps eps in _c and k in _c2.  Each row: its mean, then the biased
 # variance of the centred values (eight interleaved partial sums, so the loops
 # vectorize), rstd = 1 / sqrt(var + eps), y = (x - mean) rstd.  The backward
-# recomputes the row's mean and rstd from the input (reference.py's rule):
-# dx = rstd (g - mean(g)) - (x - mean) rstd^2 mean(g (x - mean)).
-cdef floating _centred_dot(const floating* a, const floating* x, floating mu,
+# recomputes the row's mean and rstd from the input (reference.py's rule, in
+# its order of operations): dx = rstd (g - mean(g) - xhat mean(g xhat)).
+cdef floating _centred_dot(const floating* a, const floating* x, floating mu, floating r,
                            Py_ssize_t n) noexcept nogil:
-    """sum of a[i] (x[i] - mu), in eight partial sums."""
+    """sum of a[i] ((x[i] - mu) r), in eight partial sums."""
     cdef Py_ssize_t i, j, m = n - n % 8
-    cdef floating r[8]
+    cdef floating p[8]
     cdef floating s = 0
     for j in range(8):
-        r[j] = 0
+        p[j] = 0
     for i in range(0, m, 8):
         for j in range(8):
-            r[j] = r[j] + a[i + j] * (x[i + j] - mu)
+            p[j] = p[j] + a[i + j] * ((x[i + j] - mu) * r)
     for i in range(m, n):
-        s = s + a[i] * (x[i] - mu)
-    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])) + s
+        s = s + a[i] * ((x[i] - mu) * r)
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s
 
 
 cdef floating _centred_sq(const floating* x, floating mu, Py_ssize_t n) noexcept nogil:
@@ -2202,9 +2202,9 @@ cdef void layer_norm_forward(const floating* x, floating* y, Py_ssize_t rows, Py
         xr = x + r * m
         yr = y + r * m
         mu = _pairwise(xr, m) / <floating>m
-        rstd = <floating>(1.0 / c_sqrt(<double>(_centred_sq(xr, mu, m) / <floating>m) + eps))
+        rstd = 1 / <floating>c_sqrt(_centred_sq(xr, mu, m) / <floating>m + <floating>eps)
         for i in range(m):
-            yr[i] = (xr[i] - mu) * rstd
+            yr[i] = (xr[i] - mu) * rstd + 0     # -0.0 becomes +0.0 (reference.py)
 
 
 cdef void layer_norm_backward(const floating* g, const floating* x, floating* gx,
@@ -2220,15 +2220,15 @@ cdef void layer_norm_backward(const floating* g, const floating* x, floating* gx
         gr = g + r * m
         out = gx + r * m
         mu = _pairwise(xr, m) / <floating>m
-        rstd = <floating>(1.0 / c_sqrt(<double>(_centred_sq(xr, mu, m) / <floating>m) + eps))
+        rstd = 1 / <floating>c_sqrt(_centred_sq(xr, mu, m) / <floating>m + <floating>eps)
         mg = _pairwise(gr, m) / <floating>m
-        k = rstd * rstd * rstd * (_centred_dot(gr, xr, mu, m) / <floating>m)
+        k = _centred_dot(gr, xr, mu, rstd, m) / <floating>m       # mean(g xhat)
         if fresh:
             for i in range(m):
-                out[i] = rstd * (gr[i] - mg) - (xr[i] - mu) * k
+                out[i] = rstd * (gr[i] - mg - (xr[i] - mu) * rstd * k)
         else:
             for i in range(m):
-                out[i] += rstd * (gr[i] - mg) - (xr[i] - mu) * k
+                out[i] += rstd * (gr[i] - mg - (xr[i] - mu) * rstd * k)
 
 
 def layer_norm(x, k, eps=1e-5):

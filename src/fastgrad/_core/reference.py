@@ -1541,7 +1541,7 @@ def layer_norm_forward(a, k, eps):
     if a.size == 0:
         return np.zeros_like(a)
     _, centred, rstd = _layer_norm_stats(a, k, eps)
-    return centred * rstd
+    return centred * rstd + 0.0         # + 0: a centred -0.0 gives +0.0, as in PyTorch
 
 
 def layer_norm_backward(needs, g, out, a, k, eps):
