@@ -2157,24 +2157,9 @@ def log_softmax(x, axis=-1):
 # A node keeps eps in _c and k in _c2.  Each row: its mean, then the biased
 # variance of the centred values (eight interleaved partial sums, so the loops
 # vectorize), rstd = 1 / sqrt(var + eps), y = (x - mean) rstd.  The backward
-# recomputes the row's mean and rstd from the input (reference.py's rule, in
-# its order of operations): dx = rstd (g - mean(g) - xhat mean(g xhat)).
-cdef floating _centred_dot(const floating* a, const floating* x, floating mu, floating r,
-                           Py_ssize_t n) noexcept nogil:
-    """sum of a[i] ((x[i] - mu) r), in eight partial sums."""
-    cdef Py_ssize_t i, j, m = n - n % 8
-    cdef floating p[8]
-    cdef floating s = 0
-    for j in range(8):
-        p[j] = 0
-    for i in range(0, m, 8):
-        for j in range(8):
-            p[j] = p[j] + a[i + j] * ((x[i + j] - mu) * r)
-    for i in range(m, n):
-        s = s + a[i] * ((x[i] - mu) * r)
-    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s
-
-
+# reads the row's mean and rstd, kept by the forward in a block in _d (a
+# replay rewrites them), and follows reference.py's rule in its order of
+# operations: dx = rstd (g - mean(g) - xhat mean(g xhat)).
 cdef floating _centred_sq(const floating* x, floating mu, Py_ssize_t n) noexcept nogil:
     """sum of (x[i] - mu)^2, in eight partial sums."""
     cdef Py_ssize_t i, j, m = n - n % 8
@@ -2192,8 +2177,15 @@ cdef floating _centred_sq(const floating* x, floating mu, Py_ssize_t n) noexcept
     return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])) + s
 
 
-cdef void layer_norm_forward(const floating* x, floating* y, Py_ssize_t rows, Py_ssize_t m,
-                             double eps) noexcept nogil:
+cdef void _ln_stats(const floating* x, Py_ssize_t m, double eps, floating* mu,
+                    floating* rstd) noexcept nogil:
+    mu[0] = _pairwise(x, m) / <floating>m
+    rstd[0] = 1 / <floating>c_sqrt(_centred_sq(x, mu[0], m) / <floating>m + <floating>eps)
+
+
+cdef void layer_norm_forward(const floating* x, floating* y, floating* stats, Py_ssize_t rows,
+                             Py_ssize_t m, double eps) noexcept nogil:
+    """y = (x - mean) rstd per row; stats (if not NULL) keeps each row's mean and rstd."""
     cdef Py_ssize_t r, i
     cdef floating mu, rstd
     cdef const floating* xr
@@ -2201,15 +2193,34 @@ cdef void layer_norm_forward(const floating* x, floating* y, Py_ssize_t rows, Py
     for r in range(rows):
         xr = x + r * m
         yr = y + r * m
-        mu = _pairwise(xr, m) / <floating>m
-        rstd = 1 / <floating>c_sqrt(_centred_sq(xr, mu, m) / <floating>m + <floating>eps)
+        _ln_stats(xr, m, eps, &mu, &rstd)
+        if stats != NULL:
+            stats[2 * r] = mu
+            stats[2 * r + 1] = rstd
         for i in range(m):
             yr[i] = (xr[i] - mu) * rstd + 0     # -0.0 becomes +0.0 (reference.py)
 
 
-cdef void layer_norm_backward(const floating* g, const floating* x, floating* gx,
-                              Py_ssize_t rows, Py_ssize_t m, double eps,
+cdef floating _centred_dot(const floating* a, const floating* x, floating mu, floating r,
+                           Py_ssize_t n) noexcept nogil:
+    """sum of a[i] ((x[i] - mu) r), in eight partial sums."""
+    cdef Py_ssize_t i, j, m = n - n % 8
+    cdef floating p[8]
+    cdef floating s = 0
+    for j in range(8):
+        p[j] = 0
+    for i in range(0, m, 8):
+        for j in range(8):
+            p[j] = p[j] + a[i + j] * ((x[i + j] - mu) * r)
+    for i in range(m, n):
+        s = s + a[i] * ((x[i] - mu) * r)
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s
+
+
+cdef void layer_norm_backward(const floating* g, const floating* x, const floating* stats,
+                              floating* gx, Py_ssize_t rows, Py_ssize_t m, double eps,
                               bint fresh) noexcept nogil:
+    """gx (+)= the rows' gradients; stats: the forward's means and rstds (NULL: recomputed)."""
     cdef Py_ssize_t r, i
     cdef floating mu, rstd, mg, k
     cdef const floating* xr
@@ -2219,10 +2230,13 @@ cdef void layer_norm_backward(const floating* g, const floating* x, floating* gx
         xr = x + r * m
         gr = g + r * m
         out = gx + r * m
-        mu = _pairwise(xr, m) / <floating>m
-        rstd = 1 / <floating>c_sqrt(_centred_sq(xr, mu, m) / <floating>m + <floating>eps)
+        if stats != NULL:
+            mu = stats[2 * r]
+            rstd = stats[2 * r + 1]
+        else:
+            _ln_stats(xr, m, eps, &mu, &rstd)
         mg = _pairwise(gr, m) / <floating>m
-        k = _centred_dot(gr, xr, mu, rstd, m) / <floating>m       # mean(g xhat)
+        k = _centred_dot(gr, xr, mu, rstd, m) / <floating>m        # mean(g xhat)
         if fresh:
             for i in range(m):
                 out[i] = rstd * (gr[i] - mg - (xr[i] - mu) * rstd * k)
@@ -2237,17 +2251,32 @@ def layer_norm(x, k, eps=1e-5):
     x = _operand(x, "layer_norm")
     if not isinstance(x, TensorBase):
         raise TypeError("layer_norm: expected a tensor, got %s" % type(x).__name__)
-    k, eps = check_layer_norm(x.shape, x.dtype, k, eps)
     a = x
+    if not (type(k) is int and type(eps) is float and a._dt != DT_OTHER
+            and 1 <= <Py_ssize_t>k <= len(a._shape)):      # else: the checks in full
+        k, eps = check_layer_norm(x.shape, x.dtype, k, eps)
     if not _nativeable(a) or a._size == 0:
         return apply(LAYER_NORM, (x,), (k, eps))
     out = _alloc(a._shape, a._size, a._dt)
     out._c = eps
     out._c2 = k
-    _layer_norm_values(a, out)
     if fg_grad_enabled() and a._requires_grad:
-        _record(out, LAYER_NORM, a, None, None)
+        out._d = _layer_norm_stats(out, a)
+        _layer_norm_values(a, out)
+        _record(out, LAYER_NORM, a, None, out._d)
+    else:
+        _layer_norm_values(a, out)
     return out
+
+
+cdef _Block _layer_norm_stats(TensorBase node, TensorBase a):
+    """A block for the mean and rstd of each row of a node (the backward reads them)."""
+    cdef Py_ssize_t rows = a._size // _layer_norm_row(node, a)
+    cdef _Block block = _Block.__new__(_Block)
+    block.ptr = _mem_alloc(2 * rows * ITEMSIZE[a._dt])
+    if block.ptr == NULL:
+        raise MemoryError()
+    return block
 
 
 cdef Py_ssize_t _layer_norm_row(TensorBase node, TensorBase a) except -1:
@@ -2262,12 +2291,19 @@ cdef Py_ssize_t _layer_norm_row(TensorBase node, TensorBase a) except -1:
     return m
 
 
+cdef inline char* _stats_of(TensorBase node) noexcept:
+    return <char*>(<_Block>node._d).ptr if isinstance(node._d, _Block) else NULL
+
+
 cdef int _layer_norm_values(TensorBase a, TensorBase out) except -1:
     cdef Py_ssize_t m = _layer_norm_row(out, a)
+    cdef char* stats = _stats_of(out)       # sized by the rows of a when recorded
     if a._dt == DT_F64:
-        layer_norm_forward(<double*>a._data, <double*>out._data, a._size // m, m, out._c)
+        layer_norm_forward(<double*>a._data, <double*>out._data, <double*>stats, a._size // m,
+                           m, out._c)
     else:
-        layer_norm_forward(<float*>a._data, <float*>out._data, a._size // m, m, out._c)
+        layer_norm_forward(<float*>a._data, <float*>out._data, <float*>stats, a._size // m, m,
+                           out._c)
     return 0
 
 
@@ -2279,13 +2315,14 @@ cdef int _layer_norm_backward(TensorBase node) except -1:
     cdef TensorBase a = node._a
     cdef Py_ssize_t m = _layer_norm_row(node, a)
     cdef bint fresh = False
+    cdef char* stats = _stats_of(node)      # a is unchanged since (SAVES "0": _check_node)
     cdef char* ga = _grad_buffer_raw(a, &fresh)
     if a._dt == DT_F64:
-        layer_norm_backward(<double*>node._g, <double*>a._data, <double*>ga, a._size // m, m,
-                            node._c, fresh)
+        layer_norm_backward(<double*>node._g, <double*>a._data, <double*>stats, <double*>ga,
+                            a._size // m, m, node._c, fresh)
     else:
-        layer_norm_backward(<float*>node._g, <float*>a._data, <float*>ga, a._size // m, m,
-                            node._c, fresh)
+        layer_norm_backward(<float*>node._g, <float*>a._data, <float*>stats, <float*>ga,
+                            a._size // m, m, node._c, fresh)
     return 0
 
 

@@ -107,6 +107,25 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     catastrophically when the mean is large).  The normalisation is one node
     of the core (layer_norm); weight and bias are a broadcast mul and add.
     """
+    if isinstance(input, core.TensorBase) and type(normalized_shape) is tuple \
+            and len(normalized_shape) == 1 and type(normalized_shape[0]) is int \
+            and input.ndim and input.shape[-1] == normalized_shape[0] \
+            and input.dtype.kind == "f":
+        # the common call (one trailing axis of a float tensor), checked in short
+        out = core.layer_norm(input, 1, eps)
+        if weight is not None:
+            if getattr(weight, "shape", None) != normalized_shape:
+                _layer_norm_slow(input, normalized_shape, weight, bias, eps)   # raises
+            out = out * weight
+        if bias is not None:
+            if getattr(bias, "shape", None) != normalized_shape:
+                _layer_norm_slow(input, normalized_shape, weight, bias, eps)   # raises
+            out = out + bias
+        return out
+    return _layer_norm_slow(input, normalized_shape, weight, bias, eps)
+
+
+def _layer_norm_slow(input, normalized_shape, weight, bias, eps):
     name = "layer_norm"
     input = _tensor(input)
     shape = _normalized_shape(name, normalized_shape)
