@@ -364,6 +364,50 @@ def test_spread_over_axes_cores_agree(both, rng, dtype, op):
     _agree(both, lambda m, x: getattr(x, op)(1), [np.ones((3, 4))], dtype, op + " constant")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_over_axes_cores_agree(both, rng, dtype):
+    for shape, axis in REDUCTIONS + [((3, 4), None), ((), None), ((5,), None)]:
+        x = np.asarray(rng.normal(size=shape))
+        for special in (None, 0.0, np.nan, np.inf):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            for keepdims in (False, True):
+                what = "norm %s axis=%s keepdims=%s special=%s" % (shape, axis, keepdims, special)
+                _agree(both, lambda m, x: x.norm(dim=axis, keepdim=keepdims), [x], dtype, what)
+    _agree(both, lambda m, x: x.norm(dim=1), [np.zeros((3, 4))], dtype, "norm of zeros")
+    _agree(both, lambda m, x: x.T.norm(dim=0), [rng.normal(size=(3, 4))], dtype, "norm of x.T")
+
+
+def test_norm_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for shape, axis in REDUCTIONS + [((3, 4), None)]:
+        if axis == ():
+            continue
+        x = rng.normal(size=shape)
+        a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, ty = a.norm(dim=axis, keepdim=True), t.norm(dim=axis, keepdim=True)
+        assert y.grad_fn == "norm"
+        (y * y * y).sum().backward()
+        (ty * ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-12)
+    z = fg.zeros(2, 3, requires_grad=True)
+    z.norm().backward()
+    assert not z.grad.numpy().any()                    # 0 where the norm is 0, as torch
+    a = fg.tensor(rng.normal(size=(6, 5)), requires_grad=True)
+    step = fg.compile(lambda: a.norm(dim=1).sum())
+    step()
+    first = a.grad.numpy().copy()
+    with fg.no_grad():
+        a.data[...] = a.numpy() * 2
+    a.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), first, rtol=1e-12)
+    with pytest.raises(TypeError, match="norm: expected a float"):
+        fg._core_module.norm(fg.tensor([1, 2]))
+
+
 def test_spread_against_torch_and_replay(fg, rng):
     torch = pytest.importorskip("torch")
     core = fg._core_module

@@ -225,6 +225,8 @@ REDUCE = {
     "std axis 0": lambda fg, x: x.std(0),
     "std axis 1 keepdim": lambda fg, x: x.std(1, keepdim=True, correction=0),
     "std": lambda fg, x: x.std(),
+    "norm": lambda fg, x: x.norm(),
+    "norm axis 1 keepdim": lambda fg, x: x.norm(dim=1, keepdim=True),
     "layer_norm": lambda fg, x: fg.nn.functional.layer_norm(x, x.shape[-1:]),
     "layer_norm 2 axes": lambda fg, x: fg.nn.functional.layer_norm(x, x.shape) * 1.5,
     # the core's own softmax / log_softmax ops (the surface composes its own)
@@ -392,7 +394,7 @@ COVERED = {
     "neg", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid",
     "relu", "leaky_relu", "clip", "cast", "clone",                      # UNARY
     "sum", "max", "min", "logsumexp", "var", "std", "layer_norm",       # REDUCE
-    "softmax", "log_softmax",
+    "softmax", "log_softmax", "norm",
     "reshape", "permute", "expand", "index", "cat", "where",            # SHAPING
     "matmul", "linear", "cross_entropy", "function",
 }

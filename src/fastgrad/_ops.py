@@ -52,6 +52,7 @@ _TABLE = (
     (38, "layer_norm", "0"),
     (39, "var", "0"),
     (40, "std", "0o"),
+    (41, "norm", "0o"),
 )
 
 NAMES = tuple(name for _, name, _ in _TABLE)
@@ -62,4 +63,4 @@ assert all(code == i for i, (code, _, _) in enumerate(_TABLE))
 (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
  SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
  EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
- CROSS_ENTROPY, CLONE, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR, STD) = range(len(_TABLE))
+ CROSS_ENTROPY, CLONE, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR, STD, NORM) = range(len(_TABLE))

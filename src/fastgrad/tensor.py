@@ -1677,6 +1677,8 @@ def norm(input, p="fro", dim=None, keepdim=False, *, axis=None, keepdims=False):
         return core.min(core.abs(t), axes, keep)
     if p <= 0:
         raise ValueError("norm: p must be positive (or inf), got %r" % (p,))
+    if p == 2:
+        return core.norm(t, axes, keep)           # one node of the core
     return _pnorm(t, float(p), axes, keep, "norm")
 
 

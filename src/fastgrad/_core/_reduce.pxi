@@ -350,9 +350,12 @@ cdef int _reduce_backward(TensorBase node) except -1:
 # gradient, w = 2 g / dof for var and g / (dof std) for std (0 where std is
 # 0): PyTorch's rules, which send nothing back through the mean.  A node
 # keeps the axes (None: all) in _d, keepdims in _c and the correction in _c2.
+# norm (the 2-norm) is std with a mean of 0 and a scale of 1.
 
-cdef double _spread_scale(TensorBase a, tuple ax, double correction):
+cdef double _spread_scale(int op, TensorBase a, tuple ax, double correction):
     cdef double n = 1, dof
+    if op == NORM:
+        return 1.0
     for d in ax:
         n *= <Py_ssize_t>a._shape[d]
     dof = n - correction
@@ -372,12 +375,15 @@ cdef void _spread_forward(int op, const _Plan* p, const floating* x, floating* y
                           floating* mean, Py_ssize_t k, floating n, floating scale,
                           int dt) noexcept nogil:
     cdef Py_ssize_t i
-    _spread_mean(p, x, mean, k, n)
+    if op == NORM:
+        memset(mean, 0, k * sizeof(floating))
+    else:
+        _spread_mean(p, x, mean, k, n)
     memset(y, 0, k * sizeof(floating))
     _rd_rows(RD_SQDEV, p, x, mean, <floating*>NULL, y, <floating*>NULL, dt)
     for i in range(k):
         y[i] = y[i] * scale
-    if op == STD:
+    if op != VAR:
         for i in range(k):
             y[i] = <floating>c_sqrt(y[i])
 
@@ -386,8 +392,11 @@ cdef void _spread_grad(int op, const _Plan* p, const floating* x, const floating
                        const floating* g, floating* ga, floating* mean, floating* w,
                        Py_ssize_t k, floating n, floating scale, int dt) noexcept nogil:
     cdef Py_ssize_t i
-    _spread_mean(p, x, mean, k, n)
-    if op == STD:
+    if op == NORM:
+        memset(mean, 0, k * sizeof(floating))
+    else:
+        _spread_mean(p, x, mean, k, n)
+    if op != VAR:
         for i in range(k):
             w[i] = 0 if y[i] == 0 else g[i] / y[i] * scale
     else:
@@ -398,7 +407,7 @@ cdef void _spread_grad(int op, const _Plan* p, const floating* x, const floating
 
 cdef int _spread_values(int op, const _Plan* p, TensorBase a, TensorBase out) except -1:
     cdef tuple ax = _rd_axes(a, out._d)
-    cdef double scale = _spread_scale(a, ax, out._c2)
+    cdef double scale = _spread_scale(op, a, ax, out._c2)
     cdef Py_ssize_t k = out._size
     cdef double n = <double>(a._size // k) if k else 1
     cdef char* mean = <char*>_mem_alloc(k * ITEMSIZE[a._dt] if k else 1)
@@ -452,11 +461,11 @@ cdef int _spread_backward(TensorBase node) except -1:
     cdef double n, scale
     cdef char* ga
     cdef char* scratch
-    if node._data == NULL and node._op == STD:
+    if node._data == NULL and node._op != VAR:
         raise RuntimeError("backward: the values of '%s' were replaced through .data by an "
                            "array of another layout" % _op_name(node))
     _spread_plan(node, &p)
-    scale = _spread_scale(a, _rd_axes(a, node._d), node._c2)
+    scale = _spread_scale(node._op, a, _rd_axes(a, node._d), node._c2)
     n = <double>(a._size // k) if k else 1
     ga = _grad_buffer(a)
     scratch = <char*>_mem_alloc(2 * k * ITEMSIZE[a._dt] if k else 1)

@@ -62,7 +62,7 @@ from . import reference as _ref
 from .._ops import NAMES, SAVES
 from .reference import (broadcast_shape, check_array, check_axis_type, check_cat,
                         check_cross_entropy, check_expand, check_layer_norm,
-                        check_one_axis, check_spread,
+                        check_norm, check_one_axis, check_spread,
                         check_index, check_linear, check_matmul,
                         check_nonempty, check_permute, check_reshape, check_where,
                         normalize_axes, unbroadcast)
@@ -115,7 +115,8 @@ cdef enum:
     LAYER_NORM = 38
     VAR = 39
     STD = 40
-    N_OPS = 41
+    NORM = 41
+    N_OPS = 42
 
 # dtype codes
 cdef enum:
@@ -277,12 +278,12 @@ def op_codes():
     codes = (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
              SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
              EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
-             CROSS_ENTROPY, CLONE, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR, STD)
+             CROSS_ENTROPY, CLONE, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR, STD, NORM)
     names = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "matmul", "exp", "log", "sqrt",
              "abs", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "sum", "max",
              "min", "logsumexp", "reshape", "permute", "expand", "index", "cat", "where",
              "maximum", "minimum", "cast", "function", "linear", "cross_entropy", "clone",
-             "softmax", "log_softmax", "layer_norm", "var", "std")
+             "softmax", "log_softmax", "layer_norm", "var", "std", "norm")
     return dict(zip(names, codes))
 
 
@@ -810,6 +811,8 @@ cdef tuple _params(TensorBase t):
         return (t._d, ("none", "mean", "sum")[<int>t._c])
     if t._op == LAYER_NORM:
         return (<int>t._c2, t._c)
+    if t._op == NORM:
+        return (t._d, t._c != 0)
     if t._op == VAR or t._op == STD:
         return (t._d, t._c != 0, int(t._c2) if t._c2 == <long long>t._c2 else t._c2)
     if _is_view_op(t._op):
@@ -2347,6 +2350,18 @@ def std(x, axis=None, keepdims=False, correction=1):
     return apply(STD, (x,), params)
 
 
+
+# -- norm: the 2-norm over axes, on var / std's loops (_reduce.pxi) --------------
+def norm(x, axis=None, keepdims=False):
+    """The 2-norm of a float tensor over axes (None: all of it)."""
+    x = _operand(x, "norm")
+    params = check_norm(x, axis, keepdims)
+    if _nativeable(<TensorBase>x):
+        out = _spread(NORM, <TensorBase>x, params[0], params[1], 0)
+        if out is not None:
+            return out
+    return apply(NORM, (x,), params)
+
 # ---------------------------------------------------------------------------
 # The native rules of each op (reference.FORWARD / BACKWARD's twins)
 # ---------------------------------------------------------------------------
@@ -2397,6 +2412,7 @@ _native(CROSS_ENTROPY, _cross_entropy_replay, _cross_entropy_backward)
 _native(LAYER_NORM, _layer_norm_replay, _layer_norm_backward)
 _native(VAR, _spread_replay, _spread_backward)                   # native: _reduce.pxi
 _native(STD, _spread_replay, _spread_backward)
+_native(NORM, _spread_replay, _spread_backward)
 
 
 def _native_ops():

@@ -57,7 +57,7 @@ from . import grad_hooks
 from .._ops import (
     ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
     LAYER_NORM, LEAKY_RELU, LINEAR, LOG, LOG_SOFTMAX, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN,
-    MINIMUM, MUL, NAMES, NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SOFTMAX, SQRT,
+    MINIMUM, MUL, NAMES, NEG, NORM, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SOFTMAX, SQRT,
     STD, SUB, SUM, TANH, VAR, WHERE,
 )
 
@@ -1643,6 +1643,34 @@ def check_spread(name, x, axis, keepdims, correction):
     return normalize_axes(name, x.shape, axis), bool(keepdims), correction
 
 
+# -- norm: the 2-norm over axes, sqrt(sum(x^2)) -------------------------------
+# One node, for its gradient x / norm, taken as 0 where the norm is 0 (as
+# PyTorch; the composition would give 0 * inf there).
+def norm_forward(a, axis, keepdims):
+    return _unkeep(np.sqrt(np.sum(a * a, axis=axis, keepdims=True)), axis, keepdims)
+
+
+def norm_backward(needs, g, out, a, axis, keepdims):
+    s = _keep(out, a.ndim, axis, keepdims)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(s == 0, np.zeros((), s.dtype), _keep(g, a.ndim, axis, keepdims) / s)
+    return (w * a,)
+
+
+def norm(x, axis=None, keepdims=False):
+    """The 2-norm of a float tensor over axes (None: all of it)."""
+    x = _operand(x, "norm")
+    return apply(NORM, (x,), check_norm(x, axis, keepdims))
+
+
+def check_norm(x, axis, keepdims):
+    if not hasattr(x, "shape"):
+        raise TypeError("norm: expected a tensor, got %s" % type(x).__name__)
+    if x.dtype.kind != "f":
+        raise TypeError("norm: expected a float tensor, got dtype %s" % x.dtype)
+    return normalize_axes("norm", x.shape, axis), bool(keepdims)
+
+
 def detach(x):
     """A new leaf sharing x's values and version counter, cut off from the graph."""
     return _alias(from_array(x._value), x)
@@ -1662,7 +1690,7 @@ FORWARD = (
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
     linear_forward, cross_entropy_forward, clone_forward, softmax_forward,
-    log_softmax_forward, layer_norm_forward, var_forward, std_forward,
+    log_softmax_forward, layer_norm_forward, var_forward, std_forward, norm_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1672,7 +1700,7 @@ BACKWARD = (
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
     linear_backward, cross_entropy_backward, clone_backward, softmax_backward,
-    log_softmax_backward, layer_norm_backward, var_backward, std_backward,
+    log_softmax_backward, layer_norm_backward, var_backward, std_backward, norm_backward,
 )
 
 
