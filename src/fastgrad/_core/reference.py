@@ -1647,7 +1647,8 @@ def check_spread(name, x, axis, keepdims, correction):
 # One node, for its gradient x / norm, taken as 0 where the norm is 0 (as
 # PyTorch; the composition would give 0 * inf there).
 def norm_forward(a, axis, keepdims):
-    return _unkeep(np.sqrt(np.sum(a * a, axis=axis, keepdims=True)), axis, keepdims)
+    with np.errstate(over="ignore", invalid="ignore"):      # inf, as the sum of squares
+        return _unkeep(np.sqrt(np.sum(a * a, axis=axis, keepdims=True)), axis, keepdims)
 
 
 def norm_backward(needs, g, out, a, axis, keepdims):
