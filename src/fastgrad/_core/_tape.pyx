@@ -2330,9 +2330,28 @@ cdef int _layer_norm_backward(TensorBase node) except -1:
 
 
 # -- var and std over axes: natively for C-contiguous floats (_reduce.pxi) -------
+cdef object _spread_params(object x, object axis, object keepdims, object correction):
+    """var / std's parameters for the common call (one int axis or None, an int
+    correction), or None: then check_spread checks them in full."""
+    cdef Py_ssize_t nd, ax
+    if not isinstance(x, TensorBase) or type(correction) is not int:
+        return None
+    nd = len((<TensorBase>x)._shape)
+    if axis is None:
+        return (None, bool(keepdims), correction)
+    if type(axis) is not int or nd == 0:
+        return None
+    ax = axis
+    if not -nd <= ax < nd:
+        return None
+    return ((ax % nd,), bool(keepdims), correction)
+
+
 def var(x, axis=None, keepdims=False, correction=1):
     x = _operand(x, "var")
-    params = check_spread("var", x, axis, keepdims, correction)
+    params = _spread_params(x, axis, keepdims, correction)
+    if params is None:
+        params = check_spread("var", x, axis, keepdims, correction)
     if _nativeable(<TensorBase>x):
         out = _spread(VAR, <TensorBase>x, params[0], params[1], params[2])
         if out is not None:
@@ -2342,7 +2361,9 @@ def var(x, axis=None, keepdims=False, correction=1):
 
 def std(x, axis=None, keepdims=False, correction=1):
     x = _operand(x, "std")
-    params = check_spread("std", x, axis, keepdims, correction)
+    params = _spread_params(x, axis, keepdims, correction)
+    if params is None:
+        params = check_spread("std", x, axis, keepdims, correction)
     if _nativeable(<TensorBase>x):
         out = _spread(STD, <TensorBase>x, params[0], params[1], params[2])
         if out is not None:
