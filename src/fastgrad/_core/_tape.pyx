@@ -2344,7 +2344,9 @@ cdef object _spread_params(object x, object axis, object keepdims, object correc
     ax = axis
     if not -nd <= ax < nd:
         return None
-    return ((ax % nd,), bool(keepdims), correction)
+    if ax < 0:
+        ax += nd
+    return ((ax,), bool(keepdims), correction)
 
 
 def var(x, axis=None, keepdims=False, correction=1):
