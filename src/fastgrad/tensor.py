@@ -634,7 +634,7 @@ def _spread(x, name, axis, keepdims, dim, keepdim, correction, ddof, unbiased):
               _correction(correction, ddof, unbiased))
 
 
-class _SpreadCtx:
+class _RuleCtx:
     needs_input_grad = ()
 
 
@@ -1145,7 +1145,7 @@ def stack(tensors, axis=None, *, dim=None):
 def _rule(name, forward, backward, inputs):
     """One Function node: forward(ctx, *arrays) -> array, backward(ctx, g) -> gradients."""
     rule = type(name, (), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
-    return core.function(rule, _SpreadCtx(), inputs)
+    return core.function(rule, _RuleCtx(), inputs)
 
 
 def _dim(name, t, dim):
