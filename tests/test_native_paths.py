@@ -416,6 +416,202 @@ def test_extremes_over_axes_cores_agree(both, rng, dtype, op):
            "log_softmax")
 
 
+# -- var and std over axes, layer_norm over trailing axes ---------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("op", ["var", "std"])
+def test_spread_over_axes_cores_agree(both, rng, dtype, op):
+    for shape, axis in REDUCTIONS + [((3, 4), None), ((), None), ((5,), None), ((1, 1), 0)]:
+        x = np.asarray(rng.normal(size=shape) + 3.0)
+        for special in (None, np.nan, np.inf):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            for keepdims in (False, True):
+                for correction in (0, 1, 2.5):
+                    what = "%s %s axis=%s keepdims=%s correction=%s special=%s" % (
+                        op, shape, axis, keepdims, correction, special)
+                    _agree(both, lambda m, x: getattr(x, op)(axis, keepdims,
+                                                             correction=correction),
+                           [x], dtype, what)
+    # a transposed (strided) input takes the reference rule on both cores
+    x = rng.normal(size=(5, 7))
+    _agree(both, lambda m, x: getattr(x.T, op)(1) * 2, [x], dtype, op + " of a transpose")
+    # a constant row: std 0, whose gradient is taken as 0
+    _agree(both, lambda m, x: getattr(x, op)(1), [np.ones((3, 4))], dtype, op + " constant")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_norm_over_axes_cores_agree(both, rng, dtype):
+    for shape, axis in REDUCTIONS + [((3, 4), None), ((), None), ((5,), None)]:
+        x = np.asarray(rng.normal(size=shape))
+        for special in (None, 0.0, np.nan, np.inf):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            for keepdims in (False, True):
+                what = "norm %s axis=%s keepdims=%s special=%s" % (shape, axis, keepdims, special)
+                _agree(both, lambda m, x: x.norm(dim=axis, keepdim=keepdims), [x], dtype, what)
+    _agree(both, lambda m, x: x.norm(dim=1), [np.zeros((3, 4))], dtype, "norm of zeros")
+    _agree(both, lambda m, x: x.T.norm(dim=0), [rng.normal(size=(3, 4))], dtype, "norm of x.T")
+
+
+def test_norm_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for shape, axis in REDUCTIONS + [((3, 4), None)]:
+        if axis == ():
+            continue
+        x = rng.normal(size=shape)
+        a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, ty = a.norm(dim=axis, keepdim=True), t.norm(dim=axis, keepdim=True)
+        assert y.grad_fn == "norm"
+        (y * y * y).sum().backward()
+        (ty * ty * ty).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-12)
+    z = fg.zeros(2, 3, requires_grad=True)
+    z.norm().backward()
+    assert not z.grad.numpy().any()                    # 0 where the norm is 0, as torch
+    a = fg.tensor(rng.normal(size=(6, 5)), requires_grad=True)
+    step = fg.compile(lambda: a.norm(dim=1).sum())
+    step()
+    first = a.grad.numpy().copy()
+    with fg.no_grad():
+        a.data[...] = a.numpy() * 2
+    a.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), first, rtol=1e-12)
+    with pytest.raises(TypeError, match="norm: expected a float"):
+        fg._core_module.norm(fg.tensor([1, 2]))
+
+
+def test_spread_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    core = fg._core_module
+    if core.BACKEND != "python":
+        assert {"var", "std", "layer_norm"} <= set(core._native_ops())
+    for shape, axis in REDUCTIONS + [((3, 4), None)]:
+        if 0 in shape or axis == ():
+            continue
+        x = rng.normal(size=shape)
+        for op in ("var", "std"):
+            for keepdim in (False, True):
+                a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+                n = x.size if axis is None else np.prod([shape[d] for d in np.atleast_1d(axis)])
+                correction = 1 if n > 1 else 0
+                if axis is None:
+                    y = getattr(a, op)(correction=correction, keepdim=keepdim)
+                    ty = getattr(t, op)(correction=correction, keepdim=keepdim)
+                else:
+                    y = getattr(a, op)(axis, correction=correction, keepdim=keepdim)
+                    ty = getattr(t, op)(axis, correction=correction, keepdim=keepdim)
+                assert y.grad_fn == op
+                (y * y * y).sum().backward()
+                (ty * ty * ty).sum().backward()
+                np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12,
+                                           atol=1e-12)
+                np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-9,
+                                           atol=1e-12)
+    a = fg.tensor(rng.normal(size=(6, 5)), requires_grad=True)
+    step = fg.compile(lambda: (a.std(1) ** 2 + a.var(0).sum()).sum())
+    step()
+    first = a.grad.numpy().copy()
+    with fg.no_grad():
+        a.data[...] = a.numpy() * 2
+    a.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * first, rtol=1e-12)
+
+
+LAYER_NORM_SHAPES = [((4, 4), 1), ((3, 5, 7), 1), ((3, 5, 7), 2), ((2, 3, 4, 5), 3), ((7,), 1),
+                     ((1, 1), 1), ((2, 1100), 1), ((1100, 3), 2), ((3, 513), 1), ((0, 4), 1),
+                     ((3, 0), 1)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_layer_norm_cores_agree(both, rng, dtype):
+    for shape, k in LAYER_NORM_SHAPES:
+        x = rng.normal(size=shape) * 3 + 10
+        for special in (None, np.nan, np.inf, 0.0):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            what = "layer_norm %s k=%d special=%s" % (shape, k, special)
+            _agree(both, lambda m, x: m.nn.functional.layer_norm(x, shape[len(shape) - k:]),
+                   [x], dtype, what)
+            w, b = rng.normal(size=shape[len(shape) - k:]), rng.normal(size=shape[len(shape) - k:])
+            _agree(both, lambda m, x, w, b: m.nn.functional.layer_norm(
+                x, shape[len(shape) - k:], w, b, eps=1e-3), [x, w, b], dtype,
+                what + " weight, bias")
+    _agree(both, lambda m, x: m.nn.functional.layer_norm(x.T, (4,)), [rng.normal(size=(4, 6))],
+           dtype, "layer_norm of a transpose")
+    _agree(both, lambda m, x: m.nn.functional.layer_norm(x, (5,)), [np.full((2, 5), 7.0)],
+           dtype, "layer_norm constant rows")
+
+
+def test_layer_norm_against_torch_and_replay(fg, rng):
+    torch = pytest.importorskip("torch")
+    for shape, k in LAYER_NORM_SHAPES:
+        if 0 in shape:
+            continue
+        norm = shape[len(shape) - k:]
+        x = rng.normal(size=shape) * 2 + 5
+        layer, tlayer = fg.nn.LayerNorm(norm).double(), torch.nn.LayerNorm(norm).double()
+        w, b = rng.normal(size=norm), rng.normal(size=norm)
+        with torch.no_grad():
+            tlayer.weight.copy_(torch.tensor(w))
+            tlayer.bias.copy_(torch.tensor(b))
+        with fg.no_grad():
+            layer.weight.data[...] = w
+            layer.bias.data[...] = b
+        a, t = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, ty = layer(a), tlayer(t)
+        g = rng.normal(size=shape)
+        (y * fg.tensor(g)).sum().backward()
+        (ty * torch.tensor(g)).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        for mine, theirs in ((a.grad, t.grad), (layer.weight.grad, tlayer.weight.grad),
+                             (layer.bias.grad, tlayer.bias.grad)):
+            np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-9, atol=1e-11)
+    # zeros normalise to +0, as torch
+    z = fg.nn.functional.layer_norm(fg.zeros(2, 3), (3,))
+    assert not np.signbit(z.numpy()).any() and not z.numpy().any()
+    assert fg.nn.functional.layer_norm(fg.ones(2, 3, requires_grad=True), (3,)).grad_fn \
+        == "layer_norm"
+    a = fg.tensor(rng.normal(size=(6, 5)), requires_grad=True)
+    gw = fg.tensor(rng.normal(size=(6, 5)))
+    step = fg.compile(lambda: (fg.nn.functional.layer_norm(a, (5,), eps=0.0) * gw).sum())
+    step()
+    first = a.grad.numpy().copy()
+    with fg.no_grad():
+        a.data[...] = a.numpy() * 2
+    a.grad = None
+    step()
+    np.testing.assert_allclose(a.grad.numpy(), first / 2, rtol=1e-10, atol=1e-14)
+
+
+def test_layer_norm_and_spread_errors(fg):
+    core = fg._core_module
+    x = fg.ones(2, 3)
+    with pytest.raises(ValueError, match="layer_norm"):
+        core.layer_norm(x, 3)
+    with pytest.raises(ValueError, match="layer_norm"):
+        core.layer_norm(x, 0)
+    with pytest.raises(TypeError, match="layer_norm: expected a float"):
+        core.layer_norm(fg.tensor([[1, 2]]), 1)
+    with pytest.raises(TypeError, match="layer_norm: eps"):
+        core.layer_norm(x, 1, "small")
+    with pytest.raises(TypeError, match="layer_norm: expected a tensor"):
+        core.layer_norm(2.0, 1)
+    with pytest.raises(TypeError, match="var: correction"):
+        core.var(x, None, False, "one")
+    with pytest.raises(TypeError, match="std: expected a tensor"):
+        core.std(2.0)
+    with pytest.raises(ValueError, match="var: axis 2 is out of range"):
+        x.var(2)
+    assert x.var(0, keepdim=True).shape == (1, 3)
+    assert fg.tensor([1, 2, 4]).var().dtype == np.float64       # integers: as mean
+
+
 # -- views: reshape, permute, expand, basic indexing ---------------------------------
 VIEWS = {
     "reshape": lambda x: x.reshape(-1),

@@ -154,6 +154,16 @@ def _cases():
             c.append(("%s all %d" % (name, i), f, t, [x], False))
         c.append(("%s rows" % name, lambda m, x, f=f: f(m, x, dim=1),
                   lambda m, x, t=t: t(m, x, dim=1), [ROWS], False))
+    for name in ("var", "std"):
+        c.append(("%s columns" % name, lambda m, x, name=name: getattr(m, name)(x, dim=0),
+                  lambda m, x, name=name: getattr(m, name)(x, dim=0), [ROWS], False))
+    c.append(("layer_norm rows", lambda m, x: m.nn.functional.layer_norm(x, x.shape[1:]),
+              lambda m, x: m.nn.functional.layer_norm(x, x.shape[1:]), [ROWS], False))
+    c.append(("layer_norm all", lambda m, x: m.nn.functional.layer_norm(x, x.shape),
+              lambda m, x: m.nn.functional.layer_norm(x, x.shape), [ROWS], False))
+    for i, x in enumerate(vectors):
+        c.append(("layer_norm vector %d" % i, lambda m, x: m.nn.functional.layer_norm(x, x.shape),
+                  lambda m, x: m.nn.functional.layer_norm(x, x.shape), [x], False))
     for name in ("max", "min"):
         f = (lambda m, x, name=name: getattr(m, name)(x))
         for i, x in enumerate(vectors):

@@ -221,6 +221,19 @@ REDUCE = {
     "min axis 0": lambda fg, x: x.min(0).values,
     "logsumexp axis 1": lambda fg, x: x.logsumexp(1),
     "var axis 0": lambda fg, x: x.var(0),
+    "var": lambda fg, x: x.var(),
+    "var axis 1 correction 0": lambda fg, x: x.var(1, correction=0),
+    "var both axes keepdim": lambda fg, x: x.var((0, 1), keepdim=True),
+    "std axis 0": lambda fg, x: x.std(0),
+    "std axis 1 keepdim": lambda fg, x: x.std(1, keepdim=True, correction=0),
+    "std": lambda fg, x: x.std(),
+    "norm": lambda fg, x: x.norm(),
+    "norm axis 1 keepdim": lambda fg, x: x.norm(dim=1, keepdim=True),
+    "layer_norm": lambda fg, x: fg.nn.functional.layer_norm(x, x.shape[-1:]),
+    "layer_norm 2 axes": lambda fg, x: fg.nn.functional.layer_norm(x, x.shape) * 1.5,
+    # the core's own softmax / log_softmax ops (the surface composes its own)
+    "core softmax": lambda fg, x: fg._core_module.softmax(x, -1),
+    "core log_softmax": lambda fg, x: fg._core_module.log_softmax(x, 0),
     "softmax": lambda fg, x: x.softmax(-1),
     "log_softmax": lambda fg, x: fg.nn.functional.log_softmax(x, -1),
 }
@@ -230,7 +243,8 @@ REDUCE = {
 # cores, with NumPy's notes about it
 @pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning",
                             "ignore:invalid value encountered:RuntimeWarning",
-                            "ignore:Mean of empty slice:RuntimeWarning")
+                            "ignore:Mean of empty slice:RuntimeWarning",
+                            "ignore:divide by zero encountered:RuntimeWarning")
 @pytest.mark.parametrize("name", sorted(REDUCE))
 def test_reductions_agree_across_thresholds(both, limits, name):
     rng = np.random.default_rng(5)
@@ -410,7 +424,8 @@ COVERED = {
     "add", "sub", "mul", "div", "pow", "maximum", "minimum",            # BINARY
     "neg", "exp", "log", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid",
     "relu", "leaky_relu", "clip", "cast", "clone", "gelu", "silu",      # UNARY
-    "sum", "max", "min", "logsumexp",                                   # REDUCE
+    "sum", "max", "min", "logsumexp", "var", "std", "layer_norm",       # REDUCE
+    "softmax", "log_softmax", "norm",
     "reshape", "permute", "expand", "index", "cat", "where",            # SHAPING
     "matmul", "linear", "cross_entropy", "function", "gather",
 }

@@ -50,6 +50,12 @@ _TABLE = (
     (36, "gelu", "0"),
     (37, "silu", "0"),
     (38, "gather", ""),
+    (39, "softmax", "o"),
+    (40, "log_softmax", "o"),
+    (41, "layer_norm", "0"),
+    (42, "var", "0"),
+    (43, "std", "0o"),
+    (44, "norm", "0o"),
 )
 
 NAMES = tuple(name for _, name, _ in _TABLE)
@@ -60,4 +66,5 @@ assert all(code == i for i, (code, _, _) in enumerate(_TABLE))
 (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
  SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
  EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
- CROSS_ENTROPY, CLONE, GELU, SILU, GATHER) = range(len(_TABLE))
+ CROSS_ENTROPY, CLONE, GELU, SILU, GATHER, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR, STD,
+ NORM) = range(len(_TABLE))

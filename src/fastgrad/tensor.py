@@ -628,46 +628,13 @@ def _values(x):
 
 
 def _spread(x, name, axis, keepdims, dim, keepdim, correction, ddof, unbiased):
-    """var or std as one node, with PyTorch's gradients.
-
-    A composition (x - mean, squared, summed) would send the gradient back
-    through the mean too: that term sums (x - mean), 0 in exact arithmetic,
-    but NaN as soon as one input is infinite, making every gradient NaN.
-    PyTorch's rule is 2 (x - mean) / dof alone, and for std that over
-    2 std, taken as 0 where std is 0 (not 0 / 0).  The rule is a Function
-    node (NumPy forward and backward), so fg.compile replays it.
-    """
-    axis = core.normalize_axes(name, x.shape, _axis(axis, dim, name))
-    keep = _keep(keepdims, keepdim)
-    dof = _count(x, axis, name) - _correction(correction, ddof, unbiased)
-    scale = 1.0 / dof if dof > 0 else math.nan
-    root = name == "std"
-
-    class Spread:
-        @staticmethod
-        def forward(ctx, a):
-            if a.dtype.kind != "f":
-                a = a.astype(np.float64)        # as mean: integers average to float64
-            centred = a - np.mean(a, axis=axis, keepdims=True)
-            v = np.sum(centred * centred, axis=axis, keepdims=True) * a.dtype.type(scale)
-            kept = np.sqrt(v) if root else v
-            ctx.centred, ctx.kept = centred, kept
-            return kept if keep else kept.reshape(np.sum(a, axis=axis).shape)
-
-        @staticmethod
-        def backward(ctx, g):
-            g = np.reshape(g, ctx.kept.shape)
-            if root:
-                s = ctx.kept
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    g = np.where(s == 0, np.zeros((), s.dtype), g / (2 * s))
-            return g * ctx.centred * ctx.centred.dtype.type(2 * scale)
-
-    Spread.__name__ = name
-    return core.function(Spread, _SpreadCtx(), (x,))
+    """var or std as one node of the core, with PyTorch's gradients (see reference.py)."""
+    fn = core.var if name == "var" else core.std
+    return fn(x, _axis(axis, dim, name), _keep(keepdims, keepdim),
+              _correction(correction, ddof, unbiased))
 
 
-class _SpreadCtx:
+class _RuleCtx:
     needs_input_grad = ()
 
 
@@ -1191,7 +1158,7 @@ def stack(tensors, axis=None, *, dim=None):
 def _rule(name, forward, backward, inputs):
     """One Function node: forward(ctx, *arrays) -> array, backward(ctx, g) -> gradients."""
     rule = type(name, (), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
-    return core.function(rule, _SpreadCtx(), inputs)
+    return core.function(rule, _RuleCtx(), inputs)
 
 
 def _dim(name, t, dim):
@@ -1734,6 +1701,8 @@ def norm(input, p="fro", dim=None, keepdim=False, *, axis=None, keepdims=False):
         return core.min(core.abs(t), axes, keep)
     if p <= 0:
         raise ValueError("norm: p must be positive (or inf), got %r" % (p,))
+    if p == 2:
+        return core.norm(t, axes, keep)           # one node of the core
     return _pnorm(t, float(p), axes, keep, "norm")
 
 

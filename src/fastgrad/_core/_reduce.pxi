@@ -115,6 +115,8 @@ cdef enum:
     RD_EXT_GRAD = 3   # ga += hit * (g / c)
     RD_EXP_SUM = 4    # c += exp(x - y)
     RD_EXP_GRAD = 5   # ga += g * exp(x - y)
+    RD_SQDEV = 6      # c += (x - y)^2       (var / std: y the mean)
+    RD_DEV_GRAD = 7   # ga += g * (x - y)
 
 
 cdef inline bint _hit(double x, double y) noexcept nogil:
@@ -167,6 +169,22 @@ cdef void _rd_row(int mode, const floating* x, floating* y, const floating* g, f
         else:
             for i in range(m):
                 ga[i] += (<floating>_hit(x[i], y[i])) * (g[i] / c[i])
+    elif mode == RD_SQDEV:
+        if s == 0:
+            c[0] += _centred_sq(x, y[0], m)
+        else:
+            for i in range(m):
+                v = x[i] - y[i]
+                c[i] += v * v
+    elif mode == RD_DEV_GRAD:
+        if s == 0:
+            v = y[0]
+            w = g[0]
+            for i in range(m):
+                ga[i] += w * (x[i] - v)
+        else:
+            for i in range(m):
+                ga[i] += g[i] * (x[i] - y[i])
     else:                                    # exp(x - y), in chunks on NumPy's exp
         for j in range(0, m, 512):
             k = m - j if m - j < UL_CHUNK else UL_CHUNK
@@ -321,4 +339,144 @@ cdef int _reduce_backward(TensorBase node) except -1:
         _rd_rows(RD_EXT_GRAD, &p, <float*>a._data, <float*>node._data, <float*>node._g,
                  <float*>count, <float*>ga, DT_F32)
     free(count)
+    return 0
+
+
+# -- var and std over axes ------------------------------------------------------
+# The same plan again.  The mean is the sum of the plan (as _sum_axes) over
+# the count, the result the sum of squared deviations from it (RD_SQDEV)
+# times 1 / dof (NaN for dof <= 0), and for std its square root.  The
+# backward recomputes the mean and adds w (x - mean) into the input's
+# gradient, w = 2 g / dof for var and g / (dof std) for std (0 where std is
+# 0): PyTorch's rules, which send nothing back through the mean.  A node
+# keeps the axes (None: all) in _d, keepdims in _c and the correction in _c2.
+# norm (the 2-norm) is std with a mean of 0 and a scale of 1.
+
+cdef double _spread_scale(int op, TensorBase a, tuple ax, double correction):
+    cdef double n = 1, dof
+    if op == NORM:
+        return 1.0
+    for d in ax:
+        n *= <Py_ssize_t>a._shape[d]
+    dof = n - correction
+    return 1.0 / dof if dof > 0 else NAN
+
+
+cdef void _spread_mean(const _Plan* p, const floating* x, floating* mean, Py_ssize_t k,
+                       floating n) noexcept nogil:
+    cdef Py_ssize_t i
+    memset(mean, 0, k * sizeof(floating))
+    _bc_grad(ADD, p, x, x, mean, <floating*>NULL, mean)
+    for i in range(k):
+        mean[i] = mean[i] / n
+
+
+cdef void _spread_forward(int op, const _Plan* p, const floating* x, floating* y,
+                          floating* mean, Py_ssize_t k, floating n, floating scale,
+                          int dt) noexcept nogil:
+    cdef Py_ssize_t i
+    if op == NORM:
+        memset(mean, 0, k * sizeof(floating))
+    else:
+        _spread_mean(p, x, mean, k, n)
+    memset(y, 0, k * sizeof(floating))
+    _rd_rows(RD_SQDEV, p, x, mean, <floating*>NULL, y, <floating*>NULL, dt)
+    for i in range(k):
+        y[i] = y[i] * scale
+    if op != VAR:
+        for i in range(k):
+            y[i] = <floating>c_sqrt(y[i])
+
+
+cdef void _spread_grad(int op, const _Plan* p, const floating* x, const floating* y,
+                       const floating* g, floating* ga, floating* mean, floating* w,
+                       Py_ssize_t k, floating n, floating scale, int dt) noexcept nogil:
+    cdef Py_ssize_t i
+    if op == NORM:
+        memset(mean, 0, k * sizeof(floating))
+    else:
+        _spread_mean(p, x, mean, k, n)
+    if op != VAR:
+        for i in range(k):
+            w[i] = 0 if y[i] == 0 else g[i] / y[i] * scale
+    else:
+        for i in range(k):
+            w[i] = g[i] * (2 * scale)
+    _rd_rows(RD_DEV_GRAD, p, x, mean, w, <floating*>NULL, ga, dt)
+
+
+cdef int _spread_values(int op, const _Plan* p, TensorBase a, TensorBase out) except -1:
+    cdef tuple ax = _rd_axes(a, out._d)
+    cdef double scale = _spread_scale(op, a, ax, out._c2)
+    cdef Py_ssize_t k = out._size
+    cdef double n = <double>(a._size // k) if k else 1
+    cdef char* mean = <char*>_mem_alloc(k * ITEMSIZE[a._dt] if k else 1)
+    if mean == NULL:
+        raise MemoryError()
+    if a._dt == DT_F64:
+        _spread_forward(op, p, <double*>a._data,
+                        <double*>out._data, <double*>mean, k, n, scale, DT_F64)
+    else:
+        _spread_forward(op, p, <float*>a._data,
+                        <float*>out._data, <float*>mean, k, n, <float>scale, DT_F32)
+    _mem_free(mean)
+    return 0
+
+
+cdef object _spread(int op, TensorBase a, object axes, bint keepdims, object correction):
+    """var / std of a over axes (None: all) natively, or None (empty, ...)."""
+    cdef _Plan p
+    cdef TensorBase out
+    cdef tuple ax = _rd_axes(a, axes)
+    if a._size == 0 or not _bc_plan(a._shape, _sum_kept(a._shape, ax), &p):
+        return None
+    shape = _sum_shape(a._shape, ax, keepdims)
+    out = _alloc(shape, _prod(shape), a._dt)
+    out._d = axes
+    out._c = 1 if keepdims else 0
+    out._c2 = float(correction)
+    _spread_values(op, &p, a, out)
+    if fg_grad_enabled() and a._requires_grad:
+        _record(out, op, a, None, axes)
+    return out
+
+
+cdef int _spread_plan(TensorBase node, _Plan* p) except -1:
+    return _reduce_plan(node, p)
+
+
+cdef int _spread_replay(TensorBase node) except -1:
+    """The replay rule of a native var / std node (NATIVE_REPLAY's row)."""
+    cdef _Plan p
+    _spread_plan(node, &p)
+    _spread_values(node._op, &p, node._a, node)
+    return 0
+
+
+cdef int _spread_backward(TensorBase node) except -1:
+    """The backward rule of a native var / std node (NATIVE_BACKWARD's row)."""
+    cdef _Plan p
+    cdef TensorBase a = node._a
+    cdef Py_ssize_t k = node._size
+    cdef double n, scale
+    cdef char* ga
+    cdef char* scratch
+    if node._data == NULL and node._op != VAR:
+        raise RuntimeError("backward: the values of '%s' were replaced through .data by an "
+                           "array of another layout" % _op_name(node))
+    _spread_plan(node, &p)
+    scale = _spread_scale(node._op, a, _rd_axes(a, node._d), node._c2)
+    n = <double>(a._size // k) if k else 1
+    ga = _grad_buffer(a)
+    scratch = <char*>_mem_alloc(2 * k * ITEMSIZE[a._dt] if k else 1)
+    if scratch == NULL:
+        raise MemoryError()
+    if a._dt == DT_F64:
+        _spread_grad(node._op, &p, <double*>a._data, <double*>node._data, <double*>node._g,
+                     <double*>ga, <double*>scratch, <double*>scratch + k, k, n, scale, DT_F64)
+    else:
+        _spread_grad(node._op, &p, <float*>a._data, <float*>node._data, <float*>node._g,
+                     <float*>ga, <float*>scratch, <float*>scratch + k, k, n, <float>scale,
+                     DT_F32)
+    _mem_free(scratch)
     return 0

@@ -52,7 +52,7 @@ Layout, in reference.py's order
 cimport cython
 cimport numpy as cnp
 from cpython.ref cimport PyObject, Py_DECREF, Py_REFCNT
-from libc.math cimport INFINITY, fabs, erfc as c_erfc
+from libc.math cimport INFINITY, NAN, fabs, erfc as c_erfc
 from libc.math cimport cos as c_cos, exp as c_exp, log as c_log, pow as c_pow
 from libc.math cimport sin as c_sin, sqrt as c_sqrt, tanh as c_tanh
 from libc.stdlib cimport calloc, free, malloc
@@ -68,7 +68,8 @@ from . import grad_hooks as _grad_hooks
 from . import reference as _ref
 from .._ops import NAMES, SAVES
 from .reference import (broadcast_shape, check_array, check_axis_type, check_cat,
-                        check_cross_entropy, check_expand,
+                        check_cross_entropy, check_expand, check_layer_norm,
+                        check_norm, check_one_axis, check_spread,
                         check_index, check_linear, check_matmul,
                         check_nonempty, check_permute, check_reshape, check_where,
                         normalize_axes, unbroadcast)
@@ -119,7 +120,13 @@ cdef enum:
     GELU = 36
     SILU = 37
     GATHER = 38
-    N_OPS = 39
+    SOFTMAX = 39
+    LOG_SOFTMAX = 40
+    LAYER_NORM = 41
+    VAR = 42
+    STD = 43
+    NORM = 44
+    N_OPS = 45
 
 # dtype codes
 cdef enum:
@@ -283,12 +290,14 @@ def op_codes():
     codes = (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
              SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
              EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
-             CROSS_ENTROPY, CLONE, GELU, SILU, GATHER)
+             CROSS_ENTROPY, CLONE, GELU, SILU, GATHER, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, VAR,
+             STD, NORM)
     names = ("leaf", "add", "sub", "mul", "div", "neg", "pow", "matmul", "exp", "log", "sqrt",
              "abs", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "sum", "max",
              "min", "logsumexp", "reshape", "permute", "expand", "index", "cat", "where",
              "maximum", "minimum", "cast", "function", "linear", "cross_entropy", "clone",
-             "gelu", "silu", "gather")
+             "gelu", "silu", "gather", "softmax", "log_softmax", "layer_norm", "var", "std",
+             "norm")
     return dict(zip(names, codes))
 
 
@@ -816,6 +825,12 @@ cdef tuple _params(TensorBase t):
         return (t._d, ("none", "mean", "sum")[<int>t._c])
     if t._op == GATHER:
         return (t._d, <int>t._c)
+    if t._op == LAYER_NORM:
+        return (<int>t._c2, t._c)
+    if t._op == NORM:
+        return (t._d, t._c != 0)
+    if t._op == VAR or t._op == STD:
+        return (t._d, t._c != 0, int(t._c2) if t._c2 == <long long>t._c2 else t._c2)
     if _is_view_op(t._op):
         return (t._d,)
     return ()
@@ -2533,6 +2548,246 @@ cdef int _cross_entropy_backward(TensorBase node) except -1:
     return 0
 
 
+# -- softmax, log_softmax: the reference rules, through apply -----------------
+def softmax(x, axis=-1):
+    x = _operand(x, "softmax")
+    return apply(SOFTMAX, (x,), (check_one_axis("softmax", x.shape, axis),))
+
+
+def log_softmax(x, axis=-1):
+    x = _operand(x, "log_softmax")
+    return apply(LOG_SOFTMAX, (x,), (check_one_axis("log_softmax", x.shape, axis),))
+
+
+# -- layer_norm: rows of the last k axes, natively for C-contiguous floats ------
+# A node keeps eps in _c and k in _c2.  Each row: its mean, then the biased
+# variance of the centred values (eight interleaved partial sums, so the loops
+# vectorize), rstd = 1 / sqrt(var + eps), y = (x - mean) rstd.  The backward
+# reads the row's mean and rstd, kept by the forward in a block in _d (a
+# replay rewrites them), and follows reference.py's rule in its order of
+# operations: dx = rstd (g - mean(g) - xhat mean(g xhat)).
+cdef floating _centred_sq(const floating* x, floating mu, Py_ssize_t n) noexcept nogil:
+    """sum of (x[i] - mu)^2, in eight partial sums."""
+    cdef Py_ssize_t i, j, m = n - n % 8
+    cdef floating r[8]
+    cdef floating s = 0, d
+    for j in range(8):
+        r[j] = 0
+    for i in range(0, m, 8):
+        for j in range(8):
+            d = x[i + j] - mu
+            r[j] = r[j] + d * d
+    for i in range(m, n):
+        d = x[i] - mu
+        s = s + d * d
+    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])) + s
+
+
+cdef void _ln_stats(const floating* x, Py_ssize_t m, double eps, floating* mu,
+                    floating* rstd) noexcept nogil:
+    mu[0] = _pairwise(x, m) / <floating>m
+    rstd[0] = 1 / <floating>c_sqrt(_centred_sq(x, mu[0], m) / <floating>m + <floating>eps)
+
+
+cdef void layer_norm_forward(const floating* x, floating* y, floating* stats, Py_ssize_t rows,
+                             Py_ssize_t m, double eps) noexcept nogil:
+    """y = (x - mean) rstd per row; stats (if not NULL) keeps each row's mean and rstd."""
+    cdef Py_ssize_t r, i
+    cdef floating mu, rstd
+    cdef const floating* xr
+    cdef floating* yr
+    for r in range(rows):
+        xr = x + r * m
+        yr = y + r * m
+        _ln_stats(xr, m, eps, &mu, &rstd)
+        if stats != NULL:
+            stats[2 * r] = mu
+            stats[2 * r + 1] = rstd
+        for i in range(m):
+            yr[i] = (xr[i] - mu) * rstd + 0     # -0.0 becomes +0.0 (reference.py)
+
+
+cdef floating _centred_dot(const floating* a, const floating* x, floating mu, floating r,
+                           Py_ssize_t n) noexcept nogil:
+    """sum of a[i] ((x[i] - mu) r), in eight partial sums."""
+    cdef Py_ssize_t i, j, m = n - n % 8
+    cdef floating p[8]
+    cdef floating s = 0
+    for j in range(8):
+        p[j] = 0
+    for i in range(0, m, 8):
+        for j in range(8):
+            p[j] = p[j] + a[i + j] * ((x[i + j] - mu) * r)
+    for i in range(m, n):
+        s = s + a[i] * ((x[i] - mu) * r)
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + s
+
+
+cdef void layer_norm_backward(const floating* g, const floating* x, const floating* stats,
+                              floating* gx, Py_ssize_t rows, Py_ssize_t m, double eps,
+                              bint fresh) noexcept nogil:
+    """gx (+)= the rows' gradients; stats: the forward's means and rstds (NULL: recomputed)."""
+    cdef Py_ssize_t r, i
+    cdef floating mu, rstd, mg, k
+    cdef const floating* xr
+    cdef const floating* gr
+    cdef floating* out
+    for r in range(rows):
+        xr = x + r * m
+        gr = g + r * m
+        out = gx + r * m
+        if stats != NULL:
+            mu = stats[2 * r]
+            rstd = stats[2 * r + 1]
+        else:
+            _ln_stats(xr, m, eps, &mu, &rstd)
+        mg = _pairwise(gr, m) / <floating>m
+        k = _centred_dot(gr, xr, mu, rstd, m) / <floating>m        # mean(g xhat)
+        if fresh:
+            for i in range(m):
+                out[i] = rstd * (gr[i] - mg - (xr[i] - mu) * rstd * k)
+        else:
+            for i in range(m):
+                out[i] += rstd * (gr[i] - mg - (xr[i] - mu) * rstd * k)
+
+
+def layer_norm(x, k, eps=1e-5):
+    """Normalise x over its last k axes (weight and bias: separate ops)."""
+    cdef TensorBase a, out
+    x = _operand(x, "layer_norm")
+    if not isinstance(x, TensorBase):
+        raise TypeError("layer_norm: expected a tensor, got %s" % type(x).__name__)
+    a = x
+    if not (type(k) is int and type(eps) is float and a._dt != DT_OTHER
+            and 1 <= <Py_ssize_t>k <= len(a._shape)):      # else: the checks in full
+        k, eps = check_layer_norm(x.shape, x.dtype, k, eps)
+    if not _nativeable(a) or a._size == 0:
+        return apply(LAYER_NORM, (x,), (k, eps))
+    out = _alloc(a._shape, a._size, a._dt)
+    out._c = eps
+    out._c2 = k
+    if fg_grad_enabled() and a._requires_grad:
+        out._d = _layer_norm_stats(out, a)
+        _layer_norm_values(a, out)
+        _record(out, LAYER_NORM, a, None, out._d)
+    else:
+        _layer_norm_values(a, out)
+    return out
+
+
+cdef _Block _layer_norm_stats(TensorBase node, TensorBase a):
+    """A block for the mean and rstd of each row of a node (the backward reads them)."""
+    cdef Py_ssize_t rows = a._size // _layer_norm_row(node, a)
+    cdef _Block block = _Block.__new__(_Block)
+    block.ptr = _mem_alloc(2 * rows * ITEMSIZE[a._dt])
+    if block.ptr == NULL:
+        raise MemoryError()
+    return block
+
+
+cdef Py_ssize_t _layer_norm_row(TensorBase node, TensorBase a) except -1:
+    """The row length of a layer_norm node over a, checked against both shapes."""
+    cdef Py_ssize_t k = <Py_ssize_t>node._c2, m = 1, d
+    cdef Py_ssize_t nd = len(a._shape)
+    if node._shape != a._shape or node._size != a._size or not 1 <= k <= nd or a._size == 0:
+        raise RuntimeError("backward: the values of '%s' were replaced through .data by an "
+                           "array of another shape" % _op_name(node))
+    for d in range(nd - k, nd):
+        m *= <Py_ssize_t>a._shape[d]
+    return m
+
+
+cdef inline char* _stats_of(TensorBase node) noexcept:
+    return <char*>(<_Block>node._d).ptr if isinstance(node._d, _Block) else NULL
+
+
+cdef int _layer_norm_values(TensorBase a, TensorBase out) except -1:
+    cdef Py_ssize_t m = _layer_norm_row(out, a)
+    cdef char* stats = _stats_of(out)       # sized by the rows of a when recorded
+    if a._dt == DT_F64:
+        layer_norm_forward(<double*>a._data, <double*>out._data, <double*>stats, a._size // m,
+                           m, out._c)
+    else:
+        layer_norm_forward(<float*>a._data, <float*>out._data, <float*>stats, a._size // m, m,
+                           out._c)
+    return 0
+
+
+cdef int _layer_norm_replay(TensorBase node) except -1:
+    return _layer_norm_values(node._a, node)
+
+
+cdef int _layer_norm_backward(TensorBase node) except -1:
+    cdef TensorBase a = node._a
+    cdef Py_ssize_t m = _layer_norm_row(node, a)
+    cdef bint fresh = False
+    cdef char* stats = _stats_of(node)      # a is unchanged since (SAVES "0": _check_node)
+    cdef char* ga = _grad_buffer_raw(a, &fresh)
+    if a._dt == DT_F64:
+        layer_norm_backward(<double*>node._g, <double*>a._data, <double*>stats, <double*>ga,
+                            a._size // m, m, node._c, fresh)
+    else:
+        layer_norm_backward(<float*>node._g, <float*>a._data, <float*>stats, <float*>ga,
+                            a._size // m, m, node._c, fresh)
+    return 0
+
+
+# -- var and std over axes: natively for C-contiguous floats (_reduce.pxi) -------
+cdef object _spread_params(object x, object axis, object keepdims, object correction):
+    """var / std's parameters for the common call (one int axis or None, an int
+    correction), or None: then check_spread checks them in full."""
+    cdef Py_ssize_t nd, ax
+    if not isinstance(x, TensorBase) or type(correction) is not int:
+        return None
+    nd = len((<TensorBase>x)._shape)
+    if axis is None:
+        return (None, bool(keepdims), correction)
+    if type(axis) is not int or nd == 0:
+        return None
+    ax = axis
+    if not -nd <= ax < nd:
+        return None
+    if ax < 0:
+        ax += nd
+    return ((ax,), bool(keepdims), correction)
+
+
+def var(x, axis=None, keepdims=False, correction=1):
+    x = _operand(x, "var")
+    params = _spread_params(x, axis, keepdims, correction)
+    if params is None:
+        params = check_spread("var", x, axis, keepdims, correction)
+    if _nativeable(<TensorBase>x):
+        out = _spread(VAR, <TensorBase>x, params[0], params[1], params[2])
+        if out is not None:
+            return out
+    return apply(VAR, (x,), params)
+
+
+def std(x, axis=None, keepdims=False, correction=1):
+    x = _operand(x, "std")
+    params = _spread_params(x, axis, keepdims, correction)
+    if params is None:
+        params = check_spread("std", x, axis, keepdims, correction)
+    if _nativeable(<TensorBase>x):
+        out = _spread(STD, <TensorBase>x, params[0], params[1], params[2])
+        if out is not None:
+            return out
+    return apply(STD, (x,), params)
+
+
+
+# -- norm: the 2-norm over axes, on var / std's loops (_reduce.pxi) --------------
+def norm(x, axis=None, keepdims=False):
+    """The 2-norm of a float tensor over axes (None: all of it)."""
+    x = _operand(x, "norm")
+    params = check_norm(x, axis, keepdims)
+    if _nativeable(<TensorBase>x):
+        out = _spread(NORM, <TensorBase>x, params[0], params[1], 0)
+        if out is not None:
+            return out
+    return apply(NORM, (x,), params)
+
 # ---------------------------------------------------------------------------
 # The native rules of each op (reference.FORWARD / BACKWARD's twins)
 # ---------------------------------------------------------------------------
@@ -2585,6 +2840,10 @@ _native(MAXIMUM, _binary_replay, _binary_backward)
 _native(MINIMUM, _binary_replay, _binary_backward)
 _native(LINEAR, _linear_replay, _linear_backward)
 _native(CROSS_ENTROPY, _cross_entropy_replay, _cross_entropy_backward)
+_native(LAYER_NORM, _layer_norm_replay, _layer_norm_backward)
+_native(VAR, _spread_replay, _spread_backward)                   # native: _reduce.pxi
+_native(STD, _spread_replay, _spread_backward)
+_native(NORM, _spread_replay, _spread_backward)
 
 
 def _native_ops():

@@ -57,11 +57,9 @@ import numpy as np
 from . import grad_hooks
 from .._ops import (
     ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, GATHER, GELU,
-    INDEX,
-    LEAF,
-    LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
-    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SILU, SIN, SQRT, SUB, SUM, TANH,
-    WHERE,
+    INDEX, LAYER_NORM, LEAF, LEAKY_RELU, LINEAR, LOG, LOG_SOFTMAX, LOGSUMEXP, MATMUL, MAX, MAXIMUM,
+    MIN, MINIMUM, MUL, NAMES, NEG, NORM, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SILU, SIN,
+    SOFTMAX, SQRT, STD, SUB, SUM, TANH, VAR, WHERE,
 )
 
 BACKEND = "python"
@@ -1603,6 +1601,190 @@ def clone(x):
     return _unary(CLONE, x)
 
 
+# -- softmax and log_softmax along one axis (reference rules only) ----------
+def softmax_forward(a, axis):
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(needs, g, out, a, axis):
+    return (out * (g - np.sum(g * out, axis=axis, keepdims=True)),)
+
+
+def softmax(x, axis=-1):
+    x = _operand(x, "softmax")
+    return apply(SOFTMAX, (x,), (check_one_axis("softmax", x.shape, axis),))
+
+
+def log_softmax_forward(a, axis):
+    shifted = a - np.max(a, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def log_softmax_backward(needs, g, out, a, axis):
+    return (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
+
+
+def log_softmax(x, axis=-1):
+    x = _operand(x, "log_softmax")
+    return apply(LOG_SOFTMAX, (x,), (check_one_axis("log_softmax", x.shape, axis),))
+
+
+def check_one_axis(name, shape, axis):
+    """A single axis of a non-empty float tensor, as a non-negative int."""
+    check_axis_type(name, axis)
+    check_nonempty(name, shape)
+    axes = normalize_axes(name, shape, axis)
+    return 0 if axes is None else axes[0]
+
+
+# -- layer_norm: (x - mean) / sqrt(var + eps) over the last k axes ----------
+# The variance is the biased one, of the centred values (not E[x^2] - E[x]^2,
+# which cancels catastrophically when the mean is large).  Weight and bias are
+# separate ops (a broadcast mul and add).  The backward reads the input and
+# recomputes the row statistics: dx = rstd (g - mean(g) - xhat mean(g xhat)).
+def _layer_norm_stats(a, k, eps):
+    axes = tuple(range(a.ndim - k, a.ndim))
+    centred = a - np.mean(a, axis=axes, keepdims=True)
+    rstd = 1 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + eps)
+    return axes, centred, rstd
+
+
+def layer_norm_forward(a, k, eps):
+    if a.size == 0:
+        return np.zeros_like(a)
+    _, centred, rstd = _layer_norm_stats(a, k, eps)
+    return centred * rstd + 0.0         # + 0: a centred -0.0 gives +0.0, as in PyTorch
+
+
+def layer_norm_backward(needs, g, out, a, k, eps):
+    if a.size == 0:
+        return (np.zeros_like(a),)
+    axes, centred, rstd = _layer_norm_stats(a, k, eps)
+    xhat = centred * rstd
+    mg = np.mean(g, axis=axes, keepdims=True)
+    mgx = np.mean(g * xhat, axis=axes, keepdims=True)
+    return (rstd * (g - mg - xhat * mgx),)
+
+
+def layer_norm(x, k, eps=1e-5):
+    """Normalise x over its last k axes (weight and bias: separate ops)."""
+    x = _operand(x, "layer_norm")
+    if not isinstance(x, TensorBase):
+        raise TypeError("layer_norm: expected a tensor, got %s" % type(x).__name__)
+    k, eps = check_layer_norm(x.shape, x.dtype, k, eps)
+    return apply(LAYER_NORM, (x,), (k, eps))
+
+
+def check_layer_norm(shape, dtype, k, eps):
+    """(k, eps) checked against a tensor's shape and dtype: float, at least k >= 1 axes."""
+    if dtype.kind != "f":
+        raise TypeError("layer_norm: expected a float tensor, got dtype %s" % dtype)
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) \
+            or not 1 <= k <= len(shape):
+        raise ValueError("layer_norm: cannot normalise the last %r axes of a tensor of shape %s"
+                         % (k, tuple(shape)))
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer,
+                                                                  np.floating)):
+        raise TypeError("layer_norm: eps must be a number, got %r" % (eps,))
+    return int(k), float(eps)
+
+
+# -- var and std over axes, with PyTorch's gradients -------------------------
+# A composition (x - mean, squared, summed) would send the gradient back
+# through the mean too: that term sums (x - mean), 0 in exact arithmetic, but
+# NaN as soon as one input is infinite, making every gradient NaN.  PyTorch's
+# rule is 2 (x - mean) / dof alone, and for std that over 2 std, taken as 0
+# where std is 0 (not 0 / 0).  dof = count - correction; dof <= 0 gives NaN.
+# Integer inputs are taken as float64 (as mean does).
+def _spread_stats(a, axis, correction):
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    n = a.size if axis is None else int(np.prod([a.shape[d] for d in axis]))
+    dof = n - correction
+    scale = a.dtype.type(1.0 / dof if dof > 0 else np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centred = a - np.sum(a, axis=axis, keepdims=True) / a.dtype.type(n)
+        v = np.sum(centred * centred, axis=axis, keepdims=True) * scale
+    return centred, v, scale
+
+
+def _unkeep(v, axis, keepdims):
+    if keepdims:
+        return v
+    return v.reshape(()) if axis is None else np.squeeze(v, axis=axis)
+
+
+def var_forward(a, axis, keepdims, correction):
+    return _unkeep(_spread_stats(a, axis, correction)[1], axis, keepdims)
+
+
+def var_backward(needs, g, out, a, axis, keepdims, correction):
+    centred, _, scale = _spread_stats(a, axis, correction)
+    return (_keep(g, a.ndim, axis, keepdims) * centred * (2 * scale),)
+
+
+def var(x, axis=None, keepdims=False, correction=1):
+    x = _operand(x, "var")
+    return apply(VAR, (x,), check_spread("var", x, axis, keepdims, correction))
+
+
+def std_forward(a, axis, keepdims, correction):
+    return _unkeep(np.sqrt(_spread_stats(a, axis, correction)[1]), axis, keepdims)
+
+
+def std_backward(needs, g, out, a, axis, keepdims, correction):
+    centred, _, scale = _spread_stats(a, axis, correction)
+    s = _keep(out, a.ndim, axis, keepdims)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(s == 0, np.zeros((), s.dtype), _keep(g, a.ndim, axis, keepdims) / s)
+    return (w * centred * scale,)
+
+
+def std(x, axis=None, keepdims=False, correction=1):
+    x = _operand(x, "std")
+    return apply(STD, (x,), check_spread("std", x, axis, keepdims, correction))
+
+
+def check_spread(name, x, axis, keepdims, correction):
+    """var / std's parameters (axes, keepdims, correction), checked (x: the operand)."""
+    if not hasattr(x, "shape"):
+        raise TypeError("%s: expected a tensor, got %s" % (name, type(x).__name__))
+    if isinstance(correction, (bool, np.bool_)) or not isinstance(
+            correction, (int, float, np.integer, np.floating)):
+        raise TypeError("%s: correction must be a number, got %r" % (name, correction))
+    return normalize_axes(name, x.shape, axis), bool(keepdims), correction
+
+
+# -- norm: the 2-norm over axes, sqrt(sum(x^2)) -------------------------------
+# One node, for its gradient x / norm, taken as 0 where the norm is 0 (as
+# PyTorch; the composition would give 0 * inf there).
+def norm_forward(a, axis, keepdims):
+    with np.errstate(over="ignore", invalid="ignore"):      # inf, as the sum of squares
+        return _unkeep(np.sqrt(np.sum(a * a, axis=axis, keepdims=True)), axis, keepdims)
+
+
+def norm_backward(needs, g, out, a, axis, keepdims):
+    s = _keep(out, a.ndim, axis, keepdims)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(s == 0, np.zeros((), s.dtype), _keep(g, a.ndim, axis, keepdims) / s)
+    return (w * a,)
+
+
+def norm(x, axis=None, keepdims=False):
+    """The 2-norm of a float tensor over axes (None: all of it)."""
+    x = _operand(x, "norm")
+    return apply(NORM, (x,), check_norm(x, axis, keepdims))
+
+
+def check_norm(x, axis, keepdims):
+    if not hasattr(x, "shape"):
+        raise TypeError("norm: expected a tensor, got %s" % type(x).__name__)
+    if x.dtype.kind != "f":
+        raise TypeError("norm: expected a float tensor, got dtype %s" % x.dtype)
+    return normalize_axes("norm", x.shape, axis), bool(keepdims)
+
+
 def detach(x):
     """A new leaf sharing x's values and version counter, cut off from the graph."""
     return _alias(from_array(x._value), x)
@@ -1622,7 +1804,8 @@ FORWARD = (
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
     linear_forward, cross_entropy_forward, clone_forward, gelu_forward,
-    silu_forward, gather_forward,
+    silu_forward, gather_forward, softmax_forward,
+    log_softmax_forward, layer_norm_forward, var_forward, std_forward, norm_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1632,7 +1815,8 @@ BACKWARD = (
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
     linear_backward, cross_entropy_backward, clone_backward, gelu_backward,
-    silu_backward, gather_backward,
+    silu_backward, gather_backward, softmax_backward,
+    log_softmax_backward, layer_norm_backward, var_backward, std_backward, norm_backward,
 )
 
 

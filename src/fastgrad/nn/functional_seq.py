@@ -108,8 +108,28 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
     The variance is the biased one (divide by the count), as PyTorch, and is
     taken of the centred values (not E[x^2] - E[x]^2, which cancels
-    catastrophically when the mean is large).
+    catastrophically when the mean is large).  The normalisation is one node
+    of the core (layer_norm); weight and bias are a broadcast mul and add.
     """
+    if isinstance(input, core.TensorBase) and type(normalized_shape) is tuple \
+            and len(normalized_shape) == 1 and type(normalized_shape[0]) is int \
+            and input.ndim and input.shape[-1] == normalized_shape[0] \
+            and input.dtype.kind == "f":
+        # the common call (one trailing axis of a float tensor), checked in short
+        out = core.layer_norm(input, 1, eps)
+        if weight is not None:
+            if getattr(weight, "shape", None) != normalized_shape:
+                _layer_norm_slow(input, normalized_shape, weight, bias, eps)   # raises
+            out = out * weight
+        if bias is not None:
+            if getattr(bias, "shape", None) != normalized_shape:
+                _layer_norm_slow(input, normalized_shape, weight, bias, eps)   # raises
+            out = out + bias
+        return out
+    return _layer_norm_slow(input, normalized_shape, weight, bias, eps)
+
+
+def _layer_norm_slow(input, normalized_shape, weight, bias, eps):
     name = "layer_norm"
     input = _tensor(input)
     shape = _normalized_shape(name, normalized_shape)
@@ -121,10 +141,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if p is not None and _shape(p) != shape:
             raise ValueError("%s: %s must have normalized_shape %s, got %s"
                              % (name, what, shape, _shape(p)))
-    axes = tuple(range(-k, 0))
-    centred = input - input.mean(axes, keepdim=True)
-    var = (centred * centred).mean(axes, keepdim=True)
-    out = centred / core.sqrt(var + eps)
+    if input.dtype.kind != "f":
+        input = input.float()
+    out = core.layer_norm(input, k, eps)
     if weight is not None:
         out = out * weight
     if bias is not None:
