@@ -47,6 +47,8 @@ _TABLE = (
     (33, "linear", "01"),
     (34, "cross_entropy", "0"),
     (35, "clone", ""),
+    (36, "softmax", "o"),
+    (37, "log_softmax", "o"),
 )
 
 NAMES = tuple(name for _, name, _ in _TABLE)
@@ -57,4 +59,4 @@ assert all(code == i for i, (code, _, _) in enumerate(_TABLE))
 (LEAF, ADD, SUB, MUL, DIV, NEG, POW, MATMUL, EXP, LOG, SQRT, ABS, SIN, COS, TANH,
  SIGMOID, RELU, LEAKY_RELU, CLIP, SUM, MAX, MIN, LOGSUMEXP, RESHAPE, PERMUTE,
  EXPAND, INDEX, CAT, WHERE, MAXIMUM, MINIMUM, CAST, FUNCTION, LINEAR,
- CROSS_ENTROPY, CLONE) = range(len(_TABLE))
+ CROSS_ENTROPY, CLONE, SOFTMAX, LOG_SOFTMAX) = range(len(_TABLE))

@@ -57,8 +57,8 @@ from . import grad_hooks
 from .._ops import (
     ABS, ADD, CAST, CAT, CLIP, CLONE, COS, CROSS_ENTROPY, DIV, EXP, EXPAND, FUNCTION, INDEX, LEAF,
     LEAKY_RELU, LINEAR, LOG, LOGSUMEXP, MATMUL, MAX, MAXIMUM, MIN, MINIMUM, MUL, NAMES,
-    NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SQRT, SUB, SUM, TANH,
-    WHERE,
+    LOG_SOFTMAX, NEG, PERMUTE, POW, RELU, RESHAPE, SAVES, SIGMOID, SIN, SOFTMAX, SQRT, SUB, SUM,
+    TANH, WHERE,
 )
 
 BACKEND = "python"
@@ -1067,6 +1067,56 @@ def logsumexp(x, axis=None, keepdims=False):
     return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
 
 
+# -- softmax and log_softmax along one axis, shifted by the row's max -----
+# As PyTorch: the shift is not guarded, so a row whose max is inf (or -inf,
+# or NaN) is NaN throughout.  The backward rules read only the output:
+# softmax's dx = s * (g - sum(g * s)), log_softmax's dx = g - exp(o) * sum(g).
+# `axis` is one non-negative int (None: a 0-d tensor, its one element).
+def _shifted(a, axis):
+    if a.size == 0:
+        return a * 1                   # np.max has nothing to reduce over an empty axis
+    with np.errstate(invalid="ignore"):
+        return a - np.max(a, axis=axis, keepdims=True)
+
+
+def softmax_forward(a, axis):
+    e = np.exp(_shifted(a, axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(needs, g, out, a, axis):
+    return (out * (g - np.sum(g * out, axis=axis, keepdims=True)),)
+
+
+def log_softmax_forward(a, axis):
+    shifted = _shifted(a, axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def log_softmax_backward(needs, g, out, a, axis):
+    return (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
+
+
+def softmax(x, axis=-1):
+    x = _operand(x, "softmax")
+    return apply(SOFTMAX, (x,), (check_softmax_axis("softmax", np.shape(x), axis),))
+
+
+def log_softmax(x, axis=-1):
+    x = _operand(x, "log_softmax")
+    return apply(LOG_SOFTMAX, (x,), (check_softmax_axis("log_softmax", np.shape(x), axis),))
+
+
+def check_softmax_axis(name, shape, axis):
+    """The one axis of softmax / log_softmax, non-negative (None for a 0-d tensor)."""
+    if isinstance(axis, (tuple, list)) or axis is None:
+        raise TypeError("%s: the axis must be a single int, got %r" % (name, axis))
+    axes = normalize_axes(name, shape, axis)
+    return None if axes is None else axes[0]
+
+
 # -- reshape (also view, flatten, squeeze, unsqueeze) ---------------------
 def reshape_forward(a, shape):
     return np.reshape(a, shape)          # a view whenever the layout allows (as torch.reshape)
@@ -1506,7 +1556,7 @@ FORWARD = (
     clip_forward, sum_forward, max_forward, min_forward, logsumexp_forward,
     reshape_forward, permute_forward, expand_forward, index_forward, cat_forward,
     where_forward, maximum_forward, minimum_forward, cast_forward, function_forward,
-    linear_forward, cross_entropy_forward, clone_forward,
+    linear_forward, cross_entropy_forward, clone_forward, softmax_forward, log_softmax_forward,
 )
 BACKWARD = (
     None, add_backward, sub_backward, mul_backward, div_backward, neg_backward, pow_backward,
@@ -1515,7 +1565,8 @@ BACKWARD = (
     clip_backward, sum_backward, max_backward, min_backward, logsumexp_backward,
     reshape_backward, permute_backward, expand_backward, index_backward, cat_backward,
     where_backward, maximum_backward, minimum_backward, cast_backward, function_backward,
-    linear_backward, cross_entropy_backward, clone_backward,
+    linear_backward, cross_entropy_backward, clone_backward, softmax_backward,
+    log_softmax_backward,
 )
 
 
