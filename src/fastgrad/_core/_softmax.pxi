@@ -3,7 +3,7 @@
 # reference.py's rules on a C-contiguous float tensor, along one axis.  The
 # tensor is `outer` blocks of (m, inner): m the length of the axis.  Along
 # the last axis (inner = 1) each row is contiguous and goes through one row
-# kernel: its max through NumPy's maximum loop, exp through NumPy's SIMD exp
+# kernel: its max in eight interleaved maxima, exp through NumPy's SIMD exp
 # loop, its sums through _pairwise (NumPy's own order: the values are the
 # reference core's, bit for bit, for rows up to UL_CHUNK long).  Along any
 # other axis a block is handled down its columns, a whole row of the block at
@@ -23,60 +23,100 @@ cdef inline void _exp_into(const floating* x, floating* y, Py_ssize_t n, int dt)
             y[i] = <floating>c_exp(x[i])
 
 
-cdef inline floating _row_max(const floating* x, Py_ssize_t m, int dt) noexcept nogil:
-    """max(x[:m]) for m > 0, NaN if any element is NaN (np.max)."""
-    cdef Py_ssize_t i
-    cdef floating top = x[0]
-    if _ul_has(UL_MAXIMUM, dt):
-        _ul_reduce(UL_MAXIMUM, dt, <char*>(x + 1), <char*>&top, m - 1)
-        return top
-    for i in range(1, m):
-        if x[i] > top or x[i] != x[i]:
-            top = x[i]
-    return top
+cdef inline floating _row_max(const floating* x, Py_ssize_t m) noexcept nogil:
+    """The largest of x[:m], m > 0, in eight interleaved maxima (a loop gcc vectorizes).
+    A NaN in the row may be passed over: it makes the row's sum NaN, and so every
+    value of the row, all the same."""
+    cdef Py_ssize_t i, k
+    cdef floating r0, r1, r2, r3, r4, r5, r6, r7
+    if m < 16:
+        r0 = x[0]
+        for i in range(1, m):
+            r0 = x[i] if x[i] > r0 else r0
+        return r0
+    r0 = x[0]
+    r1 = x[1]
+    r2 = x[2]
+    r3 = x[3]
+    r4 = x[4]
+    r5 = x[5]
+    r6 = x[6]
+    r7 = x[7]
+    k = m - m % 8
+    for i in range(8, k, 8):
+        r0 = x[i] if x[i] > r0 else r0
+        r1 = x[i + 1] if x[i + 1] > r1 else r1
+        r2 = x[i + 2] if x[i + 2] > r2 else r2
+        r3 = x[i + 3] if x[i + 3] > r3 else r3
+        r4 = x[i + 4] if x[i + 4] > r4 else r4
+        r5 = x[i + 5] if x[i + 5] > r5 else r5
+        r6 = x[i + 6] if x[i + 6] > r6 else r6
+        r7 = x[i + 7] if x[i + 7] > r7 else r7
+    for i in range(k, m):
+        r0 = x[i] if x[i] > r0 else r0
+    r0 = r1 if r1 > r0 else r0
+    r2 = r3 if r3 > r2 else r2
+    r4 = r5 if r5 > r4 else r4
+    r6 = r7 if r7 > r6 else r6
+    r0 = r2 if r2 > r0 else r0
+    r4 = r6 if r6 > r4 else r4
+    return r4 if r4 > r0 else r0
 
 
-cdef void _sm_row(bint log, const floating* x, floating* y, Py_ssize_t m, floating* t,
-                  int dt) noexcept nogil:
+cdef void _sm_row(bint log, const floating* x, floating* y, floating* p, Py_ssize_t m,
+                  floating* t, int dt) noexcept nogil:
     """y[:m] = softmax (log: log_softmax) of the contiguous row x[:m], m > 0; t: a
-    scratch chunk of UL_CHUNK items."""
+    scratch chunk of UL_CHUNK items.  log_softmax: p (may be NULL) gets the softmax too,
+    for the backward (exp(o) without a second exp)."""
     cdef Py_ssize_t i, j, k
-    cdef floating top = _row_max(x, m, dt)
+    cdef floating top = _row_max(x, m)
     cdef floating s = 0, ls
+    cdef floating* e
     for i in range(m):
         y[i] = x[i] - top
     if log:
         for j in range(0, m, 512):
             k = m - j if m - j < UL_CHUNK else UL_CHUNK
-            _exp_into(y + j, t, k, dt)
-            s = s + _pairwise(t, k)
+            e = p + j if p != NULL else t
+            _exp_into(y + j, e, k, dt)
+            s = s + _pairwise(e, k)
         ls = <floating>c_log(s)
         for i in range(m):
             y[i] = y[i] - ls
+        if p != NULL:
+            ls = 1 / s
+            for i in range(m):
+                p[i] = p[i] * ls
     else:
         _exp_into(y, y, m, dt)
-        s = _pairwise(y, m)
+        s = 1 / _pairwise(y, m)         # one division: a multiply per element is faster
         for i in range(m):
-            y[i] = y[i] / s
+            y[i] = y[i] * s
 
 
-cdef void _sm_row_backward(bint log, const floating* g, const floating* o, floating* ga,
-                           Py_ssize_t m, bint write, floating* t, int dt) noexcept nogil:
+cdef void _sm_row_backward(bint log, const floating* g, const floating* o, const floating* p,
+                           floating* ga, Py_ssize_t m, bint write, floating* t,
+                           int dt) noexcept nogil:
     """ga[:m] (= if write, else +=) the gradient of one contiguous row from its output o:
-    softmax o * (g - sum(g * o)), log_softmax g - exp(o) * sum(g)."""
+    softmax o * (g - sum(g * o)), log_softmax g - exp(o) * sum(g) (exp(o): p if saved)."""
     cdef Py_ssize_t i, j, k
     cdef floating d = 0
+    cdef const floating* e
     if log:
         d = _pairwise(g, m)
         for j in range(0, m, 512):
             k = m - j if m - j < UL_CHUNK else UL_CHUNK
-            _exp_into(o + j, t, k, dt)
+            if p != NULL:
+                e = p + j
+            else:
+                _exp_into(o + j, t, k, dt)
+                e = t
             if write:
                 for i in range(k):
-                    ga[j + i] = g[j + i] - t[i] * d
+                    ga[j + i] = g[j + i] - e[i] * d
             else:
                 for i in range(k):
-                    ga[j + i] += g[j + i] - t[i] * d
+                    ga[j + i] += g[j + i] - e[i] * d
     else:
         for j in range(0, m, 512):
             k = m - j if m - j < UL_CHUNK else UL_CHUNK
@@ -134,10 +174,12 @@ cdef void _sm_block(bint log, const floating* x, floating* y, Py_ssize_t m, Py_s
             yr = y + j * n
             for i in range(n):
                 s[i] += yr[i]
+        for i in range(n):
+            s[i] = 1 / s[i]
         for j in range(m):
             yr = y + j * n
             for i in range(n):
-                yr[i] = yr[i] / s[i]
+                yr[i] = yr[i] * s[i]
 
 
 cdef void _sm_block_backward(bint log, const floating* g, const floating* o, floating* ga,
@@ -199,8 +241,10 @@ cdef void _sm_geometry(tuple shape, int axis, Py_ssize_t* outer, Py_ssize_t* m,
 
 
 cdef int _sm_run(bint log, bint backward, int dt, const char* x, char* y, const char* g,
-                 bint write, Py_ssize_t outer, Py_ssize_t m, Py_ssize_t inner) except -1:
-    """Forward: y = op(x).  Backward: y (= or +=) the gradient from g and the output x."""
+                 char* p, bint write, Py_ssize_t outer, Py_ssize_t m,
+                 Py_ssize_t inner) except -1:
+    """Forward: y = op(x).  Backward: y (= or +=) the gradient from g and the output x.
+    p: log_softmax's saved softmax (rows along the last axis only; else NULL)."""
     cdef double t[UL_CHUNK]
     cdef char* scratch = NULL
     cdef Py_ssize_t r, step = m * inner * ITEMSIZE[dt]
@@ -211,16 +255,20 @@ cdef int _sm_run(bint log, bint backward, int dt, const char* x, char* y, const 
             if dt == DT_F64:
                 if backward:
                     _sm_row_backward(log, <double*>(g + r * step), <double*>(x + r * step),
+                                     <double*>(p + r * step) if p != NULL else NULL,
                                      <double*>(y + r * step), m, write, <double*>t, DT_F64)
                 else:
-                    _sm_row(log, <double*>(x + r * step), <double*>(y + r * step), m,
+                    _sm_row(log, <double*>(x + r * step), <double*>(y + r * step),
+                            <double*>(p + r * step) if p != NULL else NULL, m,
                             <double*>t, DT_F64)
             else:
                 if backward:
                     _sm_row_backward(log, <float*>(g + r * step), <float*>(x + r * step),
+                                     <float*>(p + r * step) if p != NULL else NULL,
                                      <float*>(y + r * step), m, write, <float*>t, DT_F32)
                 else:
-                    _sm_row(log, <float*>(x + r * step), <float*>(y + r * step), m,
+                    _sm_row(log, <float*>(x + r * step), <float*>(y + r * step),
+                            <float*>(p + r * step) if p != NULL else NULL, m,
                             <float*>t, DT_F32)
         return 0
     scratch = <char*>_mem_alloc(2 * inner * ITEMSIZE[dt])
@@ -248,13 +296,22 @@ cdef int _sm_run(bint log, bint backward, int dt, const char* x, char* y, const 
 
 
 cdef object _softmax_native(int op, TensorBase a, object axis):
-    """softmax / log_softmax of a (contiguous float) along axis (None: 0-d), as a node."""
+    """softmax / log_softmax of a (contiguous float) along axis (None: 0-d), as a node.
+    A log_softmax node over rows along the last axis keeps their softmax in its `_saved`
+    block (freed with the node or when backward releases the graph): its backward then
+    needs no exp."""
     cdef Py_ssize_t outer, m, inner
     cdef int ax = -1 if axis is None else <int>axis
     cdef TensorBase out = _alloc(a._shape, a._size, a._dt)
+    cdef bint record = fg_grad_enabled() and (a._requires_grad or fg_keeps_values())
     _sm_geometry(a._shape, ax, &outer, &m, &inner)
-    _sm_run(op == LOG_SOFTMAX, False, a._dt, a._data, out._data, NULL, False, outer, m, inner)
-    if fg_grad_enabled() and (a._requires_grad or fg_keeps_values()):
+    if record and op == LOG_SOFTMAX and inner == 1 and a._size:
+        out._saved = <char*>_mem_alloc(a._size * ITEMSIZE[a._dt])
+        if out._saved == NULL:
+            raise MemoryError()
+    _sm_run(op == LOG_SOFTMAX, False, a._dt, a._data, out._data, NULL, out._saved, False,
+            outer, m, inner)
+    if record:
         _record(out, op, a, None, None)
         out._c = ax
         out._requires_grad = a._requires_grad
@@ -276,13 +333,14 @@ cdef int _softmax_replay(TensorBase node) except -1:
     cdef TensorBase a = node._a
     _softmax_check(node)
     _sm_geometry(a._shape, <int>node._c, &outer, &m, &inner)
-    _sm_run(node._op == LOG_SOFTMAX, False, a._dt, a._data, node._data, NULL, False,
-            outer, m, inner)
+    _sm_run(node._op == LOG_SOFTMAX, False, a._dt, a._data, node._data, NULL,
+            node._saved if inner == 1 else NULL, False, outer, m, inner)
     return 0
 
 
 cdef int _softmax_backward(TensorBase node) except -1:
-    """The backward rule of a native softmax / log_softmax node: it reads only its output."""
+    """The backward rule of a native softmax / log_softmax node: it reads only its output
+    (and log_softmax's saved softmax)."""
     cdef Py_ssize_t outer, m, inner
     cdef TensorBase a = node._a
     cdef bint fresh = False
@@ -290,8 +348,8 @@ cdef int _softmax_backward(TensorBase node) except -1:
     _softmax_check(node)
     _sm_geometry(a._shape, <int>node._c, &outer, &m, &inner)
     ga = _grad_buffer_raw(a, &fresh)
-    _sm_run(node._op == LOG_SOFTMAX, True, a._dt, node._data, ga, node._g, fresh,
-            outer, m, inner)
+    _sm_run(node._op == LOG_SOFTMAX, True, a._dt, node._data, ga, node._g,
+            node._saved if inner == 1 else NULL, fresh, outer, m, inner)
     return 0
 
 
@@ -302,15 +360,16 @@ cdef double _ce_row(const floating* z, Py_ssize_t target, floating* p, Py_ssize_
     """-log_softmax(z[:c])[target]; p (c items, may be NULL) gets softmax(z) for the
     backward; t: a scratch chunk of UL_CHUNK items."""
     cdef Py_ssize_t i, j, k
-    cdef floating top = _row_max(z, c, dt)
-    cdef floating s = 0
+    cdef floating top = _row_max(z, c)
+    cdef floating s = 0, ls
     if p != NULL:
         for i in range(c):
             p[i] = z[i] - top
         _exp_into(p, p, c, dt)
         s = _pairwise(p, c)
+        ls = 1 / s
         for i in range(c):
-            p[i] = p[i] / s
+            p[i] = p[i] * ls
     else:
         for j in range(0, c, 512):
             k = c - j if c - j < UL_CHUNK else UL_CHUNK

@@ -1111,8 +1111,7 @@ def log_softmax(x, axis=-1):
 
 def check_softmax_axis(name, shape, axis):
     """The one axis of softmax / log_softmax, non-negative (None for a 0-d tensor)."""
-    if isinstance(axis, (tuple, list)) or axis is None:
-        raise TypeError("%s: the axis must be a single int, got %r" % (name, axis))
+    check_axis_type(name, axis)            # one int: a tuple is refused here too
     axes = normalize_axes(name, shape, axis)
     return None if axes is None else axes[0]
 
