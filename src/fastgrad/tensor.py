@@ -388,7 +388,8 @@ class Tensor(core.TensorBase):
 
     def softmax(self, axis=None, *, dim=None):
         """exp(x - max) / sum(exp(x - max)) along one axis (default: the last)."""
-        axis = _axis(axis, dim, "softmax")
+        if dim is not None or axis is None:
+            axis = _axis(axis, dim, "softmax")
         return core.softmax(self, -1 if axis is None else axis)
 
     def log_softmax(self, axis=None, *, dim=None):
@@ -396,7 +397,8 @@ class Tensor(core.TensorBase):
 
         Shifted by the max, as PyTorch: a row whose max is inf is NaN throughout.
         """
-        axis = _axis(axis, dim, "log_softmax")
+        if dim is not None or axis is None:
+            axis = _axis(axis, dim, "log_softmax")
         return core.log_softmax(self, -1 if axis is None else axis)
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):

@@ -1754,10 +1754,21 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 # -- softmax, log_softmax: natively along any axis of a contiguous tensor (_softmax.pxi)
+cdef object _softmax_axis(str name, object x, object axis):
+    """check_softmax_axis's result; a plain int axis of a tensor is checked here in C."""
+    cdef Py_ssize_t nd, ax
+    if type(axis) is int and isinstance(x, TensorBase):
+        nd = len((<TensorBase>x)._shape)
+        ax = axis
+        if -(nd if nd > 1 else 1) <= ax < (nd if nd > 1 else 1):
+            return None if nd == 0 else (ax + nd if ax < 0 else ax)
+    return check_softmax_axis(name, x.shape if isinstance(x, TensorBase) else np.shape(x),
+                              axis)
+
+
 def softmax(x, axis=-1):
     x = _operand(x, "softmax")
-    ax = check_softmax_axis("softmax", x.shape if isinstance(x, TensorBase) else np.shape(x),
-                            axis)
+    ax = _softmax_axis("softmax", x, axis)
     if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
         return _softmax_native(SOFTMAX, <TensorBase>x, ax)
     return apply(SOFTMAX, (x,), (ax,))
@@ -1765,8 +1776,7 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     x = _operand(x, "log_softmax")
-    ax = check_softmax_axis("log_softmax",
-                            x.shape if isinstance(x, TensorBase) else np.shape(x), axis)
+    ax = _softmax_axis("log_softmax", x, axis)
     if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
         return _softmax_native(LOG_SOFTMAX, <TensorBase>x, ax)
     return apply(LOG_SOFTMAX, (x,), (ax,))
