@@ -3,7 +3,7 @@
 # reference.py's rules on a C-contiguous float tensor, along one axis.  The
 # tensor is `outer` blocks of (m, inner): m the length of the axis.  Along
 # the last axis (inner = 1) each row is contiguous and goes through one row
-# kernel: its max in eight interleaved maxima, exp through NumPy's SIMD exp
+# kernel: its max in packed partial maxima, exp through NumPy's SIMD exp
 # loop, its sums through _pairwise (NumPy's own order: the values are the
 # reference core's, bit for bit, for rows up to UL_CHUNK long).  Along any
 # other axis a block is handled down its columns, a whole row of the block at
@@ -23,44 +23,73 @@ cdef inline void _exp_into(const floating* x, floating* y, Py_ssize_t n, int dt)
             y[i] = <floating>c_exp(x[i])
 
 
+# The largest element of a row, for m > 0.  A NaN in the row may be passed over:
+# it makes the row's sum NaN, and so every value of the row, all the same.  gcc
+# does not turn `x > r ? x : r` into packed maxima by itself: with SSE2 (every
+# x86-64) four partial maxima of whole registers, else a plain loop.
+cdef extern from *:
+    """
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define FG_MAX_SSE2 1
+    #endif
+    static inline float fg_row_max_f32(const float* x, Py_ssize_t m) {
+        Py_ssize_t i = 1;
+        float top = x[0];
+    #ifdef FG_MAX_SSE2
+        if (m >= 16) {
+            __m128 a = _mm_loadu_ps(x), b = _mm_loadu_ps(x + 4);
+            __m128 c = _mm_loadu_ps(x + 8), d = _mm_loadu_ps(x + 12);
+            float t[4];
+            int k;
+            for (i = 16; i + 16 <= m; i += 16) {
+                a = _mm_max_ps(_mm_loadu_ps(x + i), a);
+                b = _mm_max_ps(_mm_loadu_ps(x + i + 4), b);
+                c = _mm_max_ps(_mm_loadu_ps(x + i + 8), c);
+                d = _mm_max_ps(_mm_loadu_ps(x + i + 12), d);
+            }
+            _mm_storeu_ps(t, _mm_max_ps(_mm_max_ps(a, b), _mm_max_ps(c, d)));
+            top = t[0];
+            for (k = 1; k < 4; k++)
+                top = t[k] > top ? t[k] : top;
+        }
+    #endif
+        for (; i < m; i++)
+            top = x[i] > top ? x[i] : top;
+        return top;
+    }
+    static inline double fg_row_max_f64(const double* x, Py_ssize_t m) {
+        Py_ssize_t i = 1;
+        double top = x[0];
+    #ifdef FG_MAX_SSE2
+        if (m >= 8) {
+            __m128d a = _mm_loadu_pd(x), b = _mm_loadu_pd(x + 2);
+            __m128d c = _mm_loadu_pd(x + 4), d = _mm_loadu_pd(x + 6);
+            double t[2];
+            for (i = 8; i + 8 <= m; i += 8) {
+                a = _mm_max_pd(_mm_loadu_pd(x + i), a);
+                b = _mm_max_pd(_mm_loadu_pd(x + i + 2), b);
+                c = _mm_max_pd(_mm_loadu_pd(x + i + 4), c);
+                d = _mm_max_pd(_mm_loadu_pd(x + i + 6), d);
+            }
+            _mm_storeu_pd(t, _mm_max_pd(_mm_max_pd(a, b), _mm_max_pd(c, d)));
+            top = t[1] > t[0] ? t[1] : t[0];
+        }
+    #endif
+        for (; i < m; i++)
+            top = x[i] > top ? x[i] : top;
+        return top;
+    }
+    """
+    float fg_row_max_f32(const float* x, Py_ssize_t m) noexcept nogil
+    double fg_row_max_f64(const double* x, Py_ssize_t m) noexcept nogil
+
+
 cdef inline floating _row_max(const floating* x, Py_ssize_t m) noexcept nogil:
-    """The largest of x[:m], m > 0, in eight interleaved maxima (a loop gcc vectorizes).
-    A NaN in the row may be passed over: it makes the row's sum NaN, and so every
-    value of the row, all the same."""
-    cdef Py_ssize_t i, k
-    cdef floating r0, r1, r2, r3, r4, r5, r6, r7
-    if m < 16:
-        r0 = x[0]
-        for i in range(1, m):
-            r0 = x[i] if x[i] > r0 else r0
-        return r0
-    r0 = x[0]
-    r1 = x[1]
-    r2 = x[2]
-    r3 = x[3]
-    r4 = x[4]
-    r5 = x[5]
-    r6 = x[6]
-    r7 = x[7]
-    k = m - m % 8
-    for i in range(8, k, 8):
-        r0 = x[i] if x[i] > r0 else r0
-        r1 = x[i + 1] if x[i + 1] > r1 else r1
-        r2 = x[i + 2] if x[i + 2] > r2 else r2
-        r3 = x[i + 3] if x[i + 3] > r3 else r3
-        r4 = x[i + 4] if x[i + 4] > r4 else r4
-        r5 = x[i + 5] if x[i + 5] > r5 else r5
-        r6 = x[i + 6] if x[i + 6] > r6 else r6
-        r7 = x[i + 7] if x[i + 7] > r7 else r7
-    for i in range(k, m):
-        r0 = x[i] if x[i] > r0 else r0
-    r0 = r1 if r1 > r0 else r0
-    r2 = r3 if r3 > r2 else r2
-    r4 = r5 if r5 > r4 else r4
-    r6 = r7 if r7 > r6 else r6
-    r0 = r2 if r2 > r0 else r0
-    r4 = r6 if r6 > r4 else r4
-    return r4 if r4 > r0 else r0
+    if floating is double:
+        return fg_row_max_f64(x, m)
+    else:
+        return fg_row_max_f32(x, m)
 
 
 cdef void _sm_row(bint log, const floating* x, floating* y, floating* p, Py_ssize_t m,
@@ -92,6 +121,36 @@ cdef void _sm_row(bint log, const floating* x, floating* y, floating* p, Py_ssiz
         s = 1 / _pairwise(y, m)         # one division: a multiply per element is faster
         for i in range(m):
             y[i] = y[i] * s
+
+
+cdef void _sm_rows_small(bint log, const floating* x, floating* y, floating* p, Py_ssize_t n,
+                         Py_ssize_t m, int dt) noexcept nogil:
+    """_sm_row over n contiguous rows of m with one exp call for them all: on a small
+    tensor the calls cost more than the exps.  log_softmax needs p (its softmax)."""
+    cdef Py_ssize_t r, i
+    cdef floating top, s, ls
+    cdef floating* e = p if log else y
+    cdef const floating* xr
+    cdef floating* yr
+    cdef floating* er
+    for r in range(n):
+        xr = x + r * m
+        yr = y + r * m
+        top = _row_max(xr, m)
+        for i in range(m):
+            yr[i] = xr[i] - top
+    _exp_into(y, e, n * m, dt)
+    for r in range(n):
+        yr = y + r * m
+        er = e + r * m
+        s = _pairwise(er, m)
+        if log:
+            ls = <floating>c_log(s)
+            for i in range(m):
+                yr[i] = yr[i] - ls
+        s = 1 / s
+        for i in range(m):
+            er[i] = er[i] * s
 
 
 cdef void _sm_row_backward(bint log, const floating* g, const floating* o, const floating* p,
@@ -222,6 +281,11 @@ cdef void _sm_block_backward(bint log, const floating* g, const floating* o, flo
                 ar[i] += orow[i] * (gr[i] - d[i])
 
 
+# Up to this many elements, rows along the last axis share one exp call (_sm_rows_small).
+cdef enum:
+    SM_SMALL = 16384
+
+
 cdef void _sm_geometry(tuple shape, int axis, Py_ssize_t* outer, Py_ssize_t* m,
                        Py_ssize_t* inner) noexcept:
     """shape as (outer, m, inner) around `axis` (-1: a 0-d tensor, one row of one)."""
@@ -249,6 +313,18 @@ cdef int _sm_run(bint log, bint backward, int dt, const char* x, char* y, const 
     cdef char* scratch = NULL
     cdef Py_ssize_t r, step = m * inner * ITEMSIZE[dt]
     if outer * m * inner == 0:
+        return 0
+    if inner == 1 and not backward and outer > 1 and outer * m <= SM_SMALL:
+        if log and p == NULL:                   # log_softmax's softmax, thrown away after
+            scratch = <char*>_mem_alloc(outer * m * ITEMSIZE[dt])
+            if scratch == NULL:
+                raise MemoryError()
+            p = scratch
+        if dt == DT_F64:
+            _sm_rows_small(log, <double*>x, <double*>y, <double*>p, outer, m, DT_F64)
+        else:
+            _sm_rows_small(log, <float*>x, <float*>y, <float*>p, outer, m, DT_F32)
+        _mem_free(scratch)
         return 0
     if inner == 1:
         for r in range(outer):
