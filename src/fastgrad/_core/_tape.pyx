@@ -1757,7 +1757,7 @@ def logsumexp(x, axis=None, keepdims=False):
 cdef object _softmax_axis(str name, object x, object axis):
     """check_softmax_axis's result; a plain int axis of a tensor is checked here in C."""
     cdef Py_ssize_t nd, ax
-    if type(axis) is int and isinstance(x, TensorBase):
+    if type(axis) is int and isinstance(x, TensorBase) and -64 <= axis <= 64:
         nd = len((<TensorBase>x)._shape)
         ax = axis
         if -(nd if nd > 1 else 1) <= ax < (nd if nd > 1 else 1):
