@@ -819,3 +819,55 @@ def test_batched_matmul_against_torch_and_replay(fg, rng):
     a.grad = b.grad = None
     step()
     np.testing.assert_allclose(a.grad.numpy(), 2 * first, rtol=1e-12)
+
+
+# -- softmax, log_softmax and cross entropy's rows (_softmax.pxi) ---------------------
+SOFTMAX_CASES = [((0, 3), 1), ((3, 0), 0), ((), -1), ((1, 1), -1), ((4, 511), -1),
+                 ((2, 513), 1), ((513, 2), 0), ((3, 4, 5), 1), ((3, 4, 5), 0), ((2, 3, 1100), 2),
+                 ((2, 700, 3), 1)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_cores_agree(both, rng, dtype, op):
+    for shape, axis in SOFTMAX_CASES:
+        x = np.asarray(rng.normal(size=shape) * 3)
+        for special in (None, np.nan, np.inf, -np.inf):
+            if special is not None and x.size > 2:
+                x = x.copy()
+                x.flat[1] = special
+            _agree(both, lambda m, x: getattr(x, op)(axis), [x], dtype,
+                   "%s %s axis=%s special=%s" % (op, shape, axis, special))
+
+
+def _no_reference_rule(monkeypatch, core, names):
+    """Make the compiled core's copy of the reference rules of `names` raise."""
+    codes = [core.op_codes()[n] for n in names]
+
+    def refuse(*args):
+        raise AssertionError("the reference rule ran")
+    for table in ("FORWARD", "BACKWARD"):
+        rules = list(getattr(core._ref, table))
+        for code in codes:
+            rules[code] = refuse
+        monkeypatch.setattr(core._ref, table, tuple(rules))
+
+
+def test_softmax_and_cross_entropy_take_the_native_path(both, rng, monkeypatch):
+    compiled = both[1]
+    core = compiled._core_module
+    assert {"softmax", "log_softmax", "cross_entropy"} <= set(core._native_ops())
+    _no_reference_rule(monkeypatch, core, ["softmax", "log_softmax", "cross_entropy"])
+    for dtype in (np.float32, np.float64):
+        for shape, axis in [((4, 4), -1), ((32, 64), 1), ((5, 6), 0), ((2, 3, 4), 1),
+                            ((2, 3, 4), 0), ((), -1)]:
+            for op in ("softmax", "log_softmax"):
+                a = compiled.tensor(rng.normal(size=shape).astype(dtype), requires_grad=True)
+                (getattr(a, op)(axis) * 1.5).sum().backward()
+                assert a.grad.shape == shape
+        z = compiled.tensor(rng.normal(size=(8, 300)).astype(dtype), requires_grad=True)
+        compiled.nn.functional.cross_entropy(z, rng.integers(0, 300, 8)).backward()
+    # a strided input goes through the reference rule (refused here)
+    a = compiled.tensor(rng.normal(size=(3, 4)), requires_grad=True)
+    with pytest.raises(AssertionError, match="reference rule"):
+        a.T.softmax(-1)

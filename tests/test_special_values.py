@@ -173,6 +173,13 @@ def _cases():
     for name in ("softmax", "log_softmax"):
         c.append((name, lambda fg, x, name=name: getattr(fg.nn.functional, name)(x, dim=1),
                   lambda tc, x, name=name: getattr(tc, name)(x, dim=1), [ROWS], False))
+        # down the columns (the compiled core's other kernel) and of each vector
+        c.append(("%s columns" % name, lambda fg, x, name=name: getattr(fg, name)(x, dim=0),
+                  lambda tc, x, name=name: getattr(tc, name)(x, dim=0), [ROWS.T.copy()], False))
+        for i, x in enumerate(vectors):
+            c.append(("%s vector %d" % (name, i),
+                      lambda fg, x, name=name: getattr(x, name)(-1),
+                      lambda tc, x, name=name: getattr(tc, name)(x, dim=-1), [x], False))
 
     # matrix products: C loops (small) and BLAS (from 8192 multiply-adds)
     for n, k, m in [(3, 4, 5), (16, 32, 16)]:

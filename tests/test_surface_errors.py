@@ -213,7 +213,8 @@ def test_axis_must_be_an_integer(fg, axis):
     for name, call in (("mean", lambda: t.mean(axis=axis)), ("sum", lambda: t.sum(axis)),
                        ("sum", lambda: fg.sum(t, dim=axis)), ("max", lambda: t.max(axis)),
                        ("logsumexp", lambda: t.logsumexp(axis)),
-                       ("log_softmax", lambda: t.softmax(dim=axis)),
+                       ("softmax", lambda: t.softmax(dim=axis)),
+                           ("log_softmax", lambda: t.log_softmax(dim=axis)),
                        ("argmax", lambda: t.argmax(axis if not isinstance(axis, tuple) else 1.5))):
         with pytest.raises(TypeError, match=r"^%s: an axis must be an int or a tuple of ints"
                            % name):

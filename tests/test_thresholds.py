@@ -231,11 +231,10 @@ REDUCE = {
     "norm axis 1 keepdim": lambda fg, x: x.norm(dim=1, keepdim=True),
     "layer_norm": lambda fg, x: fg.nn.functional.layer_norm(x, x.shape[-1:]),
     "layer_norm 2 axes": lambda fg, x: fg.nn.functional.layer_norm(x, x.shape) * 1.5,
-    # the core's own softmax / log_softmax ops (the surface composes its own)
-    "core softmax": lambda fg, x: fg._core_module.softmax(x, -1),
-    "core log_softmax": lambda fg, x: fg._core_module.log_softmax(x, 0),
     "softmax": lambda fg, x: x.softmax(-1),
     "log_softmax": lambda fg, x: fg.nn.functional.log_softmax(x, -1),
+    "softmax axis 0": lambda fg, x: fg.softmax(x, dim=0),
+    "log_softmax axis 0": lambda fg, x: x.log_softmax(0),
 }
 
 
@@ -253,6 +252,19 @@ def test_reductions_agree_across_thresholds(both, limits, name):
             x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 + \
                 rng.uniform(0, 1e-3, shape)                   # no ties for max / min
             assert_agree(both, REDUCE[name], [x], {0}, f"{name} {shape}")
+
+
+# The softmax kernels work a row in chunks of 512 (their scratch on the stack):
+# rows around that length, along the last axis and down the columns of a block.
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_agrees_across_its_chunk(both, limits, name):
+    rng = np.random.default_rng(7)
+    for m in (511, 512, 513, 1025):
+        for shape, axis in (((2, m), -1), ((m, 3), 0), ((2, 3, m), 2), ((2, m, 3), 1),
+                            ((3, 2, m), 0)):
+            x = rng.normal(size=shape) * 3
+            assert_agree(both, lambda fg, p: getattr(p, name)(axis), [x], {0},
+                         f"{name} {shape} axis {axis}")
 
 
 # -- views, indexing, joining ---------------------------------------------------------

@@ -387,19 +387,19 @@ class Tensor(core.TensorBase):
                           "logsumexp")
 
     def softmax(self, axis=None, *, dim=None):
-        return core.exp(self.log_softmax(axis, dim=dim))
+        """exp(x - max) / sum(exp(x - max)) along one axis (default: the last)."""
+        if dim is not None or axis is None:
+            axis = _axis(axis, dim, "softmax")
+        return core.softmax(self, -1 if axis is None else axis)
 
     def log_softmax(self, axis=None, *, dim=None):
-        axis = _axis(axis, dim, "log_softmax")
-        axis = -1 if axis is None else _one_axis("log_softmax", self, axis)
-        if 0 in self.shape:
-            return self - _logsumexp(self, axis, True, "log_softmax")
-        # Shifted by the max first, as PyTorch: a row whose max is inf is NaN
-        # throughout (not NaN at the infs and -inf elsewhere).  The shift stays
-        # in the graph (its gradient is zero up to rounding), so fg.compile
-        # replays it with the current values.
-        shifted = self - core.max(self, axis, True)
-        return shifted - _logsumexp(shifted, axis, True, "log_softmax")
+        """(x - max) - log(sum(exp(x - max))) along one axis (default: the last).
+
+        Shifted by the max, as PyTorch: a row whose max is inf is NaN throughout.
+        """
+        if dim is not None or axis is None:
+            axis = _axis(axis, dim, "log_softmax")
+        return core.log_softmax(self, -1 if axis is None else axis)
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=False):
         axis = _one_axis("argmax", self, _axis(axis, dim, "argmax"))

@@ -34,6 +34,8 @@ cdef class TensorBase:
     cdef long _lb
     cdef long _ld
     cdef object _layouts       # generic: layouts of the tensor inputs when recorded
+    cdef char* _saved          # native: values the backward reads besides its inputs and output
+                               # (cross_entropy's softmax of the rows), owned, or NULL
     cdef bint _dropped         # values handed on to the consumer (nothing reads them again)
     # -- sweep scratch ----------------------------------------------------------
     cdef char* _g              # gradient accumulated during a sweep (owned)

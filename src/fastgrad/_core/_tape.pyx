@@ -48,6 +48,7 @@ Layout, in reference.py's order
   (end)         the native kernels kept in files of their own: _ufunc_loops.pxi,
                 _pow.pxi, _broadcast.pxi, _matmul.pxi, _reduce.pxi, _views.pxi,
                 _gather.pxi (an integer or bool array as the index, cat, where)
+  _softmax.pxi  softmax / log_softmax along one axis, cross entropy's rows
 """
 cimport cython
 cimport numpy as cnp
@@ -69,9 +70,10 @@ from . import reference as _ref
 from .._ops import NAMES, SAVES
 from .reference import (broadcast_shape, check_array, check_axis_type, check_cat,
                         check_cross_entropy, check_expand, check_layer_norm,
-                        check_norm, check_one_axis, check_spread,
+                        check_norm, check_spread,
                         check_index, check_linear, check_matmul,
-                        check_nonempty, check_permute, check_reshape, check_where,
+                        check_nonempty, check_permute, check_reshape, check_softmax_axis,
+                        check_where,
                         normalize_axes, unbroadcast)
 
 cnp.import_array()
@@ -334,6 +336,7 @@ cdef class TensorBase:
     def __dealloc__(self):
         _mem_free(self._buf)
         _mem_free(self._g)
+        _mem_free(self._saved)
 
     def _init_leaf(self, value, requires_grad=False):
         _set_array(self, value)
@@ -831,6 +834,8 @@ cdef tuple _params(TensorBase t):
         return (t._d, t._c != 0)
     if t._op == VAR or t._op == STD:
         return (t._d, t._c != 0, int(t._c2) if t._c2 == <long long>t._c2 else t._c2)
+    if t._op == SOFTMAX or t._op == LOG_SOFTMAX:
+        return (None if t._c < 0 else <int>t._c,)     # the axis (None: a 0-d tensor)
     if _is_view_op(t._op):
         return (t._d,)
     return ()
@@ -2146,6 +2151,35 @@ def logsumexp(x, axis=None, keepdims=False):
     return apply(LOGSUMEXP, (x,), (axis, bool(keepdims)))
 
 
+# -- softmax, log_softmax: natively along any axis of a contiguous tensor (_softmax.pxi)
+cdef object _softmax_axis(str name, object x, object axis):
+    """check_softmax_axis's result; a plain int axis of a tensor is checked here in C."""
+    cdef Py_ssize_t nd, ax
+    if type(axis) is int and isinstance(x, TensorBase) and -64 <= axis <= 64:
+        nd = len((<TensorBase>x)._shape)
+        ax = axis
+        if -(nd if nd > 1 else 1) <= ax < (nd if nd > 1 else 1):
+            return None if nd == 0 else (ax + nd if ax < 0 else ax)
+    return check_softmax_axis(name, x.shape if isinstance(x, TensorBase) else np.shape(x),
+                              axis)
+
+
+def softmax(x, axis=-1):
+    x = _operand(x, "softmax")
+    ax = _softmax_axis("softmax", x, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
+        return _softmax_native(SOFTMAX, <TensorBase>x, ax)
+    return apply(SOFTMAX, (x,), (ax,))
+
+
+def log_softmax(x, axis=-1):
+    x = _operand(x, "log_softmax")
+    ax = _softmax_axis("log_softmax", x, axis)
+    if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
+        return _softmax_native(LOG_SOFTMAX, <TensorBase>x, ax)
+    return apply(LOG_SOFTMAX, (x,), (ax,))
+
+
 # -- reshape, permute, expand, index: views natively (_views.pxi) ------------
 def reshape(x, shape):
     x = _operand(x, "reshape")
@@ -2419,21 +2453,22 @@ cdef int _linear_backward(TensorBase node) except -1:
 
 
 # -- cross_entropy -----------------------------------------------------------
-# Rows of logits against class targets.
+# Rows of logits against class targets.  The forward is log-softmax per row
+# (_ce_row, _softmax.pxi: NumPy's max and exp loops); a recorded node keeps
+# the rows' softmax, (n, c) in the logits' dtype, in its `_saved` block (freed
+# with the node or when backward releases the graph; a replay rewrites it),
+# so the backward is one pass, (softmax - onehot) times the incoming gradient.
 cdef double cross_entropy_forward(const floating* z, const long long* target, floating* losses,
-                                  Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL); returns their sum."""
-    cdef Py_ssize_t r, j
-    cdef double top, acc, loss, total = 0
+                                  floating* p, Py_ssize_t n, Py_ssize_t c,
+                                  int dt) noexcept nogil:
+    """losses[r] = logsumexp(z[r]) - z[r, target[r]] (losses may be NULL), p (n, c; may be
+    NULL) = softmax of the rows; returns the losses' sum."""
+    cdef Py_ssize_t r
+    cdef double loss, total = 0
+    cdef double t[UL_CHUNK]
     for r in range(n):
-        top = z[r * c]
-        for j in range(1, c):
-            if z[r * c + j] > top:
-                top = z[r * c + j]
-        acc = 0
-        for j in range(c):
-            acc += c_exp(z[r * c + j] - top)
-        loss = top + c_log(acc) - z[r * c + target[r]]
+        loss = _ce_row(z + r * c, target[r], p + r * c if p != NULL else NULL, c,
+                       <floating*>t, dt)
         if losses != NULL:
             losses[r] = <floating>loss
         total += loss
@@ -2441,23 +2476,25 @@ cdef double cross_entropy_forward(const floating* z, const long long* target, fl
 
 
 cdef void cross_entropy_backward(const floating* g, Py_ssize_t g_step, double scale,
-                                 const floating* z, const long long* target, floating* gz,
-                                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """gz[r] += g[r * g_step] * scale * (softmax(z[r]) - onehot(target[r]))."""
+                                 const floating* p, const long long* target, floating* gz,
+                                 Py_ssize_t n, Py_ssize_t c, bint write) noexcept nogil:
+    """gz[r] (= if write, else +=) g[r * g_step] * scale * (p[r] - onehot(target[r])),
+    p the saved softmax of the rows."""
     cdef Py_ssize_t r, j
-    cdef double top, acc, w
+    cdef floating w
+    cdef floating* row
+    cdef const floating* pr
     for r in range(n):
-        top = z[r * c]
-        for j in range(1, c):
-            if z[r * c + j] > top:
-                top = z[r * c + j]
-        acc = 0
-        for j in range(c):
-            acc += c_exp(z[r * c + j] - top)
-        w = g[r * g_step] * scale / acc
-        for j in range(c):
-            gz[r * c + j] += <floating>(w * c_exp(z[r * c + j] - top))
-        gz[r * c + target[r]] -= <floating>(g[r * g_step] * scale)
+        w = <floating>(g[r * g_step] * scale)
+        row = gz + r * c
+        pr = p + r * c
+        if write:
+            for j in range(c):
+                row[j] = w * pr[j]
+        else:
+            for j in range(c):
+                row[j] += w * pr[j]
+        row[target[r]] -= w
 
 
 cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
@@ -2500,35 +2537,56 @@ def cross_entropy(logits, target, reduction="mean"):
     cdef Py_ssize_t n = z._shape[0], c = z._shape[1]
     cdef int code = _REDUCTIONS[reduction]
     cdef long long* t = <long long*>cnp.PyArray_DATA(target)
-    cdef double total
+    cdef char* saved = NULL
+    cdef bint record = fg_grad_enabled() and (z._requires_grad or fg_keeps_values())
     out = _alloc((n,) if code == 0 else (), n if code == 0 else 1, z._dt)
-    _cross_entropy_values(z, t, out, code)
-    if fg_grad_enabled() and (z._requires_grad or fg_keeps_values()):
+    if record:
+        saved = <char*>_mem_alloc(n * c * ITEMSIZE[z._dt] if n * c else 1)
+        if saved == NULL:
+            raise MemoryError()
+        out._saved = saved            # owned by out from here on
+    _cross_entropy_values(z, t, out, code, saved)
+    if record:
         _record(out, CROSS_ENTROPY, z, None, target)
         out._c = code
         out._requires_grad = z._requires_grad
     return out
 
 
-cdef int _cross_entropy_values(TensorBase z, long long* t, TensorBase out, int code) except -1:
+cdef int _cross_entropy_values(TensorBase z, long long* t, TensorBase out, int code,
+                               char* saved) except -1:
     cdef Py_ssize_t n = z._shape[0], c = z._shape[1]
     cdef double total
     if z._dt == DT_F64:
         total = cross_entropy_forward(<double*>z._data, t,
-                                      <double*>out._data if code == 0 else NULL, n, c)
+                                      <double*>out._data if code == 0 else NULL,
+                                      <double*>saved, n, c, DT_F64)
         if code:
             (<double*>out._data)[0] = total / n if code == 1 else total
     else:
         total = cross_entropy_forward(<float*>z._data, t,
-                                      <float*>out._data if code == 0 else NULL, n, c)
+                                      <float*>out._data if code == 0 else NULL,
+                                      <float*>saved, n, c, DT_F32)
         if code:
             (<float*>out._data)[0] = <float>(total / n if code == 1 else total)
     return 0
 
 
+cdef int _cross_entropy_saved(TensorBase node) except -1:
+    """The node's block for the rows' softmax (made if it has none)."""
+    cdef TensorBase z = node._a
+    cdef Py_ssize_t size = z._shape[0] * z._shape[1]
+    if node._saved == NULL:
+        node._saved = <char*>_mem_alloc(size * ITEMSIZE[z._dt] if size else 1)
+        if node._saved == NULL:
+            raise MemoryError()
+    return 0
+
+
 cdef int _cross_entropy_replay(TensorBase node) except -1:
+    _cross_entropy_saved(node)
     return _cross_entropy_values(node._a, <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d),
-                                 node, <int>node._c)
+                                 node, <int>node._c, node._saved)
 
 
 cdef int _cross_entropy_backward(TensorBase node) except -1:
@@ -2538,25 +2596,19 @@ cdef int _cross_entropy_backward(TensorBase node) except -1:
     cdef double scale = 1.0 / n if code == 1 else 1.0
     cdef Py_ssize_t step = 1 if code == 0 else 0
     cdef long long* t = <long long*>cnp.PyArray_DATA(<cnp.ndarray>node._d)
-    cdef char* gz = _grad_buffer(z)
+    cdef bint fresh = False
+    cdef char* gz
+    if node._saved == NULL:          # recorded without it: compute the softmax now
+        _cross_entropy_saved(node)
+        _cross_entropy_values(z, t, _alloc((n,), n, z._dt), 0, node._saved)
+    gz = _grad_buffer_raw(z, &fresh)
     if z._dt == DT_F64:
-        cross_entropy_backward(<double*>node._g, step, scale, <double*>z._data, t,
-                               <double*>gz, n, c)
+        cross_entropy_backward(<double*>node._g, step, scale, <double*>node._saved, t,
+                               <double*>gz, n, c, fresh)
     else:
-        cross_entropy_backward(<float*>node._g, step, scale, <float*>z._data, t,
-                               <float*>gz, n, c)
+        cross_entropy_backward(<float*>node._g, step, scale, <float*>node._saved, t,
+                               <float*>gz, n, c, fresh)
     return 0
-
-
-# -- softmax, log_softmax: the reference rules, through apply -----------------
-def softmax(x, axis=-1):
-    x = _operand(x, "softmax")
-    return apply(SOFTMAX, (x,), (check_one_axis("softmax", x.shape, axis),))
-
-
-def log_softmax(x, axis=-1):
-    x = _operand(x, "log_softmax")
-    return apply(LOG_SOFTMAX, (x,), (check_one_axis("log_softmax", x.shape, axis),))
 
 
 # -- layer_norm: rows of the last k axes, natively for C-contiguous floats ------
@@ -2844,6 +2896,8 @@ _native(LAYER_NORM, _layer_norm_replay, _layer_norm_backward)
 _native(VAR, _spread_replay, _spread_backward)                   # native: _reduce.pxi
 _native(STD, _spread_replay, _spread_backward)
 _native(NORM, _spread_replay, _spread_backward)
+_native(SOFTMAX, _softmax_replay, _softmax_backward)                # native: _softmax.pxi
+_native(LOG_SOFTMAX, _softmax_replay, _softmax_backward)
 
 
 def _native_ops():
@@ -3285,6 +3339,8 @@ cdef int _check_released(TensorBase node) except -1:
 
 cdef void _release(TensorBase node, bint keep_structure) noexcept:
     if not keep_structure:
+        _mem_free(node._saved)
+        node._saved = NULL
         node._a = None
         node._b = None
         node._d = None
@@ -3498,3 +3554,4 @@ include "_matmul.pxi"
 include "_reduce.pxi"
 include "_views.pxi"
 include "_gather.pxi"
+include "_softmax.pxi"

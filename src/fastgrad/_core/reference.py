@@ -1180,6 +1180,55 @@ def logsumexp(x, axis=None, keepdims=False):
     return apply(LOGSUMEXP, (x,), (normalize_axes("logsumexp", x.shape, axis), bool(keepdims)))
 
 
+# -- softmax and log_softmax along one axis, shifted by the row's max -----
+# As PyTorch: the shift is not guarded, so a row whose max is inf (or -inf,
+# or NaN) is NaN throughout.  The backward rules read only the output:
+# softmax's dx = s * (g - sum(g * s)), log_softmax's dx = g - exp(o) * sum(g).
+# `axis` is one non-negative int (None: a 0-d tensor, its one element).
+def _shifted(a, axis):
+    if a.size == 0:
+        return a * 1                   # np.max has nothing to reduce over an empty axis
+    with np.errstate(invalid="ignore"):
+        return a - np.max(a, axis=axis, keepdims=True)
+
+
+def softmax_forward(a, axis):
+    e = np.exp(_shifted(a, axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(needs, g, out, a, axis):
+    return (out * (g - np.sum(g * out, axis=axis, keepdims=True)),)
+
+
+def log_softmax_forward(a, axis):
+    shifted = _shifted(a, axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def log_softmax_backward(needs, g, out, a, axis):
+    return (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
+
+
+def softmax(x, axis=-1):
+    x = _operand(x, "softmax")
+    return apply(SOFTMAX, (x,), (check_softmax_axis("softmax", np.shape(x), axis),))
+
+
+def log_softmax(x, axis=-1):
+    x = _operand(x, "log_softmax")
+    return apply(LOG_SOFTMAX, (x,), (check_softmax_axis("log_softmax", np.shape(x), axis),))
+
+
+def check_softmax_axis(name, shape, axis):
+    """The one axis of softmax / log_softmax, non-negative (None for a 0-d tensor)."""
+    check_axis_type(name, axis)            # one int: a tuple is refused here too
+    axes = normalize_axes(name, shape, axis)
+    return None if axes is None else axes[0]
+
+
 # -- reshape (also view, flatten, squeeze, unsqueeze) ---------------------
 def reshape_forward(a, shape):
     return np.reshape(a, shape)          # a view whenever the layout allows (as torch.reshape)
@@ -1599,43 +1648,6 @@ def clone_backward(needs, g, out, a):
 
 def clone(x):
     return _unary(CLONE, x)
-
-
-# -- softmax and log_softmax along one axis (reference rules only) ----------
-def softmax_forward(a, axis):
-    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def softmax_backward(needs, g, out, a, axis):
-    return (out * (g - np.sum(g * out, axis=axis, keepdims=True)),)
-
-
-def softmax(x, axis=-1):
-    x = _operand(x, "softmax")
-    return apply(SOFTMAX, (x,), (check_one_axis("softmax", x.shape, axis),))
-
-
-def log_softmax_forward(a, axis):
-    shifted = a - np.max(a, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-
-def log_softmax_backward(needs, g, out, a, axis):
-    return (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
-
-
-def log_softmax(x, axis=-1):
-    x = _operand(x, "log_softmax")
-    return apply(LOG_SOFTMAX, (x,), (check_one_axis("log_softmax", x.shape, axis),))
-
-
-def check_one_axis(name, shape, axis):
-    """A single axis of a non-empty float tensor, as a non-negative int."""
-    check_axis_type(name, axis)
-    check_nonempty(name, shape)
-    axes = normalize_axes(name, shape, axis)
-    return 0 if axes is None else axes[0]
 
 
 # -- layer_norm: (x - mean) / sqrt(var + eps) over the last k axes ----------
