@@ -188,7 +188,7 @@ cdef void unary_kernel(int op, int role, const floating* g, const floating* x, f
     elif op == CLIP:
         _unary_loops(<ClipOp*>NULL, role, g, x, y, gx, n, p, q)
     elif op == GELU:
-        if floating is float:       # the gelu block's own loops (AVX2 + FMA where the CPU has it)
+        if floating is float:       # the op block's own loops (AVX2 / AVX-512 where the CPU has them)
             if role == FORWARD:
                 fg_gelu_f32(x, NULL, y, n, 0)
             else:

@@ -1,9 +1,9 @@
 """More activations: GELU, SiLU, ELU, Softplus, Hardtanh, PReLU (modules and functions).
 
 GELU('none') (x Phi(x)) and SiLU (x sigmoid(x)) are ops of both cores; PReLU
-and GELU's tanh form are compositions of tensor ops.  The rest are small fg.Functions (NumPy
-forward and exact derivative in one place, both cores) because their torch
-definitions need something the op set lacks:
+and GELU's tanh form are compositions of tensor ops.  The rest are small
+fg.Functions (NumPy forward and exact derivative in one place, both cores)
+because their torch definitions need something the op set lacks:
 - ELU, Softplus and Hardtanh switch formula on the input's value, and a where()
   on the values would be frozen by fg.compile's replay, while a Function
   recomputes its forward from the current inputs.  Their gradients at the
