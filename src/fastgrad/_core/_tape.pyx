@@ -1804,12 +1804,31 @@ cdef extern from *:
     /* sigmoid(x) in float32 from e = exp(-|x|): no overflow, one division */
     static FG_ALWAYS_INLINE float fg_sigmoid32(float x) {
         float e = fg_expneg32(x < 0 ? x : -x);
-        return (x >= 0 ? 1.0f : e) / (1.0f + e);
+        float s = (x >= 0 ? 1.0f : e) / (1.0f + e);
+        return x == x ? s : x;                        /* NaN stays NaN */
     }
 
     static FG_ALWAYS_INLINE float fg_silu_grad32(float x) {
         float s = fg_sigmoid32(x);
         return s * (1.0f + x * (1.0f - s));
+    }
+
+    /* sigmoid's float32 loops (here: the sigmoid block comes before the exp they need).
+       role 0: y = sigmoid(x); 1: gx += g y (1 - y); 2: gx = g y (1 - y) (gx may be g) */
+    FG_SIMD_CLONES
+    static void fg_sigmoid_f32(const float* x, const float* g, const float* y, float* out,
+                               Py_ssize_t n, int role) {
+        Py_ssize_t i;
+        if (role == 0) {
+            for (i = 0; i < n; i++)
+                out[i] = fg_sigmoid32(x[i]);
+        } else if (role == 1) {
+            for (i = 0; i < n; i++)
+                out[i] += g[i] * y[i] * (1.0f - y[i]);
+        } else {
+            for (i = 0; i < n; i++)
+                out[i] = g[i] * y[i] * (1.0f - y[i]);
+        }
     }
 
     /* role 0: y = silu(x); 1: y += g silu'(x); 2: y = g silu'(x) (y may be g) */
@@ -1830,6 +1849,8 @@ cdef extern from *:
     """
     float fg_sigmoid32(float x) noexcept nogil
     float fg_silu_grad32(float x) noexcept nogil
+    void fg_sigmoid_f32(const float* x, const float* g, const float* y, float* out, Py_ssize_t n,
+                        int role) noexcept nogil
     void fg_silu_f32(const float* x, const float* g, float* y, Py_ssize_t n, int role) noexcept nogil
 
 

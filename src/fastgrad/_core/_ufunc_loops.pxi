@@ -206,7 +206,7 @@ cdef bint _unary_loop(int op, TensorBase a, TensorBase out) noexcept:
             unary_kernel(op, FORWARD, <float*>NULL, <float*>a._data, <float*>out._data,
                          <float*>NULL, a._size, 0, 0)
         return True
-    if op == SIGMOID and _ul_has(UL_EXP, a._dt):
+    if op == SIGMOID and a._dt == DT_F64 and _ul_has(UL_EXP, a._dt):   # float32: unary_kernel
         # in chunks: out may be a (an elided temporary), whose signs are read after exp
         for i in range(0, a._size, 512):
             m = a._size - i if a._size - i < UL_CHUNK else UL_CHUNK
