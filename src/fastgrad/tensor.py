@@ -16,6 +16,7 @@ import string
 import numpy as np
 
 from ._core import core
+from ._core.reference import _along_key     # the NumPy key gather and scatter share
 from . import _interop
 from . import _device
 from ._device import device
@@ -1183,19 +1184,6 @@ def _index_array(name, index, what="index"):
     return values.astype(np.int64, copy=False)
 
 
-def _along(index, dim):
-    """The NumPy key that picks index[i, j, k] along `dim` (every other axis by position)."""
-    key = []
-    for d, n in enumerate(index.shape):
-        if d == dim:
-            key.append(index)
-        else:
-            shape = [1] * index.ndim
-            shape[d] = n
-            key.append(np.arange(n).reshape(shape))
-    return tuple(key)
-
-
 def _gather_index(name, t, dim, index, src_shape=None):
     if index.ndim != t.ndim:
         raise ValueError("%s: index must have as many dimensions as the input (%d), got an "
@@ -1212,7 +1200,7 @@ def _gather_index(name, t, dim, index, src_shape=None):
     if index.size and (index.min() < 0 or index.max() >= n):
         raise IndexError("%s: index values must be in [0, %d) for dimension %d, got values "
                          "from %d to %d" % (name, n, dim, index.min(), index.max()))
-    return _along(index, dim)
+    return _along_key(index, dim)
 
 
 def gather(input, dim, index):
