@@ -629,3 +629,90 @@ def test_sequence_layers_copy_pickle_and_replay(fg, same_copy):
         opt_eager.step()
         assert abs(replayed - loss.item()) < 1e-12
     assert np.all(model[0].weight.numpy()[0] == 0)              # the padding row never moved
+
+
+# ---------------------------------------------------------------------------
+# The LSTM layer's fused time loop: both kernel modules, against each other and
+# against the step-by-step cell
+# ---------------------------------------------------------------------------
+def _lstm_case(dtype, T=5, N=3, H=4, seed=7):
+    r = np.random.default_rng(seed)
+    xproj = r.standard_normal((T, N, 4 * H)).astype(dtype)
+    h0, c0 = (r.standard_normal((N, H)).astype(dtype) for _ in range(2))
+    w = (0.5 * r.standard_normal((4 * H, H))).astype(dtype)
+    b = r.standard_normal(4 * H).astype(dtype)
+    grad = r.standard_normal((2, T, N, H)).astype(dtype)
+    return xproj, h0, c0, w, b, grad
+
+
+@pytest.mark.parametrize("T,N,H", [(1, 1, 1), (5, 3, 4), (17, 16, 64)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_lstm_kernels_agree(both, T, N, H, with_bias):
+    py, compiled = both
+    ref, fast = py._core.fused, compiled._core.fused
+    assert fast.__name__.endswith("_fused")
+    xproj, h0, c0, w, b, grad = _lstm_case(np.float64, T, N, H)
+    b = b if with_bias else None
+    # a time-major view of a batch-major array, as nn.LSTM(batch_first=True) passes it
+    xproj = np.ascontiguousarray(xproj.transpose(1, 0, 2)).transpose(1, 0, 2)
+    f1, f2 = ref.lstm_forward(xproj, h0, c0, w, b), fast.lstm_forward(xproj, h0, c0, w, b)
+    for a1, a2 in zip(f1, f2):
+        np.testing.assert_allclose(a2, a1, rtol=1e-12, atol=1e-12)
+    b1 = ref.lstm_backward(grad, *f1, h0, c0, w, with_bias)
+    b2 = fast.lstm_backward(grad, *f2, h0, c0, w, with_bias)
+    for a1, a2 in zip(b1, b2):
+        if a1 is None:
+            assert a2 is None
+        else:
+            np.testing.assert_allclose(a2, a1, rtol=1e-11, atol=1e-12)
+
+
+def test_fused_lstm_matches_the_step_by_step_cell(fg):
+    """The fused layer's states and gradients are the cell's, run step by step."""
+    xproj, h0, c0, w, b, grad = _lstm_case(np.float64)
+    H = h0.shape[1]
+
+    def run(fused):
+        xs, hs, cs, ws, bs = (fg.tensor(a, requires_grad=True) for a in (xproj, h0, c0, w, b))
+        if fused:
+            states = fg.nn.rnn._LSTMSequence.apply(xs, hs, cs, ws, bs)
+        else:
+            h, c, out = hs, cs, []
+            for t in range(xproj.shape[0]):
+                h, c = fg.nn.rnn._lstm_step(xs[t], (h, c), ws, bs, H)
+                out.append(fg.stack([h, c]))
+            states = fg.stack(out, 1)
+        (states * fg.tensor(grad)).sum().backward()
+        return [states.detach().numpy()] + [t.grad.numpy() for t in (xs, hs, cs, ws, bs)]
+
+    for a1, a2 in zip(run(False), run(True)):
+        np.testing.assert_allclose(a2, a1, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_lstm_float32_and_mixed_dtypes(both):
+    py, compiled = both
+    xproj, h0, c0, w, b, grad = _lstm_case(np.float64, 6, 2, 8)
+    exact = py._core.fused.lstm_forward(xproj, h0, c0, w, b)[0]
+    for mod in (py._core.fused, compiled._core.fused):
+        single = mod.lstm_forward(*(a.astype(np.float32) for a in (xproj, h0, c0, w, b)))[0]
+        assert single.dtype == np.float32
+        np.testing.assert_allclose(single, exact, rtol=1e-5, atol=1e-6)
+        # a float32 weight with float64 states promotes, as NumPy does
+        mixed = mod.lstm_forward(xproj, h0, c0, w.astype(np.float32), b)[0]
+        assert mixed.dtype == np.float64
+
+
+def test_fused_lstm_returned_states_are_its_own(fg):
+    """Writing into the output in place does not change the gradients."""
+    xproj, h0, c0, w, b, grad = _lstm_case(np.float64)
+    grads = []
+    for scribble in (False, True):
+        xs = fg.tensor(xproj, requires_grad=True)
+        states = fg.nn.rnn._LSTMSequence.apply(xs, fg.tensor(h0), fg.tensor(c0), fg.tensor(w),
+                                               fg.tensor(b))
+        loss = (states * fg.tensor(grad)).sum()
+        if scribble:
+            states.data.fill_(3.0)
+        loss.backward()
+        grads.append(xs.grad.numpy())
+    np.testing.assert_array_equal(grads[0], grads[1])

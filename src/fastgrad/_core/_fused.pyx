@@ -687,3 +687,193 @@ def adagrad_step(str name, list groups, state, bint check_finite=False):
         else:
             _adagrad_item(it, &hy[it.group])
     plan.commit()
+
+
+# ---------------------------------------------------------------------------
+# The LSTM layer's time loop (fused_reference.lstm_forward / lstm_backward)
+# ---------------------------------------------------------------------------
+# The matrix products of each step go to np.matmul (BLAS) into preallocated
+# outputs; the cell arithmetic of a step is one pass of C over its N x H
+# values.  The transcendental parts go to NumPy's tanh loop over a whole step
+# (SIMD), the sigmoid gates as sigmoid(x) = (1 + tanh(x / 2)) / 2.  Arrays the
+# loops cannot take (mixed or non-float dtypes, shapes that do not fit) take
+# the reference functions, which promote or raise as NumPy does.
+
+cdef void _lstm_pre(floating* a, const floating* hw, Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """a += hw over one step's (N, 4H) gates; the sigmoid gates (i, f, o) halved."""
+    cdef Py_ssize_t n, j
+    cdef floating half = 0.5
+    cdef floating* ar
+    cdef const floating* hr
+    for n in range(N):
+        ar = a + n * 4 * H
+        hr = hw + n * 4 * H
+        for j in range(2 * H):
+            ar[j] = half * (ar[j] + hr[j])
+        for j in range(2 * H, 3 * H):
+            ar[j] = ar[j] + hr[j]
+        for j in range(3 * H, 4 * H):
+            ar[j] = half * (ar[j] + hr[j])
+
+
+cdef void _lstm_cell(floating* a, const floating* c_prev, floating* c,
+                     Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """tanh(x/2) -> sigmoid for i, f, o; then c = f c_prev + i g."""
+    cdef Py_ssize_t n, j
+    cdef floating half = 0.5
+    cdef floating* ar
+    for n in range(N):
+        ar = a + n * 4 * H
+        for j in range(2 * H):
+            ar[j] = half + half * ar[j]
+        for j in range(3 * H, 4 * H):
+            ar[j] = half + half * ar[j]
+        for j in range(H):
+            c[n * H + j] = ar[H + j] * c_prev[n * H + j] + ar[j] * ar[2 * H + j]
+
+
+cdef void _lstm_h(const floating* a, const floating* tc, floating* h,
+                  Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    cdef Py_ssize_t n, j
+    cdef const floating* o
+    for n in range(N):
+        o = a + n * 4 * H + 3 * H
+        for j in range(H):
+            h[n * H + j] = o[j] * tc[n * H + j]
+
+
+cdef void _lstm_back(const floating* gh, const floating* gc, floating* dh, floating* dc,
+                     const floating* a, const floating* tc, const floating* c_prev,
+                     floating* dg, Py_ssize_t N, Py_ssize_t H) noexcept nogil:
+    """One step of the reverse sweep: dgates of step t, and dc for step t - 1.
+
+    dh holds dgates_{t+1} W_hh (the caller overwrites it afterwards)."""
+    cdef Py_ssize_t n, j, r, k
+    cdef floating i, f, g, o, t, h_, c_
+    for n in range(N):
+        r = n * 4 * H
+        for j in range(H):
+            k = n * H + j
+            i = a[r + j]
+            f = a[r + H + j]
+            g = a[r + 2 * H + j]
+            o = a[r + 3 * H + j]
+            t = tc[k]
+            h_ = gh[k] + dh[k]
+            c_ = gc[k] + dc[k] + h_ * o * (1 - t * t)
+            dg[r + j] = c_ * g * i * (1 - i)
+            dg[r + H + j] = c_ * c_prev[k] * f * (1 - f)
+            dg[r + 2 * H + j] = c_ * i * (1 - g * g)
+            dg[r + 3 * H + j] = h_ * t * o * (1 - o)
+            dc[k] = c_ * f
+
+
+cdef bint _lstm_fits(list arrays, int typenum, tuple shapes):
+    cdef Py_ssize_t k
+    for k in range(len(arrays)):
+        a = arrays[k]
+        if _typenum(a) != typenum or a.shape != shapes[k]:
+            return False
+    return True
+
+
+def lstm_forward(xproj, h0, c0, w_hh, b_hh=None):
+    cdef int typenum = _typenum(xproj)
+    if typenum < 0 or cnp.PyArray_NDIM(<cnp.ndarray>xproj) != 3:
+        return _ref.lstm_forward(xproj, h0, c0, w_hh, b_hh)
+    cdef Py_ssize_t T = xproj.shape[0], N = xproj.shape[1], G = xproj.shape[2]
+    cdef Py_ssize_t H = G // 4, t
+    arrays = [h0, c0, w_hh]
+    shapes = ((N, H), (N, H), (G, H))
+    if b_hh is not None:
+        arrays.append(b_hh)
+        shapes += ((G,),)
+    if G % 4 or not _lstm_fits(arrays, typenum, shapes):
+        return _ref.lstm_forward(xproj, h0, c0, w_hh, b_hh)
+    dtype = _native(typenum)
+    out = np.empty((2, T, N, H), dtype=dtype)
+    acts = np.empty((T, N, G), dtype=dtype)
+    tc = np.empty((T, N, H), dtype=dtype)
+    hw = np.empty((N, G), dtype=dtype)
+    if b_hh is None:
+        np.copyto(acts, xproj)
+    else:
+        np.add(xproj, b_hh, out=acts)
+    c_start = np.ascontiguousarray(c0)
+    w_t = w_hh.T
+    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>acts)
+    cdef char* po = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    cdef char* pt = <char*>cnp.PyArray_DATA(<cnp.ndarray>tc)
+    cdef char* phw = <char*>cnp.PyArray_DATA(<cnp.ndarray>hw)
+    cdef char* pc0 = <char*>cnp.PyArray_DATA(<cnp.ndarray>c_start)
+    cdef Py_ssize_t ga = N * G, gh = N * H
+    h = h0
+    for t in range(T):
+        np.matmul(h, w_t, out=hw)
+        if typenum == cnp.NPY_FLOAT32:
+            _lstm_pre(<float*>pa + t * ga, <float*>phw, N, H)
+        else:
+            _lstm_pre(<double*>pa + t * ga, <double*>phw, N, H)
+        step = acts[t]
+        np.tanh(step, out=step)
+        if typenum == cnp.NPY_FLOAT32:
+            _lstm_cell(<float*>pa + t * ga,
+                       (<float*>po + (T + t - 1) * gh) if t else <float*>pc0,
+                       <float*>po + (T + t) * gh, N, H)
+        else:
+            _lstm_cell(<double*>pa + t * ga,
+                       (<double*>po + (T + t - 1) * gh) if t else <double*>pc0,
+                       <double*>po + (T + t) * gh, N, H)
+        np.tanh(out[1, t], out=tc[t])
+        if typenum == cnp.NPY_FLOAT32:
+            _lstm_h(<float*>pa + t * ga, <float*>pt + t * gh, <float*>po + t * gh, N, H)
+        else:
+            _lstm_h(<double*>pa + t * ga, <double*>pt + t * gh, <double*>po + t * gh, N, H)
+        h = out[0, t]
+    return out, acts, tc
+
+
+def lstm_backward(grad, out, acts, tc, h0, c0, w_hh, bint with_bias=True):
+    cdef int typenum = _typenum(acts)
+    if typenum < 0 or cnp.PyArray_NDIM(<cnp.ndarray>tc) != 3:
+        return _ref.lstm_backward(grad, out, acts, tc, h0, c0, w_hh, with_bias)
+    cdef Py_ssize_t T = tc.shape[0], N = tc.shape[1], H = tc.shape[2], G = 4 * H, t
+    if not _lstm_fits([grad, out, acts, tc, h0, c0, w_hh], typenum,
+                      ((2, T, N, H), (2, T, N, H), (T, N, G), (T, N, H), (N, H), (N, H), (G, H))):
+        return _ref.lstm_backward(grad, out, acts, tc, h0, c0, w_hh, with_bias)
+    dtype = _native(typenum)
+    # every array the C loops read as a raw pointer is C-contiguous here
+    grad = np.ascontiguousarray(grad)
+    out = np.ascontiguousarray(out)
+    acts = np.ascontiguousarray(acts)
+    tc = np.ascontiguousarray(tc)
+    c_start = np.ascontiguousarray(c0)
+    dgates = np.empty((T, N, G), dtype=dtype)
+    dh = np.zeros((N, H), dtype=dtype)
+    dc = np.zeros((N, H), dtype=dtype)
+    cdef char* pg = <char*>cnp.PyArray_DATA(<cnp.ndarray>grad)
+    cdef char* po = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>acts)
+    cdef char* pt = <char*>cnp.PyArray_DATA(<cnp.ndarray>tc)
+    cdef char* pc0 = <char*>cnp.PyArray_DATA(<cnp.ndarray>c_start)
+    cdef char* pd = <char*>cnp.PyArray_DATA(<cnp.ndarray>dgates)
+    cdef char* pdh = <char*>cnp.PyArray_DATA(<cnp.ndarray>dh)
+    cdef char* pdc = <char*>cnp.PyArray_DATA(<cnp.ndarray>dc)
+    cdef Py_ssize_t ga = N * G, gh = N * H
+    for t in range(T - 1, -1, -1):
+        if typenum == cnp.NPY_FLOAT32:
+            _lstm_back(<float*>pg + t * gh, <float*>pg + (T + t) * gh, <float*>pdh,
+                       <float*>pdc, <float*>pa + t * ga, <float*>pt + t * gh,
+                       (<float*>po + (T + t - 1) * gh) if t else <float*>pc0,
+                       <float*>pd + t * ga, N, H)
+        else:
+            _lstm_back(<double*>pg + t * gh, <double*>pg + (T + t) * gh, <double*>pdh,
+                       <double*>pdc, <double*>pa + t * ga, <double*>pt + t * gh,
+                       (<double*>po + (T + t - 1) * gh) if t else <double*>pc0,
+                       <double*>pd + t * ga, N, H)
+        np.matmul(dgates[t], w_hh, out=dh)
+    d_w = dgates[0].T @ h0
+    if T > 1:
+        d_w += dgates[1:].reshape(-1, G).T @ out[0, :-1].reshape(-1, H)
+    d_b = dgates.sum(axis=(0, 1)) if with_bias else None
+    return dgates, dh, dc, d_w, d_b

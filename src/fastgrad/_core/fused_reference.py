@@ -370,3 +370,85 @@ def adagrad_step(name, groups, state, check_finite=False):
             std = np.sqrt(s) + eps
             v -= clr * (g / std)
             p._bump_version()
+
+
+# ---------------------------------------------------------------------------
+# The LSTM layer's time loop, one call forward and one backward
+# ---------------------------------------------------------------------------
+# nn.LSTM runs its recurrence as one graph node (an fg.Function in nn/rnn.py)
+# whose forward and backward are these two functions; _fused.pyx has the same
+# ones with the cell arithmetic in C loops.  A graph of per-step nodes costs
+# about fifteen nodes a time step (the matmul, the sigmoid and tanh of the
+# gates, their slices, the cell update), and a training step of a small LSTM
+# is then dominated by the node bookkeeping, not by its matrix products.
+#
+#   gates_t = xproj_t + h_{t-1} W_hh^T + b_hh        (N, 4H): i, f, g, o
+#   i, f, o = sigmoid(.),  g = tanh(.)
+#   c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+#
+# The backward runs the steps in reverse.  With dh, dc the gradients reaching
+# h_t and c_t (from the output and from step t + 1):
+#
+#   dc += dh o (1 - tanh(c_t)^2)
+#   d(pre-activation) of o: dh tanh(c_t) o (1 - o);  of i: dc g i (1 - i)
+#                      of f: dc c_{t-1} f (1 - f);  of g: dc i (1 - g^2)
+#   to step t - 1: dh = dgates_t W_hh,  dc = dc f
+#
+# and W_hh's gradient is sum_t dgates_t^T h_{t-1}, b_hh's the sum of dgates.
+def _lstm_dtype(xproj, h0, c0, w_hh, b_hh):
+    arrays = [xproj, h0, c0, w_hh] + ([] if b_hh is None else [b_hh])
+    return np.result_type(*arrays)
+
+
+def lstm_forward(xproj, h0, c0, w_hh, b_hh=None):
+    """The LSTM recurrence over xproj (T, N, 4H), the input projections with b_ih.
+
+    Returns (out, acts, tc): out (2, T, N, H) holds h_t in out[0] and c_t in
+    out[1]; acts (T, N, 4H) the gate activations and tc (T, N, H) tanh(c_t),
+    which the backward reads.
+    """
+    dtype = _lstm_dtype(xproj, h0, c0, w_hh, b_hh)
+    T, N, G = xproj.shape
+    H = G // 4
+    out = np.empty((2, T, N, H), dtype=dtype)
+    acts = np.empty((T, N, G), dtype=dtype)
+    tc = np.empty((T, N, H), dtype=dtype)
+    h, c = h0, c0
+    for t in range(T):
+        gates = xproj[t] + h @ w_hh.T
+        if b_hh is not None:
+            gates = gates + b_hh
+        acts[t] = 1.0 / (1.0 + np.exp(-gates))
+        acts[t, :, 2 * H:3 * H] = np.tanh(gates[:, 2 * H:3 * H])
+        i, f, g, o = (acts[t, :, k * H:(k + 1) * H] for k in range(4))
+        c = out[1, t] = f * c + i * g
+        tc[t] = np.tanh(c)
+        h = out[0, t] = o * tc[t]
+    return out, acts, tc
+
+
+def lstm_backward(grad, out, acts, tc, h0, c0, w_hh, with_bias=True):
+    """Gradients of lstm_forward: (d xproj, d h0, d c0, d w_hh, d b_hh or None).
+
+    grad (2, T, N, H) is the gradient of out (h_t's in grad[0], c_t's in grad[1]).
+    """
+    T, N, H = tc.shape
+    dgates = np.empty(acts.shape, dtype=acts.dtype)
+    dh = np.zeros((N, H), dtype=acts.dtype)
+    dc = np.zeros((N, H), dtype=acts.dtype)
+    for t in range(T - 1, -1, -1):
+        i, f, g, o = (acts[t, :, k * H:(k + 1) * H] for k in range(4))
+        c_prev = out[1, t - 1] if t else c0
+        dh = grad[0, t] + dh
+        dc = grad[1, t] + dc + dh * o * (1.0 - tc[t] * tc[t])
+        dgates[t, :, 0:H] = dc * g * i * (1.0 - i)
+        dgates[t, :, H:2 * H] = dc * c_prev * f * (1.0 - f)
+        dgates[t, :, 2 * H:3 * H] = dc * i * (1.0 - g * g)
+        dgates[t, :, 3 * H:] = dh * tc[t] * o * (1.0 - o)
+        dh = dgates[t] @ w_hh
+        dc = dc * f
+    d_w = dgates[0].T @ h0
+    if T > 1:
+        d_w = d_w + dgates[1:].reshape(-1, 4 * H).T @ out[0, :-1].reshape(-1, H)
+    d_b = dgates.sum(axis=(0, 1)) if with_bias else None
+    return dgates, dh, dc, d_w, d_b

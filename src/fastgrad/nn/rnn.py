@@ -5,16 +5,20 @@ Parameters carry PyTorch's names and layouts (weight_ih_l0 of shape
 i, f, g, o; GRU r, z, n), so a PyTorch state_dict loads as it is.
 
 The graph is kept small: a layer's input projections for every time step
-are one matrix product up front (x @ W_ih^T + b_ih over the whole sequence),
-then each step adds one product with W_hh and takes the gates as views
-(slices) of that sum.
+are one matrix product up front (x @ W_ih^T + b_ih over the whole sequence).
+An LSTM layer's whole recurrence over those projections is then one node
+(`_LSTMSequence`, its forward and backward in the fused kernels of the core:
+fused_reference.lstm_forward / lstm_backward); RNN and GRU run step by step,
+each step adding one product with W_hh and taking the gates as views (slices)
+of that sum.  The cells run step by step as well.
 """
 import math
 import warnings
 
 import numpy as np
 
-from .._core import core
+from .._core import core, fused
+from ..autograd import _ArrayFunction as Function
 from ..tensor import get_default_dtype, stack, cat
 from . import init
 from .functional import dropout, _check_probability
@@ -75,8 +79,42 @@ def _gru_step(gi, h, w_hh, b_hh, H):
     return n + z * (h - n)
 
 
-_STEPS = {"RNN_TANH": _rnn_tanh_step, "RNN_RELU": _rnn_relu_step, "LSTM": _lstm_step,
-          "GRU": _gru_step}
+_STEPS = {"RNN_TANH": _rnn_tanh_step, "RNN_RELU": _rnn_relu_step, "GRU": _gru_step}
+
+
+class _LSTMSequence(Function):
+    """One LSTM layer in one direction over the whole sequence, as one node.
+
+    Inputs: xproj (T, N, 4H), h0 and c0 (N, H), W_hh and (with bias) b_hh.
+    Output (2, T, N, H): the hidden states h_t in [0], the cell states c_t in [1].
+    """
+
+    @staticmethod
+    def forward(ctx, xproj, h0, c0, w_hh, *b_hh):
+        out, acts, tc = fused.lstm_forward(xproj, h0, c0, w_hh, b_hh[0] if b_hh else None)
+        # the backward reads the states: it keeps its own copy, so changing the
+        # returned tensor in place cannot change the gradients
+        ctx.save_for_backward(out, acts, tc, h0, c0, w_hh)
+        ctx.with_bias = bool(b_hh)
+        return out.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, acts, tc, h0, c0, w_hh = ctx.saved_tensors
+        d_x, d_h0, d_c0, d_w, d_b = fused.lstm_backward(grad, out, acts, tc, h0, c0, w_hh,
+                                                         ctx.with_bias)
+        return (d_x, d_h0, d_c0, d_w) + ((d_b,) if ctx.with_bias else ())
+
+
+def _lstm_direction(xproj, state, w_hh, b_hh, reverse):
+    """An LSTM layer in one direction: (outputs (T, N, H), (h_n, c_n))."""
+    if reverse:
+        xproj = xproj.flip(0)
+    bias = () if b_hh is None else (b_hh,)
+    states = _LSTMSequence.apply(xproj, state[0], state[1], w_hh, *bias)
+    last = xproj.shape[0] - 1
+    outputs = states[0].flip(0) if reverse else states[0]
+    return outputs, (states[0, last], states[1, last])
 
 
 def _run_direction(mode, xproj, state, w_hh, b_hh, H, reverse):
@@ -86,7 +124,7 @@ def _run_direction(mode, xproj, state, w_hh, b_hh, H, reverse):
     outs = [None] * T
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         state = step(xproj[t], state, w_hh, b_hh, H)
-        outs[t] = state[0] if mode == "LSTM" else state
+        outs[t] = state
     return outs, state
 
 
@@ -211,9 +249,14 @@ class RNNBase(Module):
                 xproj = _linear(x, w_ih, b_ih)
                 if batch_major:
                     xproj = xproj.transpose(0, 1)
-                outs, state = _run_direction(self.mode, xproj, state, w_hh, b_hh, H, d == 1)
-                # one cat of the (N, H) steps and a view: stack would add an unsqueeze per step
-                outputs.append(cat(outs, 0).reshape(len(outs), *outs[0].shape))
+                if lstm:
+                    out, state = _lstm_direction(xproj, state, w_hh, b_hh, d == 1)
+                else:
+                    outs, state = _run_direction(self.mode, xproj, state, w_hh, b_hh, H, d == 1)
+                    # one cat of the (N, H) steps and a view: stack would add an unsqueeze
+                    # per step
+                    out = cat(outs, 0).reshape(len(outs), *outs[0].shape)
+                outputs.append(out)
                 if lstm:
                     h_n.append(state[0])
                     c_n.append(state[1])
