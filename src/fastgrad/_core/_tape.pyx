@@ -1009,6 +1009,9 @@ cdef int _binary_backward(TensorBase node) except -1:
         raise RuntimeError("backward: the values of an input of '%s' were replaced "
                            "through .data by an array of another layout" % _op_name(node))
     _operand_ptrs(node._form, a, b, node._c, &slot, node._dt, &pa, &sa, &pb, &sb)
+    if (op == POW and node._form == FORM_TT and sa == 1 and sb == 1
+            and _ul_has(UL_POWER, node._dt) and _ul_has(UL_LOG, node._dt)):
+        return _pow_tensor_backward(node, pa, pb)     # native: exponent tensors, _pow.pxi
     # As for unary ops: a's first gradient may be computed in place over
     # the output's gradient buffer (after b's, which reads it).
     if a is not None and a._requires_grad and a._g == NULL and sa == 1 and a is not b:
