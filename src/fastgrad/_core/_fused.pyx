@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Fused optimizer updates: one call performs a whole optimizer step.
+"""Fused optimizer updates (one call performs a whole optimizer step) and the
+LSTM layer's time loop (at the end).
 
 The functions of fused_reference.py, with the same arguments, the same checks
 and errors (worded there: this module calls its checks when something is
@@ -768,6 +769,11 @@ cdef void _lstm_back(const floating* gh, const floating* gc, floating* dh, float
             dc[k] = c_ * f
 
 
+cdef inline char* _data(object a):
+    """The first element of an ndarray these loops made C-contiguous (or allocated)."""
+    return <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
 cdef bint _lstm_fits(list arrays, int typenum, tuple shapes):
     cdef Py_ssize_t k
     for k in range(len(arrays)):
@@ -801,11 +807,11 @@ def lstm_forward(xproj, h0, c0, w_hh, b_hh=None):
         np.add(xproj, b_hh, out=acts)
     c_start = np.ascontiguousarray(c0)
     w_t = w_hh.T
-    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>acts)
-    cdef char* po = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef char* pt = <char*>cnp.PyArray_DATA(<cnp.ndarray>tc)
-    cdef char* phw = <char*>cnp.PyArray_DATA(<cnp.ndarray>hw)
-    cdef char* pc0 = <char*>cnp.PyArray_DATA(<cnp.ndarray>c_start)
+    cdef char* pa = _data(acts)
+    cdef char* po = _data(out)
+    cdef char* pt = _data(tc)
+    cdef char* phw = _data(hw)
+    cdef char* pc0 = _data(c_start)
     cdef Py_ssize_t ga = N * G, gh = N * H
     h = h0
     for t in range(T):
@@ -851,14 +857,14 @@ def lstm_backward(grad, out, acts, tc, h0, c0, w_hh, bint with_bias=True):
     dgates = np.empty((T, N, G), dtype=dtype)
     dh = np.zeros((N, H), dtype=dtype)
     dc = np.zeros((N, H), dtype=dtype)
-    cdef char* pg = <char*>cnp.PyArray_DATA(<cnp.ndarray>grad)
-    cdef char* po = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
-    cdef char* pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>acts)
-    cdef char* pt = <char*>cnp.PyArray_DATA(<cnp.ndarray>tc)
-    cdef char* pc0 = <char*>cnp.PyArray_DATA(<cnp.ndarray>c_start)
-    cdef char* pd = <char*>cnp.PyArray_DATA(<cnp.ndarray>dgates)
-    cdef char* pdh = <char*>cnp.PyArray_DATA(<cnp.ndarray>dh)
-    cdef char* pdc = <char*>cnp.PyArray_DATA(<cnp.ndarray>dc)
+    cdef char* pg = _data(grad)
+    cdef char* po = _data(out)
+    cdef char* pa = _data(acts)
+    cdef char* pt = _data(tc)
+    cdef char* pc0 = _data(c_start)
+    cdef char* pd = _data(dgates)
+    cdef char* pdh = _data(dh)
+    cdef char* pdc = _data(dc)
     cdef Py_ssize_t ga = N * G, gh = N * H
     for t in range(T - 1, -1, -1):
         if typenum == cnp.NPY_FLOAT32:

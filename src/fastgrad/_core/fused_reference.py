@@ -1,4 +1,5 @@
-"""Optimizer updates, one call per step: the readable twin of _fused.pyx.
+"""Optimizer updates, one call per step, and the LSTM layer's time loop (at the
+end): the readable twin of _fused.pyx.
 
 Each function takes the optimizer's name (for messages), its `param_groups`
 (dicts with 'params' and the hyper-parameters), its `state` (a dict from
