@@ -1,5 +1,6 @@
-"""Optimizer updates, one call per step, and the LSTM layer's time loop (at the
-end): the readable twin of _fused.pyx.
+"""Optimizer updates, one call per step, and the fused kernels of the layers (at the
+end: the LSTM time loop, batch normalisation in training, max pooling, the
+patches of a convolution): the readable twin of _fused.pyx.
 
 Each function takes the optimizer's name (for messages), its `param_groups`
 (dicts with 'params' and the hyper-parameters), its `state` (a dict from
@@ -453,3 +454,105 @@ def lstm_backward(grad, out, acts, tc, h0, c0, w_hh, with_bias=True):
         d_w = d_w + dgates[1:].reshape(-1, 4 * H).T @ out[0, :-1].reshape(-1, H)
     d_b = dgates.sum(axis=(0, 1)) if with_bias else None
     return dgates, dh, dc, d_w, d_b
+
+
+# ---------------------------------------------------------------------------
+# Batch normalisation in training, one call forward and one backward
+# ---------------------------------------------------------------------------
+# nn.BatchNorm1d/2d in training mode normalise each channel of x (N, C, L) by
+# the batch's mean and biased variance over N and L (n = N L values):
+#
+#   xhat = (x - mean) invstd,  invstd = 1 / sqrt(var + eps),  y = xhat w + b
+#   db = sum g,  dw = sum g xhat,  dx = w invstd / n (n g - db - xhat dw)
+#
+# (sums over N and L, per channel).  One graph node (nn/normalization.py);
+# _fused.pyx has the same functions as C loops over each channel.
+def batch_norm_forward(x, weight, bias, eps):
+    """(y, xhat, mean, var, invstd) of x (N, C, L); weight, bias and the statistics (C,)."""
+    n = x.shape[0] * x.shape[2]
+    mean = np.einsum("ncl->c", x) / n
+    centred = x - mean[:, None]
+    var = np.einsum("ncl,ncl->c", centred, centred) / n
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = centred * invstd[:, None]
+    return xhat * weight[:, None] + bias[:, None], xhat, mean, var, invstd
+
+
+def batch_norm_backward(g, xhat, invstd, weight, input_grad=True):
+    """(dx or None, dw, db) of batch_norm_forward for the output's gradient g (N, C, L)."""
+    n = g.shape[0] * g.shape[2]
+    db = np.einsum("ncl->c", g)
+    dw = np.einsum("ncl,ncl->c", g, xhat)
+    dx = None
+    if input_grad:
+        dx = (weight * invstd / n)[:, None] * (n * g - db[:, None] - xhat * dw[:, None])
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------
+# Max pooling over windows that tile the input
+# ---------------------------------------------------------------------------
+# x (B, H, W) cut into kh x kw windows (H, W multiples of kh, kw): the output
+# is each window's maximum, and its gradient goes whole to one element of the
+# window, the first maximum in scan order or the first NaN, as in torch.
+def max_pool2d_forward(x, kh, kw):
+    """(out (B, H/kh, W/kw), arg): arg the offset of the chosen element in its window."""
+    b, h, w = x.shape
+    windows = x.reshape(b, h // kh, kh, w // kw, kw).transpose(0, 1, 3, 2, 4)
+    windows = windows.reshape(b, h // kh, w // kw, kh * kw)
+    arg = windows.argmax(axis=-1)                 # the first maximum, or the first NaN
+    return np.take_along_axis(windows, arg[..., None], -1)[..., 0], arg
+
+
+def max_pool2d_backward(g, arg, kh, kw):
+    """The gradient of x (B, H, W) for the output's gradient g (B, H/kh, W/kw)."""
+    b, oh, ow = g.shape
+    windows = np.zeros((b, oh, ow, kh * kw), dtype=g.dtype)
+    np.put_along_axis(windows, arg[..., None], g[..., None], -1)
+    windows = windows.reshape(b, oh, ow, kh, kw).transpose(0, 1, 3, 2, 4)
+    return windows.reshape(b, oh * kh, ow * kw)
+
+
+# ---------------------------------------------------------------------------
+# The patches of a 2-d convolution with zero padding (im2col) and their gradient
+# ---------------------------------------------------------------------------
+# x (N, C, H, W); the patch of output position (oh, ow) holds, for every channel
+# c and kernel tap (a, e), x[n, c, oh*sh - ph + a*dh, ow*sw - pw + e*dw], or 0
+# where that falls outside x.  cols has one row per (n, oh, ow) and one column
+# per (c, a, e): the layout of a flattened weight (O, C, kh, kw).  col2im adds
+# each entry's gradient back where it was read.  A 1-d convolution is a 2-d one
+# of height 1.
+def _tap_slices(a, e, dh, dw, sh, sw, oh, ow):
+    return (slice(a * dh, a * dh + sh * (oh - 1) + 1, sh),
+            slice(e * dw, e * dw + sw * (ow - 1) + 1, sw))
+
+
+def _padded_shape(shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    n, c, h, w = shape
+    return (n, c, max(h + ph, ph + sh * (oh - 1) + dh * (kh - 1) + 1),
+            max(w + pw, pw + sw * (ow - 1) + dw * (kw - 1) + 1))
+
+
+def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """The (N * oh * ow, C * kh * kw) patches of x (N, C, H, W), zero padding ph, pw before."""
+    n, c, h, w = x.shape
+    padded = np.zeros(_padded_shape(x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), x.dtype)
+    padded[:, :, ph:ph + h, pw:pw + w] = x
+    cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
+    for a in range(kh):
+        for e in range(kw):
+            rows, columns = _tap_slices(a, e, dh, dw, sh, sw, oh, ow)
+            cols[:, :, :, :, a, e] = padded[:, :, rows, columns].transpose(0, 2, 3, 1)
+    return cols.reshape(n * oh * ow, c * kh * kw)
+
+
+def col2im(g, shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """The gradient of x (shape (N, C, H, W)) for the gradient g of im2col's patches."""
+    n, c, h, w = shape
+    padded = np.zeros(_padded_shape(shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), g.dtype)
+    g = g.reshape(n, oh, ow, c, kh, kw)
+    for a in range(kh):
+        for e in range(kw):
+            rows, columns = _tap_slices(a, e, dh, dw, sh, sw, oh, ow)
+            padded[:, :, rows, columns] += g[:, :, :, :, a, e].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])

@@ -5,14 +5,16 @@ the channels normalise the input: one fg.Function (`_BatchNormTrain`) whose
 forward computes them and whose backward is the closed form
     dx = invstd / n * (n g' - sum g' - xhat sum(g' xhat)),  g' = g * weight,
 one node instead of the ~10 of the composition (measured: the composition
-was most of a BatchNorm2d step in bench/workloads/cnn.py).  With running
+was most of a BatchNorm2d step in bench/workloads/cnn.py).  Both are fused
+kernels of the core (fused_reference.batch_norm_forward / _backward; C loops
+over each channel on the compiled core).  With running
 statistics (eval) it is a composition of tensor ops.  The running statistics
 are buffers, updated in place outside the graph with the unbiased variance,
 as torch does.
 """
 import numpy as np
 
-from .._core import core
+from .._core import core, fused
 from ..autograd import FunctionCtx, _ArrayFunction as Function, no_grad
 from ..tensor import get_default_dtype, tensor as _new_tensor
 from . import init
@@ -37,39 +39,25 @@ def _check_stat(name, what, t, channels):
     return t
 
 
-def _channel_sum(a):
-    # the per-channel sum of (N, C, ...) as (1, C, 1, ...); einsum measured ~7x faster
-    # than a.sum(axis=(0, 2, 3)), which strides badly over these small axes
-    n, c = a.shape[:2]
-    total = np.einsum("ncl->c", a.reshape(n, c, -1))
-    return total.reshape((1, c) + (1,) * (a.ndim - 2))
-
-
 class _BatchNormTrain(Function):
-    """(x - mean) / sqrt(var + eps) * weight + bias with the batch's own statistics."""
+    """(x - mean) / sqrt(var + eps) * weight + bias with the batch's own statistics;
+    weight and bias (C,), the kernels those of the core's fused module."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
-        n = x.size // x.shape[1]
-        mean = _channel_sum(x) / n
-        centred = x - mean
-        var = _channel_sum(centred * centred) / n
-        invstd = 1.0 / np.sqrt(var + eps)
-        xhat = centred * invstd
+        shape = x.shape
+        y, xhat, mean, var, invstd = fused.batch_norm_forward(
+            x.reshape(shape[0], shape[1], -1), weight, bias, eps)
         ctx.batch_stats = (mean, var)              # for the running statistics
         ctx.save_for_backward(xhat, invstd, weight)
-        return xhat * weight + bias
+        return y.reshape(shape)
 
     @staticmethod
     def backward(ctx, g):
         xhat, invstd, weight = ctx.saved_tensors
-        gw = _channel_sum(g * xhat)
-        gb = _channel_sum(g)
-        gx = None
-        if ctx.needs_input_grad[0]:
-            n = g.size // g.shape[1]
-            gx = (weight * invstd / n) * (n * g - gb - xhat * gw)
-        return gx, gw.reshape(weight.shape), gb.reshape(weight.shape), None
+        gx, gw, gb = fused.batch_norm_backward(g.reshape(xhat.shape), xhat, invstd, weight,
+                                               ctx.needs_input_grad[0])
+        return None if gx is None else gx.reshape(g.shape), gw, gb, None
 
 
 def normalize_batch(name, input, running_mean, running_var, weight, bias, training, momentum,
@@ -90,15 +78,14 @@ def normalize_batch(name, input, running_mean, running_var, weight, bias, traini
         if training and count <= 1:
             raise ValueError("%s: expected more than 1 value per channel when training, got "
                              "input of shape %s" % (name, shape))
-        ones = np.ones((1, channels) + (1,) * (len(shape) - 2), dtype=input.dtype)
-        w = ones if weight is None else _channel_view(weight, len(shape))
-        b = ones * 0 if bias is None else _channel_view(bias, len(shape))
+        w = np.ones(channels, dtype=input.dtype) if weight is None else weight
+        b = np.zeros(channels, dtype=input.dtype) if bias is None else bias
         ctx = FunctionCtx()
         out = core.function(_BatchNormTrain, ctx, (input, w, b, float(eps)))
         if training and running_mean is not None and running_var is not None:
             mean, var = ctx.batch_stats
-            batch_mean = mean.reshape(channels)
-            unbiased = var.reshape(channels) * (count / (count - 1))
+            batch_mean = mean
+            unbiased = var * (count / (count - 1))
             with no_grad():
                 running_mean.copy_(running_mean.numpy() * (1.0 - momentum)
                                    + batch_mean * momentum)

@@ -18,14 +18,18 @@ import math
 
 import numpy as np
 
+from .._core import fused
 from ..autograd import _ArrayFunction as Function
 from ..tensor import tensor as _new_tensor
-from .conv import as_tensor, ntuple, gather_patches, is_int, _shape
+from .conv import as_tensor, cached, ntuple, gather_patches, is_int, _shape
 from .module import Module
 
 
 def _split_input(name, nd, input):
-    shape = _shape(input)
+    return _split_shape(name, nd, _shape(input))
+
+
+def _split_shape(name, nd, shape):
     if len(shape) not in (nd + 1, nd + 2):
         raise ValueError("%s: expected a %dD (unbatched) or %dD (batched) input, got shape %s"
                          % (name, nd + 1, nd + 2, shape))
@@ -38,6 +42,17 @@ def _split_input(name, nd, input):
 
 def _window_config(name, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
                    pad_rule):
+    """(lead, spatial, kernel, stride, pad, dilation, hi, out) of pooling `input`, checked.
+
+    Cached on the input's shape and the arguments (conv.cached).
+    """
+    args = (name, nd, _shape(input), kernel_size, stride, padding, dilation, ceil_mode,
+            pad_rule)
+    return cached(_window_geometry, args)
+
+
+def _window_geometry(name, nd, shape, kernel_size, stride, padding, dilation, ceil_mode,
+                     pad_rule):
     kernel = ntuple(name, "kernel_size", kernel_size, nd, 1)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else ntuple(name, "stride", stride, nd, 1)
@@ -46,7 +61,7 @@ def _window_config(name, nd, input, kernel_size, stride, padding, dilation, ceil
     if any(p > k // 2 for p, k in zip(pad, kernel)):
         raise ValueError("%s: padding should be at most half of the %s, got padding=%s and "
                          "kernel_size=%s" % (name, pad_rule, pad, kernel))
-    lead, spatial = _split_input(name, nd, input)
+    lead, spatial = _split_shape(name, nd, shape)
     out, hi = [], []
     for size, k, s, p, d in zip(spatial, kernel, stride, pad, dilation):
         span = d * (k - 1) + 1
@@ -60,66 +75,57 @@ def _window_config(name, nd, input, kernel_size, stride, padding, dilation, ceil
     if any(n < 1 for n in out):
         raise ValueError("%s: the output would be empty: input of shape %s with kernel_size=%s, "
                          "stride=%s, padding=%s, dilation=%s gives output size %s"
-                         % (name, _shape(input), kernel, stride, pad, dilation, tuple(out)))
+                         % (name, shape, kernel, stride, pad, dilation, tuple(out)))
     return lead, spatial, kernel, stride, pad, dilation, tuple(hi), tuple(out)
 
 
 def _windows(input, lead, spatial, kernel, stride, pad, dilation, hi, fill):
-    """Every window, shape (B, K, L): B = the leading axes folded, L = the output positions."""
+    """Every window, shape (B, L, K): B = the leading axes folded, L = the output positions."""
     key = (1, spatial, kernel, stride, dilation, pad, hi, "zeros")
     cols, index, _ = gather_patches(input.reshape(-1, int(np.prod(spatial))), key, fill)
     return cols, index
 
 
-def _tiles(input, spatial, kernel, stride, pad, dilation, out):
-    """For windows that tile the input exactly (stride = kernel, no padding or dilation,
-    sizes divisible), the prod(kernel) strided views input[..., i::k1, j::k2] (one per
-    window offset), or None.  Pooling is then an elementwise maximum or sum of views,
-    no gather and no scatter: measured 17x faster than NumPy's max over the two window
-    axes of a reshaped input, which strides badly (the common 2x2 case)."""
-    if stride != kernel or any(pad) or any(d != 1 for d in dilation) \
-            or any(o * k != s for o, k, s in zip(out, kernel, spatial)):
-        return None
+def _tile(spatial, kernel, stride, pad, dilation, out):
+    """Whether the windows tile the input exactly: stride = kernel, no padding or
+    dilation, sizes divisible (the common 2x2 case).  Pooling then needs no gather
+    and no scatter."""
+    return (stride == kernel and not any(pad) and all(d == 1 for d in dilation)
+            and all(o * k == s for o, k, s in zip(out, kernel, spatial)))
+
+
+def _tiles(input, kernel):
+    """The prod(kernel) strided views input[..., i::k1, j::k2] of tiling windows, one
+    per window offset: average pooling is their sum, measured 17x faster than NumPy's
+    sum over the two window axes of a reshaped input, which strides badly."""
     return [input[(Ellipsis,) + tuple(slice(i, None, k) for i, k in zip(offset, kernel))]
             for offset in itertools.product(*(range(k) for k in kernel))]
 
 
 class _TiledMax(Function):
-    """The maximum over the window views of _tiles (x[..., i::k1, j::k2] for every offset).
+    """The maximum over tiling windows (_tile), by the core's fused kernels
+    (fused_reference.max_pool2d_forward / _backward; C loops on the compiled core).
 
     A Function so that, as torch's max_pool, the whole gradient of a window goes
     to one element, its first maximum in scan order (the first NaN where there is
     one); a tree of `maximum` nodes would share it between ties, and cost three
-    nodes per 2x2 window.
+    nodes per 2x2 window.  1-d windows are 2-d ones of height 1.
     """
 
     @staticmethod
-    def forward(ctx, x, kernel):
-        views = [x[(Ellipsis,) + tuple(slice(i, None, k) for i, k in zip(offset, kernel))]
-                 for offset in itertools.product(*(range(k) for k in kernel))]
-        out = views[0].copy()
-        for v in views[1:]:
-            np.maximum(out, v, out=out)           # NaN propagates, as in torch
-        ctx.save_for_backward(x, kernel, out)
-        return out
+    def forward(ctx, x, *kernel):
+        kh, kw = kernel if len(kernel) == 2 else (1, kernel[0])
+        lead = x.shape[:x.ndim - len(kernel)]
+        height = x.shape[-2] if len(kernel) == 2 else 1
+        out, arg = fused.max_pool2d_forward(x.reshape(-1, height, x.shape[-1]), kh, kw)
+        ctx.save_for_backward(arg, kh, kw, x.shape, len(kernel))
+        return out.reshape(lead + tuple(s // k for s, k in zip(x.shape[len(lead):], kernel)))
 
     @staticmethod
     def backward(ctx, g):
-        x, kernel, out = ctx.saved_tensors
-        gx = np.zeros(x.shape, dtype=g.dtype)
-        free = np.ones(out.shape, dtype=bool)     # windows whose maximum is not yet found
-        nan = out != out
-        nan = nan if nan.any() else None
-        for offset in itertools.product(*(range(k) for k in kernel)):
-            key = (Ellipsis,) + tuple(slice(i, None, k) for i, k in zip(offset, kernel))
-            v = x[key]
-            hit = v == out
-            if nan is not None:
-                hit |= nan & (v != v)
-            hit &= free
-            np.multiply(g, hit, out=gx[key])
-            free ^= hit
-        return gx, None
+        arg, kh, kw, shape, nd = ctx.saved_tensors
+        gx = fused.max_pool2d_backward(g.reshape(arg.shape), arg, kh, kw).reshape(shape)
+        return (gx,) + (None,) * nd
 
 
 def _pairwise(combine, views):
@@ -136,14 +142,14 @@ def max_pool(name, nd, input, kernel_size, stride=None, padding=0, dilation=1, c
     lead, spatial, kernel, stride, pad, dilation, hi, out = _window_config(
         name, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
         "effective kernel size")
-    if not return_indices and _tiles(input, spatial, kernel, stride, pad, dilation, out):
-        return _TiledMax.apply(input, kernel)
+    if not return_indices and _tile(spatial, kernel, stride, pad, dilation, out):
+        return _TiledMax.apply(input, *kernel)
     cols, index = _windows(input, lead, spatial, kernel, stride, pad, dilation, hi, -math.inf)
-    result = cols.amax(axis=1).reshape(lead + out)
+    result = cols.amax(axis=2).reshape(lead + out)
     if not return_indices:
         return result
     # torch's indices: the flat position of the maximum inside its (unpadded) input plane
-    first = np.argmax(cols.numpy(), axis=1)
+    first = np.argmax(cols.numpy(), axis=2)
     where = index[first, np.arange(index.shape[1])[None, :]]
     return result, _new_tensor(where.reshape(lead + out).astype(np.int64))
 
@@ -156,12 +162,11 @@ def avg_pool(name, nd, input, kernel_size, stride=None, padding=0, ceil_mode=Fal
                          % (name, divisor_override))
     lead, spatial, kernel, stride, pad, dilation, hi, out = _window_config(
         name, nd, input, kernel_size, stride, padding, 1, ceil_mode, "kernel size")
-    tiles = _tiles(input, spatial, kernel, stride, pad, (1,) * nd, out)
-    if tiles is not None:
-        total = _pairwise(lambda a, b: a + b, tiles).reshape(lead + (-1,))
+    if _tile(spatial, kernel, stride, pad, (1,) * nd, out):
+        total = _pairwise(lambda a, b: a + b, _tiles(input, kernel)).reshape(lead + (-1,))
     else:
         cols, _ = _windows(input, lead, spatial, kernel, stride, pad, dilation, hi, 0.0)
-        total = cols.sum(axis=1)
+        total = cols.sum(axis=2)
     if divisor_override is not None:
         divisor = np.full(total.shape[-1], float(divisor_override))
     else:

@@ -8,7 +8,7 @@ from fastgrad.nn.module import Module
 from ..autograd import _ArrayFunction as Function
 from .conv import as_tensor as as_tensor
 from .conv import ntuple as ntuple
-from .conv import gather_patches as gather_patches
+from .conv import cached as cached, gather_patches as gather_patches
 from .conv import is_int as is_int
 from .module import Module as Module
 import fastgrad.nn.module
