@@ -146,6 +146,8 @@ cdef floating _bc_row_sum(int op, bint of_b, const floating* g, const floating* 
     NumPy's sum is."""
     cdef Py_ssize_t j, i, k
     cdef floating s = 0
+    if op == ADD or (op == SUB and not of_b):
+        return _pairwise(g, m)       # dy/d(operand) is 1: the sum of the row of g itself
     for j in range(0, m, 512):
         k = m - j if m - j < UL_CHUNK else UL_CHUNK
         if of_b:

@@ -1503,10 +1503,13 @@ def check_function_grad(name, i, gr, shape):
     if gr.dtype.kind not in "biuf":
         raise TypeError("%s.backward returned a gradient of dtype %s for input %d; expected "
                         "float values" % (name, gr.dtype, i))
-    try:
-        fits = np.broadcast_shapes(tuple(shape), gr.shape) == gr.shape
-    except ValueError:
-        fits = False
+    shape = tuple(shape)
+    fits = gr.shape == shape          # the usual case, without broadcast_shapes' cost
+    if not fits:
+        try:
+            fits = np.broadcast_shapes(shape, gr.shape) == gr.shape
+        except ValueError:
+            fits = False
     if not fits:
         raise RuntimeError("%s.backward returned a gradient of shape %s for input %d, which has "
                            "shape %s; expected that shape (or one the input broadcasts to)"
