@@ -895,3 +895,68 @@ def test_pow_with_a_tensor_exponent_backward_agrees(both, n, dtype):
     assert np.all(np.isfinite(grads[1][1]))
     c = a + 0.5
     np.testing.assert_allclose(grads[1][2], c ** c * (1 + np.log(c)), rtol=tol * 10)
+
+
+# -- matrix-vector products below the BLAS crossover ------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 3), (3, 1), (4, 4), (5, 7), (32, 64), (2, 4095)])
+def test_small_matrix_vector_products_cores_agree(both, rng, dtype, n, k):
+    """x @ v, v @ w and v @ v with a vector operand: the C loops' dot and outer
+    product forms (n * k below 8192 multiply-adds), against the reference core,
+    NumPy and, in float64, the definition element by element."""
+    x, v, u = rng.normal(size=(n, k)), rng.normal(size=k), rng.normal(size=n)
+    got = _agree(both, lambda fg, x, v: x @ v, [x, v], dtype, "x @ v %dx%d" % (n, k))
+    np.testing.assert_allclose(got[0], x.astype(dtype) @ v.astype(dtype), rtol=TOL[dtype] * 10,
+                               atol=TOL[dtype] * 10)
+    _agree(both, lambda fg, u, x: u @ x, [u, x], dtype, "u @ x %dx%d" % (n, k))
+    _agree(both, lambda fg, v, w: v @ w, [v, v.copy()], dtype, "v @ v %d" % k)
+    if dtype == "float64":
+        w = np.linspace(0.5, 1.5, n)
+        want_x = np.array([[w[r] * v[i] for i in range(k)] for r in range(n)])
+        want_v = np.array([sum(w[r] * x[r, i] for r in range(n)) for i in range(k)])
+        np.testing.assert_allclose(got[1], want_x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got[2], want_v, rtol=1e-12, atol=1e-12)
+
+
+# -- backward()'s implicit seed ------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_implicit_seed_of_one_element_roots(fg, dtype):
+    """backward() without a gradient seeds a one-element root with 1, of its own dtype
+    and shape: a 0-d sum, a (1, 1) keepdims sum, a leaf itself (twice: it adds up)."""
+    x = fg.tensor(np.arange(6.0).reshape(2, 3).astype(dtype), requires_grad=True)
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 3, dtype))
+    assert x.grad.dtype == np.dtype(dtype)
+    x.grad = None
+    x.sum(axis=(0, 1), keepdims=True).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3), dtype))
+    leaf = fg.tensor(np.array([[2.0]], dtype), requires_grad=True)
+    leaf.backward()
+    leaf.backward()
+    np.testing.assert_array_equal(leaf.grad.numpy(), np.full((1, 1), 2, dtype))
+    with pytest.raises(RuntimeError, match="scalar outputs"):
+        (x * 1).backward()
+    y = (x * 2).sum()
+    y.backward(retain_graph=True)
+    y.backward()                        # a retained graph seeds again: the grads add up
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 5, dtype))
+
+
+def test_stack_and_squeeze_short_paths_agree(both, rng):
+    """stack along every axis (along a leading one: one cat and a reshape) and squeeze
+    with one int dim, negative or not, of size 1 or not: against NumPy on both cores."""
+    a, b, c = (rng.normal(size=(2, 3, 4)) for _ in range(3))
+    for axis in (0, 1, 2, 3, -1, -2, -4):
+        got = _agree(both, lambda fg, a, b, c: fg.stack([a, b, c], axis), [a, b, c], "float64",
+                     "stack axis %d" % axis)
+        np.testing.assert_array_equal(got[0], np.stack([a, b, c], axis))
+    col = rng.normal(size=(3, 1, 2))
+    for dim in (1, -2, 0, 2, -1):
+        got = _agree(both, lambda fg, t: t.squeeze(dim), [col], "float64", "squeeze %d" % dim)
+        want = np.squeeze(col, dim) if col.shape[dim] == 1 else col
+        np.testing.assert_array_equal(got[0], want)
+    for fg in both:
+        with pytest.raises(ValueError, match="squeeze"):
+            fg.tensor(col).squeeze(3)
+        with pytest.raises(ValueError, match="stack"):
+            fg.stack([fg.tensor(a), fg.tensor(a)], 4)

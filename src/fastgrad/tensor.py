@@ -504,6 +504,10 @@ class Tensor(core.TensorBase):
 
     def squeeze(self, dim=None, *, axis=None):
         dim = _axis(axis, dim)
+        shape = self.shape
+        if type(dim) is int and -len(shape) <= dim < len(shape):   # the common call, in short
+            d = dim % len(shape)
+            return core.reshape(self, shape[:d] + shape[d + 1:] if shape[d] == 1 else shape)
         if dim is None:
             shape = tuple(n for n in self.shape if n != 1)
         else:
@@ -1139,6 +1143,9 @@ def stack(tensors, axis=None, *, dim=None):
             raise ValueError("stack: all tensors must have the same shape, got %s and %s"
                              % (tuple(shape), tuple(t.shape)))
     axis %= nd
+    stacked = shape[:axis] + (len(tensors),) + shape[axis:]
+    if axis < nd - 1:       # joined along that axis, their memory is the stack's already
+        return core.reshape(core.cat(list(tensors), axis), stacked)
     shape = shape[:axis] + (1,) + shape[axis:]            # each one unsqueezed: a view
     return core.cat([core.reshape(t, shape) for t in tensors], axis)
 
@@ -1164,8 +1171,10 @@ def _rule(name, forward, backward, inputs):
 
 def _dim(name, t, dim):
     """One axis of t, checked, as a non-negative int (a 0-d tensor takes 0 and -1)."""
-    core.check_axis_type(name, dim)
     nd = builtins.max(t.ndim, 1)
+    if type(dim) is int and -nd <= dim < nd:
+        return dim % nd               # the common call, checked in short
+    core.check_axis_type(name, dim)
     if not -nd <= int(dim) < nd:
         raise IndexError("%s: dimension %d is out of range for a tensor of %d dimension(s) "
                          "(shape %s); expected %d to %d"

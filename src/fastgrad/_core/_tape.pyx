@@ -74,7 +74,7 @@ from .reference import (broadcast_shape, check_array, check_axis_type, check_cat
                         check_index, check_linear, check_matmul,
                         check_nonempty, check_permute, check_reshape, check_softmax_axis,
                         check_where,
-                        normalize_axes, unbroadcast)
+                        unbroadcast)
 
 cnp.import_array()
 
@@ -448,7 +448,7 @@ cdef class TensorBase:
             self._retains_grad = True
 
     def backward(self, gradient=None, retain_graph=False):
-        backward(self, gradient, retain_graph)
+        _sweep([self], [_seed(self, gradient)], retain_graph, None)
 
     def __hash__(self):
         return id(self) >> 4
@@ -1314,11 +1314,32 @@ def _set_blas_min(Py_ssize_t n):
     return old
 
 
+cdef inline floating _row_dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    """sum(x[i] * y[i]) in four running sums (no chain through memory)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        s0 += x[i] * y[i]
+        s1 += x[i + 1] * y[i + 1]
+        s2 += x[i + 2] * y[i + 2]
+        s3 += x[i + 3] * y[i + 3]
+        i += 4
+    while i < n:
+        s0 += x[i] * y[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_ssize_t n,
                          Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y."""
+    """y (n, m) = a (n, k) @ b (k, m); the inner loop runs along rows of b and y
+    (for a vector b, along rows of a: a dot per row)."""
     cdef Py_ssize_t r, i, o
     cdef floating av
+    if m == 1:
+        for r in range(n):
+            y[r] = _row_dot(a + r * k, b, k)
+        return
     memset(y, 0, n * m * sizeof(floating))
     for r in range(n):
         for i in range(k):
@@ -1332,6 +1353,16 @@ cdef void matmul_backward(const floating* g, const floating* a, const floating* 
     """ga += g @ b.T and gb += a.T @ g (either may be NULL)."""
     cdef Py_ssize_t r, i, o
     cdef floating s, av
+    if m == 1:          # b a vector: ga an outer product, gb a sum of a's rows
+        for r in range(n):
+            av = g[r]
+            if ga != NULL:
+                for i in range(k):
+                    ga[r * k + i] += av * b[i]
+            if gb != NULL:
+                for i in range(k):
+                    gb[i] += av * a[r * k + i]
+        return
     if ga != NULL:
         for r in range(n):
             for i in range(k):
@@ -2097,10 +2128,25 @@ cdef void sum_backward(const floating* g, floating* gx, Py_ssize_t n, bint write
 
 
 
+cdef object _normalize_axes(str name, tuple shape, object axis):
+    """reference.normalize_axes, its common call (one int axis in range) in short."""
+    cdef Py_ssize_t nd = len(shape)
+    if type(axis) is int and nd > 0 and -nd <= axis < nd:
+        return (axis % nd,)
+    return _ref.normalize_axes(name, shape, axis)
+
+
+def normalize_axes(name, shape, axis):
+    """reference.normalize_axes (an axis argument as a sorted tuple of axes, or None)."""
+    if type(shape) is tuple:
+        return _normalize_axes(name, shape, axis)
+    return _ref.normalize_axes(name, shape, axis)
+
+
 def sum(x, axis=None, keepdims=False):
     cdef TensorBase a, out
     x = _operand(x, "sum")
-    axis = normalize_axes("sum", x.shape, axis)
+    axis = _normalize_axes("sum", x.shape, axis)
     if axis is not None and isinstance(x, TensorBase) and _nativeable(<TensorBase>x):
         out = _sum_axes(<TensorBase>x, axis, bool(keepdims))     # native: _reduce.pxi
         if out is not None:
@@ -2160,7 +2206,7 @@ cdef int _sum_backward(TensorBase node) except -1:
 def max(x, axis=None, keepdims=False):
     x = _operand(x, "max")
     check_nonempty("max", x.shape)
-    axis = normalize_axes("max", x.shape, axis)
+    axis = _normalize_axes("max", x.shape, axis)
     if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
         out = _reduce(MAX, <TensorBase>x, axis, bool(keepdims))
         if out is not None:
@@ -2171,7 +2217,7 @@ def max(x, axis=None, keepdims=False):
 def min(x, axis=None, keepdims=False):
     x = _operand(x, "min")
     check_nonempty("min", x.shape)
-    axis = normalize_axes("min", x.shape, axis)
+    axis = _normalize_axes("min", x.shape, axis)
     if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
         out = _reduce(MIN, <TensorBase>x, axis, bool(keepdims))
         if out is not None:
@@ -2181,7 +2227,7 @@ def min(x, axis=None, keepdims=False):
 
 def logsumexp(x, axis=None, keepdims=False):
     x = _operand(x, "logsumexp")
-    axis = normalize_axes("logsumexp", x.shape, axis)
+    axis = _normalize_axes("logsumexp", x.shape, axis)
     if isinstance(x, TensorBase) and _nativeable(<TensorBase>x):    # native: _reduce.pxi
         out = _reduce(LOGSUMEXP, <TensorBase>x, axis, bool(keepdims))
         if out is not None:
@@ -3212,6 +3258,10 @@ cdef int _replace_grad(TensorBase t, object g) except -1:
 
 def sweep(roots, root_grads, retain_graph=False, capture=None):
     """The reverse sweep; the same contract as reference.sweep."""
+    return _sweep(roots, root_grads, retain_graph, capture)
+
+
+cdef object _sweep(roots, root_grads, bint retain_graph, capture):
     cdef list order
     cdef TensorBase node
     with _sweep_lock:
@@ -3228,11 +3278,15 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
         return _sweep_hooked(order, roots, root_grads, retain_graph)
     cdef TensorBase node
     cdef list finals = []
-    wanted = None if capture is None else {id(t): i for i, t in enumerate(capture)}
-    found = [None] * (0 if capture is None else len(capture))
+    cdef Py_ssize_t i, n
+    wanted = found = None
+    if capture is not None:
+        wanted = {id(t): i for i, t in enumerate(capture)}
+        found = [None] * len(capture)
     try:
-        for root, g in zip(roots, root_grads):
-            _add_array(root, g)
+        n = len(roots) if len(roots) < len(root_grads) else len(root_grads)   # as zip pairs them
+        for i in range(n):
+            _add_seed(roots[i], root_grads[i])
         for node in order:
             if node._g == NULL:
                 continue
@@ -3289,7 +3343,7 @@ cdef object _sweep_hooked(list order, roots, root_grads, bint retain_graph):
     segments = len(due)
     try:
         for root, g in zip(roots, root_grads):
-            _add_array(root, g)
+            _add_seed(root, g)
         while True:
             stop = (<tuple>due[seg])[0] if seg < segments else n
             for k in range(start, stop):
@@ -3458,7 +3512,28 @@ def queue_callback(fn):
 
 def backward(root, gradient=None, retain_graph=False):
     g = _ref._seed(root, gradient) if not isinstance(root, TensorBase) else _seed(root, gradient)
-    sweep([root], [g], retain_graph)
+    _sweep([root], [g], retain_graph, None)
+
+
+# backward()'s implicit seed of a one-element float32/float64 root: a 1 written
+# into its gradient buffer (_add_seed), without the NumPy array np.ones would be.
+cdef object _ONE = object()
+
+
+cdef int _add_seed(TensorBase t, object g) except -1:
+    """The sweep's start: t's gradient buffer += g (an array, or _ONE for a 1)."""
+    if g is not _ONE:
+        return _add_array(t, g)
+    if t._g == NULL:
+        t._g = <char*>_mem_alloc(ITEMSIZE[t._dt])
+        if t._g == NULL:
+            raise MemoryError()
+        memset(t._g, 0, ITEMSIZE[t._dt])
+    if t._dt == DT_F64:
+        (<double*>t._g)[0] += 1.0
+    else:
+        (<float*>t._g)[0] += 1.0
+    return 0
 
 
 cdef object _seed(TensorBase root, gradient):
@@ -3471,6 +3546,8 @@ cdef object _seed(TensorBase root, gradient):
             raise RuntimeError(
                 "backward: grad can be implicitly created only for scalar outputs, but this "
                 "tensor has shape %s; pass gradient= with that shape" % (tuple(root._shape),))
+        if root._dt != DT_OTHER:
+            return _ONE
         return np.ones(root._shape, dtype=root.dtype)
     g = np.asarray(_value(gradient))
     if g.shape != root._shape:
@@ -3490,8 +3567,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False):
     for t in inputs:
         if not isinstance(t, TensorBase) or not (<TensorBase>t)._requires_grad:
             raise RuntimeError("grad: every input must be a tensor that requires grad")
-    return _ref._repeat_captured(inputs, sweep(list(outputs), seeds, retain_graph,
-                                               capture=_ref._distinct(inputs)))
+    return _ref._repeat_captured(inputs, _sweep(list(outputs), seeds, retain_graph,
+                                                _ref._distinct(inputs)))
 
 
 # ---------------------------------------------------------------------------

@@ -1088,6 +1088,8 @@ def normalize_axes(name, shape, axis):
     if axis is None:
         return None
     ndim = len(shape)
+    if type(axis) is int and 0 < ndim and -ndim <= axis < ndim:
+        return (axis % ndim,)         # the common call: one int axis, in range
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = []
     for ax in items:
