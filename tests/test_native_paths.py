@@ -960,3 +960,32 @@ def test_stack_and_squeeze_short_paths_agree(both, rng):
             fg.tensor(col).squeeze(3)
         with pytest.raises(ValueError, match="stack"):
             fg.stack([fg.tensor(a), fg.tensor(a)], 4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (1, 5), (4, 7), (33, 70), (5, 3, 9)])
+def test_max_min_with_a_dim_pick_numpys_index(both, rng, dtype, shape):
+    """max / min along each dim: the index is NumPy's argmax / argmin (the first of
+    ties, the first NaN), the value the element there (-0.0 and 0.0 kept apart), the
+    gradient goes to that one element; rows along the last dim and along the others."""
+    x = rng.integers(-3, 4, size=shape).astype(dtype)       # many ties
+    flat = x.reshape(-1)
+    if flat.size > 4:
+        flat[1], flat[3] = -0.0, np.nan
+    for dim in range(len(shape)):
+        for name, pick in (("max", np.argmax), ("min", np.argmin)):
+            results = []
+            for fg in both:
+                t = fg.tensor(x, requires_grad=True)
+                out = getattr(t, name)(dim)
+                out.values.sum().backward()
+                results.append((out.values.numpy(), out.indices.numpy(), t.grad.numpy()))
+            want = pick(x, axis=dim)
+            for values, indices, grad in results:
+                np.testing.assert_array_equal(indices, want)
+                taken = np.take_along_axis(x, np.expand_dims(want, dim), dim).squeeze(dim)
+                np.testing.assert_array_equal(values, taken)
+                assert np.array_equal(np.signbit(values), np.signbit(taken))
+                hot = np.zeros_like(x)
+                np.put_along_axis(hot, np.expand_dims(want, dim), 1, dim)
+                np.testing.assert_array_equal(grad, hot)

@@ -996,6 +996,10 @@ register(Workload(
     label=lambda size: f"{size[0]} {size[1]}",
     child_group=lambda size: size[1],
     settings=_own_settings,
+    # a short quiet before each block: long enough for the OpenMP workers of the
+    # PyTorch process timed just before to stop spinning (rows of microseconds
+    # measured 1.5-2x slower without it in a run of all five implementations)
+    settle=0.005,
     table="wide",
     statistic="min",
     group_targets=[

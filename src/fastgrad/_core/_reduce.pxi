@@ -119,7 +119,7 @@ cdef enum:
     RD_DEV_GRAD = 7   # ga += g * (x - y)
 
 
-cdef inline bint _hit(double x, double y) noexcept nogil:
+cdef inline bint _hit(floating x, floating y) noexcept nogil:
     # bitwise, not `or`: no branch, so the loops below vectorize
     return (x == y) | ((x != x) & (y != y))
 
@@ -131,6 +131,7 @@ cdef void _rd_row(int mode, const floating* x, floating* y, const floating* g, f
     the values (NaN, the sign of a zero among zeros) are np.max's; without them, a
     NaN wins and a tie goes to the later element."""
     cdef Py_ssize_t i, j, k, hits
+    cdef int h32
     cdef floating v, w
     cdef int slot = UL_MAXIMUM if mode == RD_MAX else UL_MINIMUM
     if mode == RD_MAX or mode == RD_MIN:
@@ -154,8 +155,12 @@ cdef void _rd_row(int mode, const floating* x, floating* y, const floating* g, f
         if s == 0:
             v = y[0]
             hits = 0
-            for i in range(m):
-                hits += _hit(x[i], v)
+            for j in range(0, m, 32768):     # 32-bit counts, the float's width: they vectorize
+                k = m - j if m - j < 32768 else 32768
+                h32 = 0
+                for i in range(k):
+                    h32 += _hit(x[j + i], v)
+                hits += h32
             c[0] += hits
         else:
             for i in range(m):

@@ -2008,6 +2008,27 @@ def gather(x, dim, index):
     return out
 
 
+cdef bint _scan32(const float* src, const float* y, long long* idx, Py_ssize_t n,
+                  Py_ssize_t inner) noexcept nogil:
+    """idx[i] = the first j with src[j, i] a hit of y[i] (src: n rows of inner), through
+    32-bit indices, the float's own width, so that the select vectorizes; False: no memory."""
+    cdef int* ix = <int*>malloc(inner * sizeof(int))
+    cdef Py_ssize_t i, j
+    cdef int jj
+    if ix == NULL:
+        return False
+    for i in range(inner):
+        ix[i] = <int>(n - 1)
+    for j in range(n - 2, -1, -1):           # backwards: the first hit is written last
+        jj = <int>j
+        for i in range(inner):
+            ix[i] = jj if _hit(src[j * inner + i], y[i]) else ix[i]
+    for i in range(inner):
+        idx[i] = ix[i]
+    free(ix)
+    return True
+
+
 cdef void extreme_dim_forward(const floating* x, long long* idx, floating* y, Py_ssize_t outer,
                               Py_ssize_t n, Py_ssize_t inner, bint is_max, int dt) noexcept nogil:
     # y[o, i] = the max (min) of x[o, :, i] and idx its first position, NaN winning
@@ -2017,9 +2038,18 @@ cdef void extreme_dim_forward(const floating* x, long long* idx, floating* y, Py
     cdef const floating* src
     cdef int slot = UL_MAXIMUM if is_max else UL_MINIMUM
     cdef bint simd = _ul_has(slot, dt)
+    cdef _ul_arg arg = _ul_arg_fn[1 if is_max else 0][dt]
+    cdef cnp.npy_intp at
     cdef floating v, b
+    cdef long long* ix
     for o in range(outer):
         src = x + o * n * inner
+        if inner == 1 and arg != NULL:      # NumPy's argmax / argmin of the row
+            at = 0
+            arg(<void*>src, n, &at, NULL)
+            idx[o] = at
+            y[o] = src[at]
+            continue
         memcpy(y + o * inner, src, inner * sizeof(floating))
         if inner == 1:
             if simd:
@@ -2047,12 +2077,15 @@ cdef void extreme_dim_forward(const floating* x, long long* idx, floating* y, Py
                     b = y[o * inner + i]
                     if b == b and (v != v or (v > b if is_max else v < b)):
                         y[o * inner + i] = v
-        for i in range(inner):
-            idx[o * inner + i] = n - 1
-        for j in range(n - 2, -1, -1):           # backwards: the first hit is written last
+        ix = idx + o * inner
+        if floating is float and n < 2147483647 and _scan32(src, y + o * inner, ix, n, inner):
+            pass
+        else:
             for i in range(inner):
-                if _hit(src[j * inner + i], y[o * inner + i]):
-                    idx[o * inner + i] = j
+                ix[i] = n - 1
+            for j in range(n - 2, -1, -1):       # backwards: the first hit is written last
+                for i in range(inner):
+                    ix[i] = j if _hit(src[j * inner + i], y[o * inner + i]) else ix[i]
         for i in range(inner):
             y[o * inner + i] = src[idx[o * inner + i] * inner + i]
 

@@ -149,10 +149,60 @@ _ul_find(UL_MAXIMUM, np.maximum)
 _ul_find(UL_MINIMUM, np.minimum)
 
 
+# -- argmax / argmin of a row ---------------------------------------------------
+# Under np.argmax is each dtype's own argmax function (its ArrFuncs; SIMD for
+# float32 and float64): the first index of the largest element, a NaN counting
+# as the largest (the first NaN), which is torch.max(x, dim)'s index.  Looked
+# up once and checked on a probe (NaN, ties, -0.0 against 0.0); NULL: the
+# kernels' own scan.
+
+ctypedef int (*_ul_arg)(void*, cnp.npy_intp, cnp.npy_intp*, void*) noexcept nogil
+
+cdef extern from *:
+    """
+    static void* fg_arg_function(PyObject* descr, int is_max) {
+        PyArray_ArrFuncs* f = PyDataType_GetArrFuncs((PyArray_Descr*)descr);
+        if (f == NULL) return NULL;
+        return is_max ? (void*)f->argmax : (void*)f->argmin;
+    }
+    """
+    void* fg_arg_function(object descr, int is_max)
+
+cdef _ul_arg _ul_arg_fn[2][2]         # [is_max][dt]
+
+
+cdef int _ul_find_arg() except -1:
+    cdef int k, is_max
+    cdef cnp.npy_intp got
+    cdef cnp.ndarray probe
+    for k in range(2):
+        for is_max in range(2):
+            _ul_arg_fn[is_max][k] = <_ul_arg>fg_arg_function(_DTYPES[k], is_max)
+            if _ul_arg_fn[is_max][k] == NULL:
+                continue
+            pick = np.argmax if is_max else np.argmin
+            for values in ([-0.0, 0.0, 1.0, 1.0, -1.0, -1.0], [0.0, -0.0, 2.0, 2.0, -3.0],
+                           [1.0, float("nan"), 3.0, float("nan")], [float("nan")],
+                           list(np.linspace(-1, 1, 37)) + [1.0, -1.0] * 20):
+                probe = np.ascontiguousarray(values, dtype=_DTYPES[k])
+                got = -1
+                _ul_arg_fn[is_max][k](cnp.PyArray_DATA(probe), probe.size, &got, NULL)
+                if got != pick(probe):
+                    _ul_arg_fn[is_max][k] = NULL
+                    break
+    return 0
+
+
+_ul_find_arg()
+
+
 def _ufunc_loops():
     """Which NumPy inner loops the kernels call directly ({name: (float32, float64)}, for tests)."""
     names = ("exp", "log", "sin", "cos", "tanh", "power", "maximum", "minimum")
-    return {names[i]: (_ul_fn[i][0] != NULL, _ul_fn[i][1] != NULL) for i in range(UL_COUNT)}
+    found = {names[i]: (_ul_fn[i][0] != NULL, _ul_fn[i][1] != NULL) for i in range(UL_COUNT)}
+    found["argmax"] = (_ul_arg_fn[1][0] != NULL, _ul_arg_fn[1][1] != NULL)
+    found["argmin"] = (_ul_arg_fn[0][0] != NULL, _ul_arg_fn[0][1] != NULL)
+    return found
 
 
 # -- the unary ops on those loops ---------------------------------------------

@@ -181,7 +181,7 @@ cdef void _strided_add(floating* dst, const cnp.npy_intp* dims, const cnp.npy_in
     # n[0], s[0] are now the innermost axis (the axes run from the inside out)
     row = n[0]
     rs = s[0]
-    if m == 2 and s[1] == 1 and rs != 1:
+    if m == 2 and s[1] == 1 and rs != 1 and rs != 0:
         # transposed: src row i (of n[1] rows) goes down column i of dst, eight
         # rows at a time: eight contiguous elements of a dst row take one
         # element from each of eight src rows
