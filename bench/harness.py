@@ -192,7 +192,8 @@ class Workload:
     # spin for a while after their last call; on a small machine the spinning
     # threads of the implementation timed just before would take the cores
     # from the next one (measured on 2 cores, batch-1024 matmuls: 2-4x slower).
-    settle: float = 0.0
+    # A number, or a function of the row's size giving one.
+    settle: Any = 0.0
     # Rows whose sizes give the same child_group(size) share one process per
     # implementation, which builds each row's runner in turn (a workload of
     # hundreds of small rows would otherwise spend its time starting Python).

@@ -272,8 +272,9 @@ def run_row(wl, size, impls, settings, timeout, progress: Progress, pool: Pool =
         order = live[r % len(live):] + live[:r % len(live)] if live else []
         for impl, child in order:
             progress.show(f"{wl.name} {label}: block {r + 1}/{repeats} {impl}")
-            if wl.settle:
-                time.sleep(wl.settle)
+            quiet = wl.settle(size) if callable(wl.settle) else wl.settle
+            if quiet:
+                time.sleep(quiet)
             try:
                 child.ask("time")
             except ChildError as exc:

@@ -977,6 +977,11 @@ def _own_settings(settings):
             "warmup": min(settings["warmup"], 0.01)}
 
 
+# the rows whose products go to BLAS at 32x64 and above
+_BLAS_OPS = ("x @ w", "x @ w.T", "a.T @ b", "x @ v", "a @ b (batched)", "x @ w (3-D @ 2-D)",
+             "F.linear(x, w, b)")
+
+
 def _at(labels):
     return lambda size: size[1] in labels
 
@@ -996,10 +1001,12 @@ register(Workload(
     label=lambda size: f"{size[0]} {size[1]}",
     child_group=lambda size: size[1],
     settings=_own_settings,
-    # a short quiet before each block: long enough for the OpenMP workers of the
-    # PyTorch process timed just before to stop spinning (rows of microseconds
-    # measured 1.5-2x slower without it in a run of all five implementations)
-    settle=0.005,
+    # a quiet before each block: 5 ms lets the OpenMP workers of the PyTorch
+    # process timed just before stop spinning (rows of microseconds measured
+    # 1.5-2x slower without it in a run of all five implementations); the big
+    # matrix products wait as long as OpenBLAS's workers spin (a 256x256 a.T @ b
+    # measured 6x slower after 5 ms)
+    settle=lambda size: 0.2 if size[0] in _BLAS_OPS and size[1] != "4x4" else 0.005,
     table="wide",
     statistic="min",
     group_targets=[
