@@ -1143,9 +1143,9 @@ def stack(tensors, axis=None, *, dim=None):
             raise ValueError("stack: all tensors must have the same shape, got %s and %s"
                              % (tuple(shape), tuple(t.shape)))
     axis %= nd
-    stacked = shape[:axis] + (len(tensors),) + shape[axis:]
     if axis < nd - 1:       # joined along that axis, their memory is the stack's already
-        return core.reshape(core.cat(list(tensors), axis), stacked)
+        return core.reshape(core.cat(list(tensors), axis),
+                            shape[:axis] + (len(tensors),) + shape[axis:])
     shape = shape[:axis] + (1,) + shape[axis:]            # each one unsqueezed: a view
     return core.cat([core.reshape(t, shape) for t in tensors], axis)
 

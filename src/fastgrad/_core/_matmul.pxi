@@ -64,11 +64,15 @@ cdef bint _mm_operand(TensorBase t, bint left, _MM* o) noexcept:
 cdef inline void _mm_dot(const floating* a, Py_ssize_t ars, Py_ssize_t acs,
                          const floating* b, Py_ssize_t brs, Py_ssize_t bcs, floating* y,
                          Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    # y[r, o] = sum_i a[r, i] * b[i, o], the sum along i (contiguous when acs == brs == 1)
+    # y[r, o] = sum_i a[r, i] * b[i, o], the sum along i (contiguous when acs == brs == 1:
+    # then in four running sums, _row_dot)
     cdef Py_ssize_t r, i, o
     cdef floating s
     for r in range(n):
         for o in range(m):
+            if acs == 1 and brs == 1:
+                y[r * m + o] = _row_dot(a + r * ars, b + o * bcs, k)
+                continue
             s = 0
             for i in range(k):
                 s += a[r * ars + i * acs] * b[i * brs + o * bcs]

@@ -1337,8 +1337,7 @@ cdef void matmul_forward(const floating* a, const floating* b, floating* y, Py_s
     cdef Py_ssize_t r, i, o
     cdef floating av
     if m == 1:
-        for r in range(n):
-            y[r] = _row_dot(a + r * k, b, k)
+        _mm_dot(a, k, 1, b, 1, 1, y, n, k, 1)         # _matmul.pxi
         return
     memset(y, 0, n * m * sizeof(floating))
     for r in range(n):
@@ -2078,9 +2077,8 @@ cdef void extreme_dim_forward(const floating* x, long long* idx, floating* y, Py
                     if b == b and (v != v or (v > b if is_max else v < b)):
                         y[o * inner + i] = v
         ix = idx + o * inner
-        if floating is float and n < 2147483647 and _scan32(src, y + o * inner, ix, n, inner):
-            pass
-        else:
+        if not (floating is float and n < 2147483647 and _scan32(src, y + o * inner, ix, n,
+                                                                 inner)):
             for i in range(inner):
                 ix[i] = n - 1
             for j in range(n - 2, -1, -1):       # backwards: the first hit is written last
@@ -3311,15 +3309,12 @@ cdef object _sweep_ordered(list order, roots, root_grads, bint retain_graph, cap
         return _sweep_hooked(order, roots, root_grads, retain_graph)
     cdef TensorBase node
     cdef list finals = []
-    cdef Py_ssize_t i, n
     wanted = found = None
     if capture is not None:
         wanted = {id(t): i for i, t in enumerate(capture)}
         found = [None] * len(capture)
     try:
-        n = len(roots) if len(roots) < len(root_grads) else len(root_grads)   # as zip pairs them
-        for i in range(n):
-            _add_seed(roots[i], root_grads[i])
+        _add_seeds(roots, root_grads)
         for node in order:
             if node._g == NULL:
                 continue
@@ -3375,8 +3370,7 @@ cdef object _sweep_hooked(list order, roots, root_grads, bint retain_graph):
     hooked = None                    # this sweep's early writes, undone if it fails
     segments = len(due)
     try:
-        for root, g in zip(roots, root_grads):
-            _add_seed(root, g)
+        _add_seeds(roots, root_grads)
         while True:
             stop = (<tuple>due[seg])[0] if seg < segments else n
             for k in range(start, stop):
@@ -3551,6 +3545,15 @@ def backward(root, gradient=None, retain_graph=False):
 # backward()'s implicit seed of a one-element float32/float64 root: a 1 written
 # into its gradient buffer (_add_seed), without the NumPy array np.ones would be.
 cdef object _ONE = object()
+
+
+cdef int _add_seeds(roots, root_grads) except -1:
+    """_add_seed for each root and its gradient, paired as zip pairs them (without
+    zip's iterator and tuples: a measurable part of a small graph's backward)."""
+    cdef Py_ssize_t i, n = len(roots) if len(roots) < len(root_grads) else len(root_grads)
+    for i in range(n):
+        _add_seed(roots[i], root_grads[i])
+    return 0
 
 
 cdef int _add_seed(TensorBase t, object g) except -1:
